@@ -1,0 +1,99 @@
+"""BigQuery: the official client; BIGQUERY_EMULATOR_HOST points it at bqemulator locally."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Sequence
+from typing import Any
+
+from google.api_core import exceptions as gexc
+from google.auth.credentials import AnonymousCredentials
+from google.cloud import bigquery
+
+from classifier.config import Config
+
+F = bigquery.SchemaField
+
+CLASSIFICATIONS_SCHEMA = [
+    F("image_name", "STRING", mode="REQUIRED"),
+    F("upload", "TIMESTAMP", mode="REQUIRED"),
+    F(
+        "classifications",
+        "RECORD",
+        mode="REPEATED",
+        fields=[F("classification", "STRING"), F("confidence", "FLOAT")],
+    ),
+    F("bucket", "STRING", mode="REQUIRED"),
+    F("generation", "INTEGER", mode="REQUIRED"),
+    F("content_type", "STRING"),
+    F("size_bytes", "INTEGER"),
+    F("model", "STRING"),
+    F("processed_at", "TIMESTAMP"),
+]
+
+FAILURES_SCHEMA = [
+    F("image_name", "STRING", mode="REQUIRED"),
+    F("upload", "TIMESTAMP"),
+    F("bucket", "STRING", mode="REQUIRED"),
+    F("generation", "INTEGER", mode="REQUIRED"),
+    F("content_type", "STRING"),
+    F("size_bytes", "INTEGER"),
+    F("reason_code", "STRING", mode="REQUIRED"),
+    F("reason", "STRING", mode="REQUIRED"),
+    F("attempts", "INTEGER"),
+    F("model", "STRING"),
+    F("failed_at", "TIMESTAMP"),
+]
+
+
+class InsertError(Exception):
+    pass
+
+
+@functools.cache
+def client(cfg: Config) -> bigquery.Client:
+    if cfg.local:
+        return bigquery.Client(project=cfg.project, credentials=AnonymousCredentials())
+    return bigquery.Client(project=cfg.project)
+
+
+def dataset_ensure(cfg: Config) -> bool:
+    try:
+        client(cfg).get_dataset(cfg.dataset_id)
+        return False
+    except gexc.NotFound:
+        client(cfg).create_dataset(bigquery.Dataset(cfg.dataset_id), exists_ok=True)
+        return True
+
+
+def table_ensure(cfg: Config, table_id: str, schema: Sequence[bigquery.SchemaField]) -> bool:
+    try:
+        client(cfg).get_table(table_id)
+        return False
+    except gexc.NotFound:
+        client(cfg).create_table(bigquery.Table(table_id, schema=list(schema)), exists_ok=True)
+        return True
+
+
+def tables_ensure(cfg: Config) -> list[str]:
+    created = [cfg.dataset_id] if dataset_ensure(cfg) else []
+    for table_id, schema in ((cfg.table_id, CLASSIFICATIONS_SCHEMA), (cfg.failures_table_id, FAILURES_SCHEMA)):
+        if table_ensure(cfg, table_id, schema):
+            created.append(table_id)
+    return created
+
+
+def insert_row(cfg: Config, table_id: str, row: dict[str, Any], *, row_id: str) -> None:
+    errors = client(cfg).insert_rows_json(table_id, [row], row_ids=[row_id])
+    if errors:
+        raise InsertError(f"insert into {table_id} refused: {errors}")
+
+
+def query(cfg: Config, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
+    """Run a parameterised query; `params` are ScalarQueryParameter objects, never formatted into the SQL."""
+    job_config = bigquery.QueryJobConfig(query_parameters=list(params))
+    return [dict(row.items()) for row in client(cfg).query(sql, job_config=job_config).result()]
+
+
+def param(name: str, type_: str, value: Any) -> bigquery.ScalarQueryParameter:
+    return bigquery.ScalarQueryParameter(name, type_, value)

@@ -1,0 +1,76 @@
+"""Cloud Storage: the official client, pointed at fake-gcs-server when the local stack is on."""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+from datetime import datetime
+
+from google.api_core import exceptions as gexc
+from google.auth.credentials import AnonymousCredentials
+from google.cloud import storage
+
+from classifier.config import Config
+
+
+class ObjectGone(Exception):
+    """The notified generation no longer exists (overwritten or deleted since)."""
+
+
+class TooLarge(Exception):
+    pass
+
+
+@dataclass(frozen=True)
+class Blob:
+    data: bytes
+    content_type: str | None
+    size: int
+    time_created: datetime | None
+
+
+@functools.cache
+def client(cfg: Config) -> storage.Client:
+    if cfg.local:
+        return storage.Client(project=cfg.project, credentials=AnonymousCredentials())
+    return storage.Client(project=cfg.project)
+
+
+def download(cfg: Config, *, bucket: str, name: str, generation: int) -> Blob:
+    """Exactly the notified generation, never whatever is current."""
+    blob = client(cfg).bucket(bucket).get_blob(name, generation=generation)
+    if blob is None:
+        raise ObjectGone(f"gs://{bucket}/{name}#{generation} no longer exists")
+    if blob.size is not None and blob.size > cfg.max_image_bytes:
+        raise TooLarge(f"{blob.size} bytes is over MAX_IMAGE_BYTES={cfg.max_image_bytes}")
+    try:
+        data = blob.download_as_bytes(generation=generation)
+    except gexc.NotFound:
+        raise ObjectGone(f"gs://{bucket}/{name}#{generation} no longer exists") from None
+    return Blob(data=data, content_type=blob.content_type, size=len(data), time_created=blob.time_created)
+
+
+def upload(cfg: Config, *, name: str, data: bytes, content_type: str | None = None) -> int:
+    """Upload to the configured bucket; returns the new generation."""
+    blob = client(cfg).bucket(cfg.bucket).blob(name)
+    blob.upload_from_string(data, content_type=content_type or "application/octet-stream")
+    return int(blob.generation)
+
+
+def bucket_exists(cfg: Config, name: str) -> bool:
+    return client(cfg).lookup_bucket(name) is not None
+
+
+def bucket_create(cfg: Config, name: str) -> None:
+    try:
+        client(cfg).create_bucket(name)
+    except gexc.Conflict:
+        pass  # already there: creating is idempotent
+
+
+def bucket_ensure(cfg: Config) -> bool:
+    """Create the configured bucket if missing; True when it was created."""
+    if bucket_exists(cfg, cfg.bucket):
+        return False
+    bucket_create(cfg, cfg.bucket)
+    return True

@@ -1,0 +1,89 @@
+"""Pub/Sub: the official client; PUBSUB_EMULATOR_HOST points it at the emulator locally."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+
+from google.api_core import exceptions as gexc
+from google.cloud import pubsub_v1
+from google.protobuf import duration_pb2
+
+from classifier.config import Config
+
+# Inference of a burst can take tens of seconds per worker: leave room before redelivery.
+ACK_DEADLINE_S = 60
+RETENTION_S = 7 * 24 * 3600
+MAX_DELIVERY_ATTEMPTS = 5
+
+Message = pubsub_v1.subscriber.message.Message
+
+
+@functools.cache
+def publisher(cfg: Config) -> pubsub_v1.PublisherClient:
+    return pubsub_v1.PublisherClient()
+
+
+@functools.cache
+def subscriber(cfg: Config) -> pubsub_v1.SubscriberClient:
+    return pubsub_v1.SubscriberClient()
+
+
+def topic_path(cfg: Config, topic: str) -> str:
+    return publisher(cfg).topic_path(cfg.project, topic)
+
+
+def subscription_path(cfg: Config, subscription: str) -> str:
+    return subscriber(cfg).subscription_path(cfg.project, subscription)
+
+
+def topic_ensure(cfg: Config, topic: str) -> bool:
+    try:
+        publisher(cfg).create_topic(request={"name": topic_path(cfg, topic)})
+        return True
+    except gexc.AlreadyExists:
+        return False
+
+
+def subscription_ensure(cfg: Config, subscription: str, topic: str, *, dead_letter_topic: str | None = None) -> bool:
+    request: dict[str, object] = {
+        "name": subscription_path(cfg, subscription),
+        "topic": topic_path(cfg, topic),
+        "ack_deadline_seconds": ACK_DEADLINE_S,
+        "message_retention_duration": duration_pb2.Duration(seconds=RETENTION_S),
+    }
+    if dead_letter_topic:
+        request["dead_letter_policy"] = {
+            "dead_letter_topic": topic_path(cfg, dead_letter_topic),
+            "max_delivery_attempts": MAX_DELIVERY_ATTEMPTS,
+        }
+    try:
+        subscriber(cfg).create_subscription(request=request)
+        return True
+    except gexc.AlreadyExists:
+        return False
+
+
+def notifications_ensure(cfg: Config) -> list[str]:
+    """Topics and subscriptions of one pipeline; returns the names it created."""
+    created = [t for t in (cfg.dead_letter_topic, cfg.topic) if topic_ensure(cfg, t)]
+    if subscription_ensure(cfg, cfg.dead_letter_subscription, cfg.dead_letter_topic):
+        created.append(cfg.dead_letter_subscription)
+    if subscription_ensure(cfg, cfg.subscription, cfg.topic, dead_letter_topic=cfg.dead_letter_topic):
+        created.append(cfg.subscription)
+    return created
+
+
+def publish(cfg: Config, topic: str, data: bytes, **attributes: str) -> str:
+    return publisher(cfg).publish(topic_path(cfg, topic), data, **attributes).result(timeout=30)
+
+
+def stream(
+    cfg: Config, callback: Callable[[Message], None], *, max_messages: int
+) -> pubsub_v1.subscriber.futures.StreamingPullFuture:
+    flow = pubsub_v1.types.FlowControl(max_messages=max_messages)
+    return subscriber(cfg).subscribe(subscription_path(cfg, cfg.subscription), callback=callback, flow_control=flow)
+
+
+def is_not_found(exc: BaseException) -> bool:
+    return isinstance(exc, gexc.NotFound)

