@@ -93,7 +93,7 @@ def ensure_duckdb_spatial() -> None:
 class Service:
     name: str
     argv: list[str]
-    address: str
+    address: str | None
     env: dict[str, str]
     log_path: Path
     after_start: Callable[[], None] | None = None
@@ -101,26 +101,33 @@ class Service:
     restarts: int = 0
 
     def start(self, timeout_s: float = 60) -> None:
+        if self.address is None:  # a process without a port (listener, worker): started is enough
+            self._spawn()
+            log.info("%s started (pid %s, log %s)", self.name, self.proc.pid if self.proc else "?", self.log_path)
+            return
         host, port = _host_port(self.address)
         if port_open(host, port):
             raise StackError(f"{self.name}: {host}:{port} is already in use; stop what listens there or pick another port")
-        self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        log_file = self.log_path.open("ab")
-        self.proc = subprocess.Popen(
-            self.argv, stdout=log_file, stderr=subprocess.STDOUT, env=self.env, start_new_session=True
-        )
-        log_file.close()
+        proc = self._spawn()
         deadline = time.monotonic() + timeout_s
         while not port_open(host, port):
-            if self.proc.poll() is not None:
-                raise StackError(f"{self.name} exited with {self.proc.returncode} at start:\n{self.log_tail()}")
+            if proc.poll() is not None:
+                raise StackError(f"{self.name} exited with {proc.returncode} at start:\n{self.log_tail()}")
             if time.monotonic() > deadline:
                 self.stop()
                 raise StackError(f"{self.name} did not listen on {host}:{port} within {timeout_s:.0f}s:\n{self.log_tail()}")
             time.sleep(0.1)
-        log.info("%s listening on %s (pid %s, log %s)", self.name, self.address, self.proc.pid, self.log_path)
+        log.info("%s listening on %s (pid %s, log %s)", self.name, self.address, proc.pid, self.log_path)
         if self.after_start:
             self.after_start()
+
+    def _spawn(self) -> subprocess.Popen[bytes]:
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        with self.log_path.open("ab") as log_file:
+            self.proc = subprocess.Popen(
+                self.argv, stdout=log_file, stderr=subprocess.STDOUT, env=self.env, start_new_session=True
+            )
+        return self.proc
 
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
@@ -271,3 +278,31 @@ def start(cfg: Config) -> Stack:
             service.stop()
         raise
     return stack
+
+
+def app_env(cfg: Config) -> dict[str, str]:
+    """The environment of the app's own processes: this one's, with the emulator hosts made explicit."""
+    env = _base_env(cfg)
+    env.setdefault("DJANGO_SETTINGS_MODULE", "controlplane.settings")
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+def listener_service(cfg: Config, env: dict[str, str]) -> Service:
+    manage = str(Path(__file__).resolve().parent.parent / "manage.py")
+    return Service("listener", [sys.executable, manage, "runlistener"], None, env, cfg.data_dir / "logs" / "listener.log")
+
+
+def worker_service(cfg: Config, env: dict[str, str], *, name: str = "worker") -> Service:
+    rq = str(Path(sys.executable).with_name("rq"))
+    argv = [
+        rq, "worker", "--with-scheduler", "-w", "classifier.worker.ClassifierWorker", "-S", "rq.serializers.JSONSerializer",
+        "--url", cfg.redis_url, "--logging_level", "INFO", cfg.queue_name,
+    ]
+    return Service(name, argv, None, env, cfg.data_dir / "logs" / f"{name}.log")
+
+
+def web_service(cfg: Config, env: dict[str, str], address: str) -> Service:
+    manage = str(Path(__file__).resolve().parent.parent / "manage.py")
+    argv = [sys.executable, manage, "runserver", "--noreload", address]
+    return Service("web", argv, address, env, cfg.data_dir / "logs" / "web.log")

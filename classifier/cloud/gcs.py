@@ -44,7 +44,7 @@ def download(cfg: Config, *, bucket: str, name: str, generation: int) -> Blob:
     if blob.size is not None and blob.size > cfg.max_image_bytes:
         raise TooLarge(f"{blob.size} bytes is over MAX_IMAGE_BYTES={cfg.max_image_bytes}")
     try:
-        data = blob.download_as_bytes(generation=generation)
+        data = blob.download_as_bytes()  # this blob object is pinned to `generation`
     except gexc.NotFound:
         raise ObjectGone(f"gs://{bucket}/{name}#{generation} no longer exists") from None
     return Blob(data=data, content_type=blob.content_type, size=len(data), time_created=blob.time_created)

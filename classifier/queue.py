@@ -1,0 +1,50 @@
+"""Enqueueing classification jobs: one deterministic job per object generation."""
+
+from __future__ import annotations
+
+import functools
+
+from rq import Queue
+from rq.job import Job, JobStatus
+from rq.serializers import JSONSerializer
+
+from classifier import jobs, ledger
+from classifier.config import Config
+
+# A job that is queued, running or waiting for a retry must not be enqueued again by a redelivery.
+LIVE_STATUSES = {JobStatus.QUEUED, JobStatus.STARTED, JobStatus.SCHEDULED, JobStatus.DEFERRED}
+
+
+@functools.cache
+def queue(cfg: Config) -> Queue:
+    return Queue(
+        cfg.queue_name,
+        connection=ledger.connection(cfg),
+        serializer=JSONSerializer,
+        default_timeout=cfg.job_timeout_s,
+    )
+
+
+def enqueue_classification(
+    cfg: Config, *, bucket: str, name: str, generation: int, event_time: str | None, force: bool = False
+) -> tuple[str, bool]:
+    """Returns (job id, whether a job was enqueued). Skips generations already done or in flight unless forced."""
+    q = queue(cfg)
+    job_id = jobs.job_id(bucket, name, generation)
+    if not force:
+        if ledger.outcome_get(q.connection, ledger.object_key(bucket, name, generation)) is not None:
+            return job_id, False
+        existing = Job.fetch(job_id, connection=q.connection, serializer=JSONSerializer) if Job.exists(job_id, q.connection) else None
+        if existing is not None and existing.get_status(refresh=False) in LIVE_STATUSES:
+            return job_id, False
+    q.enqueue(
+        jobs.classify_object,
+        kwargs={"bucket": bucket, "name": name, "generation": generation, "event_time": event_time},
+        job_id=job_id,
+        retry=jobs.RETRY,
+        on_failure=jobs.on_failure,
+        result_ttl=24 * 3600,
+        failure_ttl=30 * 24 * 3600,
+        description=f"classify gs://{bucket}/{name}#{generation}",
+    )
+    return job_id, True

@@ -1,0 +1,125 @@
+"""Turns bucket notifications into classification jobs. `runlistener` is a thin loop around `handle_message`."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import socket
+import threading
+import time
+from dataclasses import dataclass
+
+from classifier import ledger
+from classifier.cloud import pubsub
+from classifier.config import Config
+from classifier.queue import enqueue_classification
+
+log = logging.getLogger(__name__)
+
+HEARTBEAT_KEY = "sightline:listener:heartbeat"
+HEARTBEAT_TTL_S = 30
+
+
+class BadMessage(Exception):
+    """A notification that cannot be understood; it goes to the dead-letter topic with this reason."""
+
+
+@dataclass(frozen=True)
+class Notification:
+    bucket: str
+    name: str
+    generation: int
+    event_time: str | None
+
+
+def parse(attributes: dict[str, str]) -> Notification | None:
+    """None for events other than OBJECT_FINALIZE (deletes, metadata updates): nothing to classify."""
+    event = attributes.get("eventType")
+    if event is None:
+        raise BadMessage("no eventType attribute: not a Cloud Storage notification")
+    if event != "OBJECT_FINALIZE":
+        return None
+    if attributes.get("payloadFormat", "JSON_API_V1") not in ("JSON_API_V1", "NONE"):
+        raise BadMessage(f"unsupported payloadFormat {attributes['payloadFormat']!r}")
+    try:
+        bucket, name, generation = attributes["bucketId"], attributes["objectId"], int(attributes["objectGeneration"])
+    except KeyError as exc:
+        raise BadMessage(f"missing attribute {exc.args[0]}") from None
+    except ValueError:
+        raise BadMessage(f"objectGeneration {attributes['objectGeneration']!r} is not an integer") from None
+    if not bucket or not name:
+        raise BadMessage("empty bucketId or objectId")
+    return Notification(bucket, name, generation, attributes.get("eventTime"))
+
+
+@dataclass
+class Listener:
+    cfg: Config
+    received: int = 0
+    enqueued: int = 0
+    started_at: float = 0.0
+
+    def __post_init__(self) -> None:
+        self.started_at = time.time()
+        self._lock = threading.Lock()
+
+    def handle_message(self, message: pubsub.Message) -> str:
+        """Enqueue, then ack. Any failure to enqueue nacks, so Pub/Sub redelivers: nothing is dropped."""
+        with self._lock:
+            self.received += 1
+        attributes = dict(message.attributes)
+        try:
+            notification = parse(attributes)
+        except BadMessage as exc:
+            return self._dead_letter(message, str(exc))
+        if notification is None:
+            message.ack()
+            log.info("ignored %s event for %s", attributes.get("eventType"), attributes.get("objectId"))
+            return "ignored"
+        try:
+            job_id, created = enqueue_classification(
+                self.cfg,
+                bucket=notification.bucket,
+                name=notification.name,
+                generation=notification.generation,
+                event_time=notification.event_time,
+            )
+        except Exception:
+            log.exception("could not enqueue gs://%s/%s; nacked for redelivery", notification.bucket, notification.name)
+            message.nack()
+            return "nacked"
+        message.ack()
+        key = ledger.object_key(notification.bucket, notification.name, notification.generation)
+        if created:
+            with self._lock:
+                self.enqueued += 1
+            log.info("enqueued %s as %s", key, job_id)
+            return "enqueued"
+        log.info("duplicate notification for %s (job %s already exists or is done)", key, job_id)
+        return "duplicate"
+
+    def _dead_letter(self, message: pubsub.Message, reason: str) -> str:
+        try:
+            pubsub.publish(
+                self.cfg, self.cfg.dead_letter_topic, message.data, **dict(message.attributes), sightline_error=reason
+            )
+        except Exception:
+            log.exception("could not dead-letter message %s; nacked", message.message_id)
+            message.nack()
+            return "nacked"
+        message.ack()
+        log.warning("dead-lettered message %s: %s", message.message_id, reason)
+        return "dead_letter"
+
+    def heartbeat(self, state: str) -> None:
+        payload = {
+            "state": state,
+            "pid": os.getpid(),
+            "host": socket.gethostname(),
+            "at": time.time(),
+            "started_at": self.started_at,
+            "received": self.received,
+            "enqueued": self.enqueued,
+        }
+        ledger.connection(self.cfg).set(HEARTBEAT_KEY, json.dumps(payload), ex=HEARTBEAT_TTL_S)

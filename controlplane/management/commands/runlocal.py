@@ -1,0 +1,75 @@
+"""Run the whole thing locally: emulators, Redis, web, listener and a worker, supervised."""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+import signal
+import threading
+from types import FrameType
+from typing import Any
+
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.core.management import call_command
+from django.core.management.base import BaseCommand, CommandError
+
+from controlplane import localstack
+
+log = logging.getLogger("controlplane.runlocal")
+
+
+class Command(BaseCommand):
+    help = "Start and supervise the local stack and the app's processes; Ctrl-C stops everything."
+
+    def add_arguments(self, parser: Any) -> None:
+        parser.add_argument("--addr", default=os.environ.get("SIGHTLINE_WEB_ADDR", "127.0.0.1:8000"))
+        parser.add_argument("--workers", type=int, default=1)
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        cfg = settings.SIGHTLINE
+        stop = threading.Event()
+
+        def on_signal(signum: int, frame: FrameType | None) -> None:
+            stop.set()
+
+        signal.signal(signal.SIGTERM, on_signal)
+        signal.signal(signal.SIGINT, on_signal)
+        try:
+            stack = localstack.start(cfg)
+        except localstack.StackError as exc:
+            raise CommandError(str(exc)) from None
+        try:
+            call_command("migrate", interactive=False, verbosity=0)
+            password = self._ensure_admin()
+            env = localstack.app_env(cfg)
+            apps = [localstack.web_service(cfg, env, options["addr"]), localstack.listener_service(cfg, env)]
+            apps += [localstack.worker_service(cfg, env, name=f"worker-{i + 1}") for i in range(options["workers"])]
+            for service in apps:
+                service.start()
+                stack.services.append(service)
+            self.stdout.write(
+                self.style.SUCCESS(f"\nSightline is up: http://{options['addr']}/  (log in as admin / {password})\n")
+                + f"Bucket gs://{cfg.bucket} on {cfg.storage_emulator_host}; logs in {cfg.data_dir / 'logs'}; Ctrl-C stops.\n"
+            )
+            while not stop.wait(2):
+                stack.supervise_once()
+        finally:
+            self.stdout.write("stopping...")
+            stack.stop()
+
+    def _ensure_admin(self) -> str:
+        """A local admin whose password is kept in the data folder (or given as SIGHTLINE_ADMIN_PASSWORD)."""
+        path = settings.SIGHTLINE.data_dir / "admin-password"
+        password = os.environ.get("SIGHTLINE_ADMIN_PASSWORD") or (path.read_text().strip() if path.exists() else "")
+        if not password:
+            password = secrets.token_urlsafe(12)
+            path.write_text(password)
+            path.chmod(0o600)
+        user_model = get_user_model()
+        user, _ = user_model.objects.get_or_create(username="admin", defaults={"is_staff": True, "is_superuser": True})
+        if not user.check_password(password):
+            user.set_password(password)
+            user.save()
+        return password
