@@ -1,0 +1,115 @@
+"""Shared fixtures: one private local stack per test run, real photos, and the app's processes."""
+
+from __future__ import annotations
+
+import io
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+from django.conf import settings
+from PIL import Image
+
+from classifier.cloud import bigquery, gcs
+from classifier.config import Config
+from controlplane import localstack
+
+
+@pytest.fixture(scope="session")
+def cfg() -> Config:
+    return settings.SIGHTLINE
+
+
+@pytest.fixture(scope="session")
+def stack(cfg: Config) -> Iterator[localstack.Stack]:
+    try:
+        running = localstack.start(cfg)
+    except localstack.StackError as exc:
+        pytest.skip(f"local stack unavailable: {exc}")
+    yield running
+    running.stop()
+
+
+@pytest.fixture(scope="session")
+def pipeline(cfg: Config, stack: localstack.Stack) -> Iterator[dict[str, localstack.Service]]:
+    """The listener and one worker as real processes, as `bin/run` starts them."""
+    env = localstack.app_env(cfg)
+    services = {"listener": localstack.listener_service(cfg, env), "worker": localstack.worker_service(cfg, env)}
+    for service in services.values():
+        service.start()
+    yield services
+    for service in services.values():
+        service.stop()
+
+
+def _encode(array: Any, fmt: str) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(array).save(buffer, fmt)
+    return buffer.getvalue()
+
+
+@pytest.fixture(scope="session")
+def photos() -> dict[str, bytes]:
+    """Real photos shipped in scikit-image, encoded as an uploader would send them."""
+    from skimage import data
+
+    return {
+        "chelsea.png": _encode(data.chelsea(), "PNG"),
+        "coffee.png": _encode(data.coffee(), "PNG"),
+        "rocket.jpg": _encode(data.rocket(), "JPEG"),
+    }
+
+
+@pytest.fixture
+def prefix() -> str:
+    """A unique folder per test, so tests sharing the stack never see each other's objects."""
+    return f"t-{uuid.uuid4().hex[:10]}/"
+
+
+@pytest.fixture
+def upload(cfg: Config, stack: localstack.Stack) -> Callable[..., int]:
+    def _upload(name: str, data: bytes, content_type: str | None = None) -> int:
+        return gcs.upload(cfg, name=name, data=data, content_type=content_type)
+
+    return _upload
+
+
+def wait_for(check: Callable[[], Any], *, timeout: float = 30, every: float = 0.25) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        result = check()
+        if result or time.monotonic() > deadline:
+            return result
+        time.sleep(every)
+
+
+def wait_for_all(fetch: Callable[[], dict[str, list[Any]]], *, timeout: float = 30) -> dict[str, list[Any]]:
+    """Poll until every key has at least one entry; returns the last fetch either way."""
+    last: dict[str, list[Any]] = {}
+
+    def check() -> bool:
+        nonlocal last
+        last = fetch()
+        return all(last.values())
+
+    wait_for(check, timeout=timeout)
+    return last
+
+
+def rows_for(cfg: Config, names: list[str]) -> dict[str, list[dict[str, Any]]]:
+    """Classification rows by image name: a list, so a doubled row shows as two."""
+    sql = f"SELECT * FROM `{cfg.table_id}` WHERE image_name IN UNNEST(@names)"
+    found: dict[str, list[dict[str, Any]]] = {n: [] for n in names}
+    for row in bigquery.query(cfg, sql, [bigquery.bigquery.ArrayQueryParameter("names", "STRING", names)]):
+        found[row["image_name"]].append(row)
+    return found
+
+
+def failures_for(cfg: Config, names: list[str]) -> dict[str, list[dict[str, Any]]]:
+    sql = f"SELECT * FROM `{cfg.failures_table_id}` WHERE image_name IN UNNEST(@names)"
+    found: dict[str, list[dict[str, Any]]] = {n: [] for n in names}
+    for row in bigquery.query(cfg, sql, [bigquery.bigquery.ArrayQueryParameter("names", "STRING", names)]):
+        found[row["image_name"]].append(row)
+    return found
