@@ -119,7 +119,9 @@ def on_failure(
 ) -> None:
     """RQ calls this on every failed attempt; after the last one, leave a failure record an operator can read."""
     if job.retries_left:
-        log.warning("job %s attempt failed (%s: %s); %s retries left", job.id, exc_type.__name__, exc_value, job.retries_left)
+        log.warning(
+            "job %s attempt failed (%s: %s); %s retries left", job.id, exc_type.__name__, exc_value, job.retries_left
+        )
         return
     kwargs = job.kwargs
     cfg = get_config()

@@ -34,7 +34,11 @@ def enqueue_classification(
     if not force:
         if ledger.outcome_get(q.connection, ledger.object_key(bucket, name, generation)) is not None:
             return job_id, False
-        existing = Job.fetch(job_id, connection=q.connection, serializer=JSONSerializer) if Job.exists(job_id, q.connection) else None
+        existing = (
+            Job.fetch(job_id, connection=q.connection, serializer=JSONSerializer)
+            if Job.exists(job_id, q.connection)
+            else None
+        )
         if existing is not None and existing.get_status(refresh=False) in LIVE_STATUSES:
             return job_id, False
     q.enqueue(

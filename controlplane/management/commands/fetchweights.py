@@ -31,5 +31,7 @@ class Command(BaseCommand):
         except RuntimeError as exc:
             raise CommandError(f"downloaded file failed the sha256 check: {exc}") from None
         except OSError as exc:
-            raise CommandError(f"could not download {options['url']}: {exc} (no network? copy the file into {models_dir})") from None
+            raise CommandError(
+                f"could not download {options['url']}: {exc} (no network? copy the file into {models_dir})"
+            ) from None
         self.stdout.write(self.style.SUCCESS(f"saved {target}; restart the workers to use MODEL=resnet50"))
