@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 from dataclasses import dataclass
 from datetime import datetime
@@ -62,10 +63,8 @@ def bucket_exists(cfg: Config, name: str) -> bool:
 
 
 def bucket_create(cfg: Config, name: str) -> None:
-    try:
+    with contextlib.suppress(gexc.Conflict):  # already there: creating is idempotent
         client(cfg).create_bucket(name)
-    except gexc.Conflict:
-        pass  # already there: creating is idempotent
 
 
 def bucket_ensure(cfg: Config) -> bool:
