@@ -8,7 +8,7 @@ import pytest
 from PIL import Image
 from skimage import data
 
-from tests.conftest import failures_for, rows_for, wait_for_all
+from tests.conftest import failures_for, rows_for, wait_for, wait_for_all
 
 pytestmark = pytest.mark.e2e
 
@@ -54,3 +54,24 @@ def test_photos_become_rows_and_bad_uploads_become_failures(cfg, pipeline, photo
     assert "truncated" in failures[f"{prefix}truncated.jpg"][0]["reason"]
     assert all(len(v) == 1 for v in failures.values())
     assert pipeline["worker"].alive() and pipeline["listener"].alive()
+
+
+def test_a_redelivered_notification_does_not_double_the_row(cfg, pipeline, photos, upload, prefix):
+    from classifier.cloud import pubsub
+
+    name = f"{prefix}chelsea-twice.png"
+    generation = upload(name, photos["chelsea.png"], "image/png")
+    assert wait_for_all(lambda: rows_for(cfg, [name]), timeout=60)[name]
+    attributes = {
+        "eventType": "OBJECT_FINALIZE",
+        "payloadFormat": "JSON_API_V1",
+        "bucketId": cfg.bucket,
+        "objectId": name,
+        "objectGeneration": str(generation),
+        "eventTime": "2026-11-25T00:00:00Z",
+    }
+    for _ in range(3):  # at-least-once delivery, as Pub/Sub may do it
+        pubsub.publish(cfg, cfg.topic, b"{}", **attributes)
+    log = pipeline["listener"].log_path
+    wait_for(lambda: log.read_text().count(f"duplicate notification for {cfg.bucket}/{name}#{generation}") >= 3, timeout=30)
+    assert len(rows_for(cfg, [name])[name]) == 1
