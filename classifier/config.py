@@ -16,6 +16,7 @@ from urllib.parse import urlparse
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 MODEL_CHOICES = ("auto", "resnet50", "efficientnet_lite0")
+BACKEND_CHOICES = ("auto", "torch", "onnx")
 
 # Loopback ports of the local stack; each can be moved with its own variable.
 LOCAL_DEFAULTS = {
@@ -93,6 +94,18 @@ def _redis_url(env: Mapping[str, str]) -> str:
     return value
 
 
+def _metrics_token(env: Mapping[str, str]) -> str | None:
+    raw = env.get("METRICS_TOKEN")
+    if raw is None or raw.strip() == "":
+        return None
+    value = raw.strip()
+    if len(value) < 24 or not re.fullmatch(r"[\x21-\x7e]+", value):
+        raise ConfigError(
+            "METRICS_TOKEN must be at least 24 printable characters without spaces (e.g. openssl rand -hex 24)"
+        )
+    return value
+
+
 def _emulator_host(env: Mapping[str, str], name: str, *, scheme: bool) -> str:
     value = _get(env, name, LOCAL_DEFAULTS[name])
     has_scheme = value.startswith(("http://", "https://"))
@@ -126,6 +139,10 @@ class Config:
     max_image_pixels: int
     job_timeout_s: int
     torch_threads: int
+    inference_backend: str
+    workers: int
+    worker_fork: bool
+    metrics_token: str | None = None
 
     @property
     def dataset_id(self) -> str:
@@ -160,6 +177,13 @@ class Config:
                 raise ConfigError(
                     f"{stray[0]} is set but SIGHTLINE_LOCAL is off: unset it to use real GCP, or set SIGHTLINE_LOCAL=1"
                 )
+        backend = _get(env, "INFERENCE_BACKEND", "auto").lower()
+        if backend not in BACKEND_CHOICES:
+            raise ConfigError(f"INFERENCE_BACKEND={backend!r} must be one of {', '.join(BACKEND_CHOICES)}")
+        worker_fork = envbool(env, "WORKER_FORK", False)
+        if worker_fork and backend == "onnx":
+            raise ConfigError("INFERENCE_BACKEND=onnx needs in-process workers: unset WORKER_FORK")
+        workers = envint(env, "WORKERS", 2, minimum=1)
         topic = _matching(env, "PUBSUB_TOPIC", _RESOURCE_RE, "sightline-uploads")
         subscription = _matching(env, "PUBSUB_SUBSCRIPTION", _RESOURCE_RE, f"{topic}-workers")
         return cls(
@@ -183,7 +207,11 @@ class Config:
             max_image_bytes=envint(env, "MAX_IMAGE_BYTES", 50 * 1024 * 1024, minimum=1),
             max_image_pixels=envint(env, "MAX_IMAGE_PIXELS", 64_000_000, minimum=1),
             job_timeout_s=envint(env, "JOB_TIMEOUT_S", 120, minimum=5),
-            torch_threads=envint(env, "TORCH_THREADS", os.cpu_count() or 1, minimum=1),
+            torch_threads=envint(env, "TORCH_THREADS", max(1, (os.cpu_count() or 1) // workers), minimum=1),
+            inference_backend=backend,
+            workers=workers,
+            worker_fork=worker_fork,
+            metrics_token=_metrics_token(env),
         )
 
     def export_emulator_env(self) -> None:
