@@ -10,6 +10,8 @@ import threading
 import time
 from dataclasses import dataclass
 
+from redis import Redis
+
 from classifier import ledger
 from classifier.cloud import pubsub
 from classifier.config import Config
@@ -19,6 +21,20 @@ log = logging.getLogger(__name__)
 
 HEARTBEAT_KEY = "sightline:listener:heartbeat"
 HEARTBEAT_TTL_S = 30
+# What the operator asked for from the dashboard; the running listener obeys it. No TTL: it survives restarts.
+DESIRED_KEY = "sightline:listener:desired"
+DESIRED_STATES = ("running", "paused")
+
+
+def desired_get(redis: Redis) -> str:
+    value = redis.get(DESIRED_KEY)
+    return value.decode() if value is not None and value.decode() in DESIRED_STATES else "running"
+
+
+def desired_set(redis: Redis, state: str) -> None:
+    if state not in DESIRED_STATES:
+        raise ValueError(f"desired listener state must be one of {DESIRED_STATES}, not {state!r}")
+    redis.set(DESIRED_KEY, state)
 
 
 class BadMessage(Exception):
@@ -122,4 +138,9 @@ class Listener:
             "received": self.received,
             "enqueued": self.enqueued,
         }
-        ledger.connection(self.cfg).set(HEARTBEAT_KEY, json.dumps(payload), ex=HEARTBEAT_TTL_S)
+        # A clean exit leaves its last word without a TTL, so the dashboard can tell "stopped" from "died".
+        ttl = None if state == "stopped" else HEARTBEAT_TTL_S
+        ledger.connection(self.cfg).set(HEARTBEAT_KEY, json.dumps(payload), ex=ttl)
+
+    def desired(self) -> str:
+        return desired_get(ledger.connection(self.cfg))

@@ -16,7 +16,8 @@ from controlplane.listener import Listener
 
 log = logging.getLogger("controlplane.listener")
 
-HEARTBEAT_EVERY_S = 5.0
+# How often the listener reports and looks at the state the dashboard asks for.
+TICK_S = 1.0
 RESTART_BACKOFF_S = (1, 2, 5, 10, 30)
 
 
@@ -40,17 +41,28 @@ class Command(BaseCommand):
         log.info("listening on %s (queue %s at %s)", cfg.subscription_path, cfg.queue_name, cfg.redis_url)
         failures = 0
         while not stop.is_set():
+            if listener.desired() == "paused":
+                # Paused from the dashboard: hold no stream (Pub/Sub keeps the messages) and keep reporting.
+                listener.heartbeat("paused")
+                stop.wait(TICK_S)
+                continue
             future = pubsub.stream(cfg, listener.handle_message, max_messages=options["max_messages"])
+            log.info("streaming pull started")
+            pausing = False
             while not stop.is_set() and not future.done():
                 listener.heartbeat("running")
-                stop.wait(HEARTBEAT_EVERY_S)
+                stop.wait(TICK_S)
                 if future.running():
                     failures = 0
+                if listener.desired() == "paused":
+                    log.info("paused from the dashboard: draining and holding the stream closed")
+                    pausing = True
+                    break
             future.cancel()  # stops pulling; callbacks already running finish first
             try:
                 future.result(timeout=30)
             except Exception as exc:  # the stream ended: cancelled by us, or a fault to report and retry
-                if not stop.is_set():
+                if not stop.is_set() and not pausing:
                     delay = RESTART_BACKOFF_S[min(failures, len(RESTART_BACKOFF_S) - 1)]
                     failures += 1
                     reason = "subscription not found (run apply)" if pubsub.is_not_found(exc) else f"{exc!r}"
