@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -49,6 +50,43 @@ def download(cfg: Config, *, bucket: str, name: str, generation: int) -> Blob:
     except gexc.NotFound:
         raise ObjectGone(f"gs://{bucket}/{name}#{generation} no longer exists") from None
     return Blob(data=data, content_type=blob.content_type, size=len(data), time_created=blob.time_created)
+
+
+@dataclass(frozen=True)
+class ObjectInfo:
+    name: str
+    generation: int
+    content_type: str | None
+    size: int | None
+    time_created: datetime | None
+
+
+def object_read(
+    cfg: Config, *, bucket: str, name: str, generation: int, chunk_size: int = 256 * 1024
+) -> tuple[ObjectInfo, Iterator[bytes]]:
+    """Exactly one generation, as chunks: for streaming an object to a browser without holding it whole."""
+    blob = client(cfg).bucket(bucket).get_blob(name, generation=generation)
+    if blob is None:
+        raise ObjectGone(f"gs://{bucket}/{name}#{generation} no longer exists")
+    info = ObjectInfo(blob.name, int(blob.generation), blob.content_type, blob.size, blob.time_created)
+
+    def chunks() -> Iterator[bytes]:
+        try:
+            with blob.open("rb", chunk_size=chunk_size) as reader:
+                while chunk := reader.read(chunk_size):
+                    yield chunk
+        except gexc.NotFound:
+            return
+
+    return info, chunks()
+
+
+def object_current(cfg: Config, *, name: str) -> ObjectInfo | None:
+    """The live generation of a name in the configured bucket, or None."""
+    blob = client(cfg).bucket(cfg.bucket).get_blob(name)
+    if blob is None:
+        return None
+    return ObjectInfo(blob.name, int(blob.generation), blob.content_type, blob.size, blob.time_created)
 
 
 def upload(cfg: Config, *, name: str, data: bytes, content_type: str | None = None) -> int:
