@@ -97,3 +97,19 @@ def query(cfg: Config, sql: str, params: Sequence[Any] = ()) -> list[dict[str, A
 
 def param(name: str, type_: str, value: Any) -> bigquery.ScalarQueryParameter:
     return bigquery.ScalarQueryParameter(name, type_, value)
+
+
+class StreamingBufferBusy(Exception):
+    """BigQuery refuses DML on rows still in the streaming buffer (up to ~90 min after a streaming insert)."""
+
+
+def dml(cfg: Config, sql: str, params: Sequence[Any] = ()) -> int:
+    """Run a parameterised DELETE/UPDATE; returns the rows it affected."""
+    job = client(cfg).query(sql, job_config=bigquery.QueryJobConfig(query_parameters=list(params)))
+    try:
+        job.result()
+    except gexc.BadRequest as exc:
+        if "streaming buffer" in str(exc).lower():
+            raise StreamingBufferBusy(str(exc)) from None
+        raise
+    return int(job.num_dml_affected_rows or 0)
