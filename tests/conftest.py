@@ -12,6 +12,7 @@ import pytest
 from django.conf import settings
 from PIL import Image
 
+from classifier import ledger
 from classifier.cloud import bigquery, gcs
 from classifier.config import Config
 from controlplane import localstack
@@ -28,15 +29,18 @@ def stack(cfg: Config) -> Iterator[localstack.Stack]:
         running = localstack.start(cfg)
     except localstack.StackError as exc:
         pytest.skip(f"local stack unavailable: {exc}")
+    ledger.trust(ledger.connection(cfg))  # a fresh data dir: the empty ledger matches the empty tables
     yield running
     running.stop()
 
 
 @pytest.fixture(scope="session")
 def pipeline(cfg: Config, stack: localstack.Stack) -> Iterator[dict[str, localstack.Service]]:
-    """The listener and one worker as real processes, as `bin/run` starts them."""
+    """The listener and WORKERS workers as real processes, as `bin/run` starts them."""
     env = localstack.app_env(cfg)
     services = {"listener": localstack.listener_service(cfg, env), "worker": localstack.worker_service(cfg, env)}
+    for i in range(2, cfg.workers + 1):
+        services[f"worker-{i}"] = localstack.worker_service(cfg, env, name=f"worker-{i}")
     for service in services.values():
         service.start()
     yield services

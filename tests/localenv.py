@@ -22,9 +22,19 @@ os.environ.update(
         "BIGQUERY_EMULATOR_HOST": f"http://127.0.0.1:{free_port()}",
         "REDIS_URL": f"redis://127.0.0.1:{free_port()}/0",
         "MODEL": "efficientnet_lite0",
-        "TORCH_THREADS": "2",
         "DJANGO_SECRET_KEY": "tests-only-not-secret",
     }
 )
-for name in ("BQ_TABLE", "BQ_FAILURES_TABLE", "PUBSUB_TOPIC", "PUBSUB_SUBSCRIPTION", "MODELS_DIR", "RQ_QUEUE"):
+for name in (
+    "TORCH_THREADS",
+    "WORKERS",
+    "INFERENCE_BACKEND",
+    "WORKER_FORK",
+    "BQ_TABLE",
+    "BQ_FAILURES_TABLE",
+    "PUBSUB_TOPIC",
+    "PUBSUB_SUBSCRIPTION",
+    "MODELS_DIR",
+    "RQ_QUEUE",
+):
     os.environ.pop(name, None)

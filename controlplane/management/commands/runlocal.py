@@ -25,7 +25,8 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser: Any) -> None:
         parser.add_argument("--addr", default=os.environ.get("SIGHTLINE_WEB_ADDR", "127.0.0.1:8000"))
-        parser.add_argument("--workers", type=int, default=1)
+        # Default WORKERS (2): each gets TORCH_THREADS = cores / workers, so one overlaps I/O with the other's inference.
+        parser.add_argument("--workers", type=int, default=settings.SIGHTLINE.workers)
 
     def handle(self, *args: Any, **options: Any) -> None:
         cfg = settings.SIGHTLINE
