@@ -1,26 +1,45 @@
-"""RQ jobs: thin adapters that take primitives and call the real work. JSON-serialisable arguments only."""
+"""RQ jobs: thin adapters that take primitives and call the real work. JSON-serialisable arguments only.
+
+Delivery contract: every finalized object generation ends as exactly one classification row or exactly one
+failure record, whatever crashes or repeats in between. Reading and classifying have no side effects and may
+run any number of times; the one write (the BigQuery insert, then the ledger outcome) happens under a claim,
+see `_write_once` and classifier/ledger.py.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import logging
+import os
+import time
+import uuid
 from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any
 
 from redis import Redis
-from rq import Retry
+from rq import Retry, get_current_job
+from rq.executions import ExecutionRegistry
 from rq.job import Job
+from rq.registry import StartedJobRegistry
 
-from classifier import ledger, runtime
+from classifier import ledger, outcomes, runtime
 from classifier.cloud import bigquery, gcs
 from classifier.config import Config, get_config
 from classifier.model import BadImage
 
 log = logging.getLogger(__name__)
 
-# Transient faults (network, 5xx, timeouts) are retried with backoff; permanent ones never reach RQ's retry.
+# Transient faults (network, 5xx, timeouts, a busy claim) raise and are retried with backoff by RQ;
+# permanent ones (a bad image, a gone object) become a failure record at once and never reach RQ's retry.
 RETRY = Retry(max=3, interval=[5, 20, 60])
+# Longer than a write can take (bigquery.WRITE_TIMEOUT_S + outcomes.QUERY_TIMEOUT_S), shorter than RQ's backoff.
+CLAIM_TTL_S = 60
+CLAIM_WAIT_S = 10.0
+
+
+class ClaimBusy(Exception):
+    """Another live execution is writing the outcome of this object generation; transient: retried."""
 
 
 def job_id(bucket: str, name: str, generation: int) -> str:
@@ -35,6 +54,72 @@ def _now() -> str:
 
 def _iso(value: datetime | str | None) -> str | None:
     return value.isoformat() if isinstance(value, datetime) else value
+
+
+def _claim_token() -> str:
+    """`<job id>:<execution id>` under RQ, so a retry can tell a dead holder (its own earlier attempt) from a live one."""
+    job = get_current_job()
+    if job is None:
+        return f"local:{uuid.uuid4().hex}"
+    execution_id = os.environ.get("RQ_EXECUTION_ID")  # set in a forked work horse
+    if not execution_id:
+        live = ExecutionRegistry(job.id, connection=job.connection).get_execution_ids()
+        execution_id = live[0] if len(live) == 1 else uuid.uuid4().hex
+    return f"{job.id}:{execution_id}:{job.origin}"
+
+
+def _holder_dead(redis: Redis, token: str) -> bool:
+    """True when the claim belongs to an RQ execution that RQ no longer counts as running (killed, abandoned)."""
+    parts = token.split(":")
+    if len(parts) != 3 or parts[0] == "local":
+        return False
+    job_id_, execution_id, queue_name = parts
+    started = StartedJobRegistry(name=queue_name, connection=redis)
+    return redis.zscore(started.key, f"{job_id_}:{execution_id}") is None
+
+
+def _claim(redis: Redis, key: str, token: str) -> bool:
+    """Take the write claim; wait briefly for a live holder to finish. False when the outcome appeared meanwhile."""
+    deadline = time.monotonic() + CLAIM_WAIT_S
+    while not ledger.claim(redis, key, token, CLAIM_TTL_S):
+        holder = redis.get(ledger.CLAIM_PREFIX + key)
+        if holder is not None and _holder_dead(redis, holder.decode()):
+            # A compare-and-set would be tidier; a lost race here only means both ask BigQuery first.
+            log.warning("claim on %s held by dead execution %s: taking it over", key, holder.decode())
+            redis.set(ledger.CLAIM_PREFIX + key, token, ex=CLAIM_TTL_S)
+            return True
+        if ledger.outcome_get(redis, key) is not None:
+            return False
+        if time.monotonic() > deadline:
+            raise ClaimBusy(f"{key} is being written by {holder.decode() if holder else 'another execution'}")
+        time.sleep(0.2)
+    return True
+
+
+def _write_once(
+    cfg: Config, redis: Redis, *, key: str, table_id: str, row: dict[str, Any], outcome: str
+) -> tuple[bool, str]:
+    """Insert `row` unless this generation already has an outcome; returns (written, the outcome that holds)."""
+    token = _claim_token()
+    if not _claim(redis, key, token):
+        return False, ledger.outcome_get(redis, key) or outcome
+    try:
+        previous = ledger.outcome_get(redis, key)
+        if previous is not None:
+            return False, previous
+        if ledger.inserting(redis, key) or not ledger.trusted(redis):
+            # An earlier attempt died between insert and outcome, or Redis lost the ledger: ask BigQuery.
+            found = outcomes.find(cfg, [key]).get(key)
+            if found:
+                ledger.outcome_set(redis, key, found[0])
+                log.warning("recovered %s: BigQuery already holds %s", key, found[0])
+                return False, found[0]
+        ledger.inserting_mark(redis, key)
+        bigquery.insert_row(cfg, table_id, row, row_id=key)
+        ledger.outcome_set(redis, key, outcome)
+        return True, outcome
+    finally:
+        ledger.claim_release(redis, key, token)
 
 
 def record_failure(
@@ -64,10 +149,21 @@ def record_failure(
         "model": runtime.get_classifier().name,
         "failed_at": _now(),
     }
-    bigquery.insert_row(cfg, cfg.failures_table_id, row, row_id=key)
-    ledger.outcome_set(redis, key, f"failure:{code}")
+    written, outcome = _write_once(
+        cfg, redis, key=key, table_id=cfg.failures_table_id, row=row, outcome=f"failure:{code}"
+    )
+    if not written:
+        log.info("skipped %s: already ended as %s", key, outcome)
+        return {"outcome": "duplicate", "key": key, "previous": outcome}
     log.warning("failed %s: %s (%s)", key, reason, code)
     return {"outcome": "failure", "key": key, "reason_code": code, "reason": reason}
+
+
+def _attempt() -> int:
+    job = get_current_job()
+    if job is None or job.retries_left is None:
+        return 1
+    return (RETRY.max or 0) - job.retries_left + 1
 
 
 def classify_object(bucket: str, name: str, generation: int, event_time: str | None = None) -> dict[str, Any]:
@@ -80,7 +176,7 @@ def classify_object(bucket: str, name: str, generation: int, event_time: str | N
         return {"outcome": "duplicate", "key": key, "previous": previous}
 
     clf = runtime.get_classifier()
-    fail = dict(bucket=bucket, name=name, generation=generation, upload=event_time, attempts=1)
+    fail = dict(bucket=bucket, name=name, generation=generation, upload=event_time, attempts=_attempt())
     try:
         blob = gcs.download(cfg, bucket=bucket, name=name, generation=generation)
     except gcs.ObjectGone as exc:
@@ -103,8 +199,10 @@ def classify_object(bucket: str, name: str, generation: int, event_time: str | N
         "model": clf.name,
         "processed_at": _now(),
     }
-    bigquery.insert_row(cfg, cfg.table_id, row, row_id=key)
-    ledger.outcome_set(redis, key, "row")
+    written, outcome = _write_once(cfg, redis, key=key, table_id=cfg.table_id, row=row, outcome="row")
+    if not written:
+        log.info("skipped %s: already ended as %s", key, outcome)
+        return {"outcome": "duplicate", "key": key, "previous": outcome}
     top = predictions[0]
     log.info("classified %s: %s (%.3f) by %s", key, top.classification, top.confidence, clf.name)
     return {"outcome": "row", "key": key, "top": top.classification, "confidence": top.confidence}

@@ -9,6 +9,7 @@ from typing import Any
 from google.api_core import exceptions as gexc
 from google.auth.credentials import AnonymousCredentials
 from google.cloud import bigquery
+from google.cloud.bigquery.retry import DEFAULT_RETRY
 
 from classifier.config import Config
 
@@ -83,16 +84,39 @@ def tables_ensure(cfg: Config) -> list[str]:
     return created
 
 
+# A job's write must end well inside its Redis claim (ledger CLAIM_TTL_S): the client's own retry would
+# otherwise keep trying for 10 minutes. RQ retries the whole job with backoff instead.
+WRITE_TIMEOUT_S = 20.0
+
+
 def insert_row(cfg: Config, table_id: str, row: dict[str, Any], *, row_id: str) -> None:
-    errors = client(cfg).insert_rows_json(table_id, [row], row_ids=[row_id])
+    errors = client(cfg).insert_rows_json(
+        table_id,
+        [row],
+        row_ids=[row_id],
+        retry=DEFAULT_RETRY.with_timeout(WRITE_TIMEOUT_S),
+        timeout=WRITE_TIMEOUT_S / 2,
+    )
     if errors:
         raise InsertError(f"insert into {table_id} refused: {errors}")
 
 
-def query(cfg: Config, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
-    """Run a parameterised query; `params` are ScalarQueryParameter objects, never formatted into the SQL."""
+def query(cfg: Config, sql: str, params: Sequence[Any] = (), *, timeout_s: float | None = None) -> list[dict[str, Any]]:
+    """Run a parameterised query; `params` are ScalarQueryParameter objects, never formatted into the SQL.
+
+    `timeout_s` bounds the whole call (the client's default retries for up to 10 minutes)."""
     job_config = bigquery.QueryJobConfig(query_parameters=list(params))
-    return [dict(row.items()) for row in client(cfg).query(sql, job_config=job_config).result()]
+    if timeout_s is None:
+        result = client(cfg).query(sql, job_config=job_config).result()
+    else:
+        bounded = DEFAULT_RETRY.with_timeout(timeout_s)
+        job = client(cfg).query(sql, job_config=job_config, retry=bounded, job_retry=None, timeout=timeout_s / 2)
+        result = job.result(retry=bounded, timeout=timeout_s)
+    return [dict(row.items()) for row in result]
+
+
+def array_param(name: str, type_: str, values: Sequence[Any]) -> bigquery.ArrayQueryParameter:
+    return bigquery.ArrayQueryParameter(name, type_, list(values))
 
 
 def param(name: str, type_: str, value: Any) -> bigquery.ScalarQueryParameter:

@@ -1,0 +1,38 @@
+"""The delivery contract, counted object by object: every key has exactly one row or exactly one failure."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from classifier import ledger, outcomes
+from classifier.cloud import gcs
+from classifier.config import Config
+
+
+def upload(cfg: Config, name: str, data: bytes, content_type: str | None = None) -> str:
+    generation = gcs.upload(cfg, name=name, data=data, content_type=content_type)
+    return ledger.object_key(cfg.bucket, name, generation)
+
+
+def found(cfg: Config, keys: Iterable[str]) -> dict[str, list[str]]:
+    """Key -> every outcome BigQuery holds for it (a doubled row shows as ["row", "row"])."""
+    keys = list(keys)
+    held = outcomes.find(cfg, keys) if keys else {}
+    return {k: sorted(held.get(k, [])) for k in keys}
+
+
+def violations(cfg: Config, expected: dict[str, str]) -> dict[str, tuple[str, list[str]]]:
+    """Keys whose BigQuery outcomes are not exactly [expected]; expected is "row", "failure:<code>" or "failure:*"."""
+    held = found(cfg, expected)
+    bad = {}
+    for key, want in expected.items():
+        got = held[key]
+        ok = len(got) == 1 and (got[0] == want or (want == "failure:*" and got[0].startswith("failure:")))
+        if not ok:
+            bad[key] = (want, got)
+    return bad
+
+
+def settled(cfg: Config, keys: Iterable[str]) -> bool:
+    """Every key has at least one outcome (then `violations` tells whether it is exactly one)."""
+    return all(found(cfg, keys).values())
