@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 
-from rq import Queue
+from rq import Callback, Queue
 from rq.job import Job, JobStatus
 from rq.serializers import JSONSerializer
 
@@ -46,7 +46,7 @@ def enqueue_classification(
         kwargs={"bucket": bucket, "name": name, "generation": generation, "event_time": event_time},
         job_id=job_id,
         retry=jobs.RETRY,
-        on_failure=jobs.on_failure,
+        on_failure=Callback(jobs.on_failure),
         result_ttl=24 * 3600,
         failure_ttl=30 * 24 * 3600,
         description=f"classify gs://{bucket}/{name}#{generation}",

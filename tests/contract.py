@@ -36,3 +36,14 @@ def violations(cfg: Config, expected: dict[str, str]) -> dict[str, tuple[str, li
 def settled(cfg: Config, keys: Iterable[str]) -> bool:
     """Every key has at least one outcome (then `violations` tells whether it is exactly one)."""
     return all(found(cfg, keys).values())
+
+
+def drain(cfg: Config) -> None:
+    """Run every queued job in this process (a burst SimpleWorker), as a worker would."""
+    from rq import SimpleWorker
+    from rq.serializers import JSONSerializer
+
+    from classifier.queue import queue
+
+    q = queue(cfg)
+    SimpleWorker([q], connection=q.connection, serializer=JSONSerializer).work(burst=True, logging_level="WARNING")

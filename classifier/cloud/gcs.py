@@ -96,6 +96,21 @@ def upload(cfg: Config, *, name: str, data: bytes, content_type: str | None = No
     return int(blob.generation)
 
 
+@dataclass(frozen=True)
+class Listed:
+    name: str
+    generation: int
+    size: int | None
+    time_created: datetime | None
+
+
+def list_pages(cfg: Config, *, prefix: str | None = None, page_size: int = 1000) -> Iterator[list[Listed]]:
+    """The live generation of every object, a page at a time (one list request per page, never all in memory)."""
+    blobs = client(cfg).list_blobs(cfg.bucket, prefix=prefix or None, page_size=page_size)
+    for page in blobs.pages:
+        yield [Listed(b.name, int(b.generation), b.size, b.time_created) for b in page]
+
+
 def bucket_exists(cfg: Config, name: str) -> bool:
     return client(cfg).lookup_bucket(name) is not None
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
 
 from google.api_core import exceptions as gexc
 from google.cloud import pubsub_v1
@@ -87,3 +89,52 @@ def stream(
 
 def is_not_found(exc: BaseException) -> bool:
     return isinstance(exc, gexc.NotFound)
+
+
+@dataclass(frozen=True)
+class Pulled:
+    message_id: str
+    data: bytes
+    attributes: dict[str, str]
+    publish_time: datetime | None
+    delivery_attempt: int
+
+
+def peek(cfg: Config, subscription: str, *, limit: int, timeout_s: float = 2.0) -> list[Pulled]:
+    """Read up to `limit` messages without consuming them: pull, then nack all (ack deadline 0) at once.
+
+    The messages are held until the end, so a nacked one cannot come back within the same call."""
+    path = subscription_path(cfg, subscription)
+    seen: dict[str, Pulled] = {}
+    ack_ids: list[str] = []
+    try:
+        while len(seen) < limit:
+            try:
+                response = subscriber(cfg).pull(
+                    request={"subscription": path, "max_messages": min(limit - len(seen), 100)}, timeout=timeout_s
+                )
+            except gexc.DeadlineExceeded:
+                break
+            fresh = [r for r in response.received_messages if r.message.message_id not in seen]
+            ack_ids += [r.ack_id for r in response.received_messages]
+            if not fresh:
+                break
+            drained = len(response.received_messages) < min(limit - len(seen), 100)
+            for r in fresh:
+                m = r.message
+                published = m.publish_time
+                seen[m.message_id] = Pulled(
+                    message_id=m.message_id,
+                    data=bytes(m.data),
+                    attributes=dict(m.attributes),
+                    publish_time=datetime.fromtimestamp(published.timestamp(), UTC) if published else None,
+                    delivery_attempt=r.delivery_attempt,
+                )
+            if drained:
+                break
+    finally:
+        if ack_ids:
+            subscriber(cfg).modify_ack_deadline(
+                request={"subscription": path, "ack_ids": ack_ids, "ack_deadline_seconds": 0}
+            )
+    return sorted(seen.values(), key=lambda p: (p.publish_time is None, p.publish_time), reverse=True)
