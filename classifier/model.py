@@ -107,6 +107,14 @@ def preprocess(
     data: bytes, *, mean: tuple[float, float, float], std: tuple[float, float, float], max_pixels: int
 ) -> torch.Tensor:
     img = _open(data, max_pixels)
+    try:
+        return _to_tensor(img, mean=mean, std=std)
+    except (OSError, SyntaxError, ValueError, TypeError, IndexError, KeyError) as exc:
+        # Some formats decode lazily (more GIF frames, EXIF): a broken part can still surface here. Permanent.
+        raise BadImage("undecodable", f"the image could not be decoded: {exc}") from None
+
+
+def _to_tensor(img: Image.Image, *, mean: tuple[float, float, float], std: tuple[float, float, float]) -> torch.Tensor:
     img = ImageOps.exif_transpose(img)  # phones store rotation in EXIF: classify upright
     if img.mode != "RGB":
         if img.mode in ("RGBA", "LA", "P", "PA") or "transparency" in img.info:
