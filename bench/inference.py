@@ -1,0 +1,135 @@
+"""The model alone: batched inference on preprocessed photos (the ceiling), and the original's per-image recipe."""
+
+from __future__ import annotations
+
+import dataclasses
+import gc
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from classifier import model
+from classifier.config import Config
+
+log = logging.getLogger("bench")
+
+
+def _rate(run: Any, per_call: int, seconds: float) -> float:
+    run()  # first-call costs are not the steady rate
+    calls, start = 0, time.perf_counter()
+    while True:
+        run()
+        calls += 1
+        elapsed = time.perf_counter() - start
+        if elapsed >= seconds and calls >= 3:
+            return calls * per_call / elapsed
+
+
+def preprocess_ms(clf: model.Classifier, photos: dict[str, bytes]) -> dict[str, float]:
+    out = {}
+    for name, data in photos.items():
+        clf.preprocess(data)
+        start = time.perf_counter()
+        for _ in range(5):
+            clf.preprocess(data)
+        out[name] = round((time.perf_counter() - start) / 5 * 1000, 1)
+    return out
+
+
+def bare(
+    cfg: Config, photos: dict[str, bytes], *, threads: int, batches: tuple[int, ...], seconds: float
+) -> dict[str, Any]:
+    """Images per second per backend and batch size, no I/O: the same preprocessed photos, again and again."""
+    torch.set_num_threads(threads)
+    results: dict[str, Any] = {"threads": threads, "images_per_s": {}}
+    for backend in ("torch", "onnx"):
+        clf = model.load(dataclasses.replace(cfg, inference_backend=backend, torch_threads=threads))
+        if backend == "torch":
+            results["preprocess_ms"] = preprocess_ms(clf, photos)
+        tensors = [clf.preprocess(data) for data in photos.values()]
+        rates = {}
+        for size in batches:
+            batch = [tensors[i % len(tensors)] for i in range(size)]
+            rates[str(size)] = round(_rate(lambda b=batch, c=clf: c.predict(b), size, seconds), 2)
+            log.info("bare %s %s batch %d: %.2f images/s", cfg.model, clf.backend, size, rates[str(size)])
+        results["images_per_s"][clf.backend] = rates
+        del clf
+        gc.collect()
+    return results
+
+
+def single_image_s(cfg: Config, photos: dict[str, bytes], *, backend: str, threads: int, repeat: int = 20) -> float:
+    """Median seconds for one preprocessed photo through the model, as a job runs it."""
+    torch.set_num_threads(threads)
+    clf = model.load(dataclasses.replace(cfg, inference_backend=backend, torch_threads=threads))
+    tensor = clf.preprocess(next(iter(photos.values())))
+    clf.predict([tensor])
+    times = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        clf.predict([tensor])
+        times.append(time.perf_counter() - start)
+    return sorted(times)[len(times) // 2]
+
+
+def _imageai(weights: Path) -> Any:
+    from imageai.Classification import ImageClassification
+
+    classifier = ImageClassification()
+    classifier.setModelTypeAsResNet50()
+    classifier.setModelPath(str(weights))
+    classifier.loadModel()  # prints and swallows loading errors: check that it really loaded
+    if not classifier._ImageClassification__model_loaded:
+        raise RuntimeError("ImageAI could not load the weights")
+    return lambda path: classifier.classifyImage(str(path), result_count=5)
+
+
+def _recipe(cfg: Config) -> Any:
+    """ImageAI 3.0.3's classifyImage re-created for a model it does not know: one image per call, full PIL decode,
+    Resize 256 / CenterCrop 224 / ToTensor / Normalize, no_grad, default memory format, no batching."""
+    from PIL import Image
+    from torchvision import transforms
+
+    clf = model.load(dataclasses.replace(cfg, inference_backend="torch"))
+    net = clf.net.to(memory_format=torch.contiguous_format)
+    pre = transforms.Compose(
+        [
+            transforms.Resize(256),
+            transforms.CenterCrop(224),
+            transforms.ToTensor(),
+            transforms.Normalize(mean=list(clf.mean), std=list(clf.std)),
+        ]
+    )
+
+    def classify(path: Path) -> Any:
+        images = torch.stack([pre(Image.open(path).convert("RGB"))])
+        with torch.no_grad():
+            probs = torch.softmax(net(images), dim=1)
+        conf, idx = torch.topk(probs, 5)
+        return [model.CATEGORIES[i] for i in idx[0].tolist()], [round(c * 100, 4) for c in conf[0].tolist()]
+
+    return classify
+
+
+def original(
+    cfg: Config, photos: dict[str, bytes], workdir: Path, *, threads: int, seconds: float, weights: Path | None
+) -> dict[str, Any]:
+    """The seed's approach on the same photos and weights: a file per call, one image per forward pass."""
+    torch.set_num_threads(threads)
+    folder = workdir / "original-photos"
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for name, data in photos.items():
+        (folder / name).write_bytes(data)
+        paths.append(folder / name)
+    if weights is not None:
+        classify, how = _imageai(weights), "ImageAI 3.0.3 ImageClassification.classifyImage"
+    else:
+        classify, how = _recipe(cfg), "ImageAI 3.0.3's classifyImage recipe re-created (ImageAI has no such model)"
+    counter = iter(range(10**9))
+    rate = _rate(lambda: classify(paths[next(counter) % len(paths)]), 1, seconds)
+    log.info("original %s (%s): %.2f images/s", cfg.model, how, rate)
+    return {"how": how, "images_per_s": round(rate, 2), "threads": threads}

@@ -1,0 +1,195 @@
+"""The pipeline end to end on the local stack: uploads in, rows out, timed from the outside."""
+
+from __future__ import annotations
+
+import logging
+import os
+import statistics
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from redis import Redis
+from rq import Worker
+
+from classifier.cloud import bigquery, gcs
+from classifier.config import Config
+from controlplane import localstack
+
+log = logging.getLogger("bench")
+
+
+@dataclass
+class Timeline:
+    """When each upload returned (client clock) and when its row was written (the row's processed_at)."""
+
+    uploaded: dict[str, tuple[float, float]] = field(default_factory=dict)  # name -> (started, returned)
+    rows: dict[str, float] = field(default_factory=dict)
+    failures: dict[str, str] = field(default_factory=dict)
+
+    def latencies(self) -> list[float]:
+        return [self.rows[n] - self.uploaded[n][1] for n in self.uploaded if n in self.rows]
+
+
+def peak_rss_mib(pid: int) -> float | None:
+    """VmHWM: the most resident memory the process ever had."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return round(int(line.split()[1]) / 1024, 1)
+    except OSError:
+        return None
+    return None
+
+
+def cpu_s(pid: int) -> float:
+    """User + system CPU seconds of a process and its reaped children (forked work horses count too)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return sum(int(v) for v in fields[11:15]) / os.sysconf("SC_CLK_TCK")
+
+
+def cpu_snapshot(stack: localstack.Stack, services: list[localstack.Service]) -> dict[str, float]:
+    out = {s.name: cpu_s(s.proc.pid) for s in [*stack.services, *services] if s.proc is not None}
+    out["bench (uploads, polling)"] = cpu_s(os.getpid())
+    return out
+
+
+def cpu_per_image_ms(before: dict[str, float], after: dict[str, float], images: int) -> dict[str, float]:
+    """Where the CPU went during a run, in milliseconds per image: the workers' share against everything else."""
+    out = {name: round((after[name] - before.get(name, 0.0)) / images * 1000, 1) for name in after}
+    out["total"] = round(sum(out.values()), 1)
+    return out
+
+
+def content_type(name: str) -> str:
+    return "image/jpeg" if name.endswith(".jpg") else "image/png"
+
+
+@contextmanager
+def apps(cfg: Config, overrides: dict[str, str], workers: int) -> Iterator[list[localstack.Service]]:
+    """The listener and the workers as real processes, as `bin/run` starts them."""
+    env = {**localstack.app_env(cfg), **overrides}
+    services = [localstack.listener_service(cfg, env)]
+    services += [localstack.worker_service(cfg, env, name=f"worker-{i + 1}") for i in range(workers)]
+    for service in services:
+        service.log_path.unlink(missing_ok=True)
+        service.start()
+    try:
+        _wait_ready(cfg, services, workers)
+        yield services
+    finally:
+        for service in services:
+            service.stop()
+
+
+def _wait_ready(cfg: Config, services: list[localstack.Service], workers: int, timeout_s: float = 300) -> None:
+    redis = Redis.from_url(cfg.redis_url)
+    deadline = time.monotonic() + timeout_s
+    while True:
+        dead = [s for s in services if not s.alive()]
+        if dead:
+            raise SystemExit(f"{dead[0].name} exited at start:\n{dead[0].log_tail(30)}")
+        live = [w for w in Worker.all(connection=redis) if w.state != "suspended"]
+        if len(live) >= workers:
+            return
+        if time.monotonic() > deadline:
+            raise SystemExit(f"workers not ready after {timeout_s:.0f}s:\n{services[-1].log_tail(30)}")
+        time.sleep(0.5)
+
+
+def poll_rows(cfg: Config, timeline: Timeline, prefix: str) -> None:
+    pattern = bigquery.param("pattern", "STRING", prefix + "%")
+    for row in bigquery.query(
+        cfg, f"SELECT image_name, processed_at FROM `{cfg.table_id}` WHERE image_name LIKE @pattern", [pattern]
+    ):
+        timeline.rows.setdefault(row["image_name"], row["processed_at"].timestamp())
+    for row in bigquery.query(
+        cfg, f"SELECT image_name, reason_code FROM `{cfg.failures_table_id}` WHERE image_name LIKE @pattern", [pattern]
+    ):
+        timeline.failures.setdefault(row["image_name"], row["reason_code"])
+
+
+def wait_rows(cfg: Config, timeline: Timeline, prefix: str, *, timeout_s: float, every_s: float = 1.0) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        poll_rows(cfg, timeline, prefix)
+        done = len(timeline.rows) + len(timeline.failures)
+        if done >= len(timeline.uploaded):
+            return True
+        if time.monotonic() > deadline:
+            log.error("timed out: %d of %d rows", done, len(timeline.uploaded))
+            return False
+        time.sleep(every_s)
+
+
+def upload(cfg: Config, timeline: Timeline, name: str, data: bytes) -> None:
+    started = time.time()
+    gcs.upload(cfg, name=name, data=data, content_type=content_type(name))
+    timeline.uploaded[name] = (started, time.time())
+
+
+def _named(prefix: str, photos: dict[str, bytes], count: int) -> Iterator[tuple[str, bytes]]:
+    items = list(photos.items())
+    for i in range(count):
+        photo, data = items[i % len(items)]
+        yield f"{prefix}{i:05d}-{photo}", data
+
+
+def burst(cfg: Config, photos: dict[str, bytes], prefix: str, count: int, timeout_s: float) -> Timeline:
+    timeline = Timeline()
+    for name, data in _named(prefix, photos, count):
+        upload(cfg, timeline, name, data)
+    wait_rows(cfg, timeline, prefix, timeout_s=timeout_s)
+    return timeline
+
+
+def steady(cfg: Config, photos: dict[str, bytes], prefix: str, count: int, rate_per_s: float) -> Timeline:
+    timeline = Timeline()
+    start = time.monotonic()
+    for i, (name, data) in enumerate(_named(prefix, photos, count)):
+        time.sleep(max(0.0, start + i / rate_per_s - time.monotonic()))
+        upload(cfg, timeline, name, data)
+    wait_rows(cfg, timeline, prefix, timeout_s=120)
+    return timeline
+
+
+def summary(values: list[float]) -> dict[str, float | None]:
+    if not values:
+        return {"median": None, "p95": None, "max": None}
+    ordered = sorted(values)
+    return {
+        "median": round(statistics.median(ordered), 3),
+        "p95": round(ordered[min(len(ordered) - 1, round(0.95 * (len(ordered) - 1)))], 3),
+        "max": round(ordered[-1], 3),
+    }
+
+
+def burst_report(timeline: Timeline) -> dict[str, Any]:
+    first = min(started for started, _ in timeline.uploaded.values())
+    uploads_done = max(returned for _, returned in timeline.uploaded.values())
+    last = max(timeline.rows.values(), default=first)
+    done = len(timeline.rows)
+    return {
+        "images": len(timeline.uploaded),
+        "rows": done,
+        "failures": dict(sorted(timeline.failures.items())),
+        "upload_s": round(uploads_done - first, 2),
+        "uploads_per_s": round(len(timeline.uploaded) / max(uploads_done - first, 1e-9), 2),
+        "wall_s": round(last - first, 2),
+        "images_per_s": round(done / max(last - first, 1e-9), 2),
+        "latency_s": summary(timeline.latencies()),
+        "row_times_s": sorted(round(t - first, 3) for t in timeline.rows.values()),
+        "latencies_s": sorted(round(v, 3) for v in timeline.latencies()),
+    }
+
+
+def rss_report(stack: localstack.Stack, services: list[localstack.Service]) -> dict[str, float | None]:
+    out = {s.name: peak_rss_mib(s.proc.pid) for s in [*stack.services, *services] if s.proc is not None}
+    out["bench"] = peak_rss_mib(os.getpid())
+    return out
