@@ -123,6 +123,62 @@ def param(name: str, type_: str, value: Any) -> bigquery.ScalarQueryParameter:
     return bigquery.ScalarQueryParameter(name, type_, value)
 
 
+# --- Live state and teardown, for the control plane's plan/apply/destroy ---
+
+
+def dataset_get(cfg: Config, dataset_id: str) -> dict[str, Any] | None:
+    try:
+        dataset = client(cfg).get_dataset(dataset_id)
+    except gexc.NotFound:
+        return None
+    return {"dataset_id": dataset_id, "location": dataset.location}
+
+
+def dataset_create(cfg: Config, dataset_id: str) -> None:
+    client(cfg).create_dataset(bigquery.Dataset(dataset_id), exists_ok=True)
+
+
+def dataset_table_ids(cfg: Config, dataset_id: str) -> list[str]:
+    try:
+        return sorted(f"{t.project}.{t.dataset_id}.{t.table_id}" for t in client(cfg).list_tables(dataset_id))
+    except gexc.NotFound:
+        return []
+
+
+def dataset_delete(cfg: Config, dataset_id: str) -> None:
+    """Only an empty dataset: tables are deleted one by one, each shown in the plan."""
+    client(cfg).delete_dataset(dataset_id, delete_contents=False, not_found_ok=True)
+
+
+def table_schema(cfg: Config, table_id: str) -> list[bigquery.SchemaField] | None:
+    try:
+        return list(client(cfg).get_table(table_id).schema)
+    except gexc.NotFound:
+        return None
+
+
+def table_create(cfg: Config, table_id: str, schema: Sequence[bigquery.SchemaField]) -> None:
+    client(cfg).create_table(bigquery.Table(table_id, schema=list(schema)), exists_ok=True)
+
+
+def table_schema_update(cfg: Config, table_id: str, schema: Sequence[bigquery.SchemaField]) -> None:
+    """Additive changes only (new NULLABLE/REPEATED fields, REQUIRED relaxed to NULLABLE): BigQuery refuses the rest."""
+    table = client(cfg).get_table(table_id)
+    table.schema = list(schema)
+    client(cfg).update_table(table, ["schema"])
+
+
+def table_row_count(cfg: Config, table_id: str) -> int:
+    try:
+        return int(query(cfg, f"SELECT COUNT(*) AS n FROM `{table_id}`")[0]["n"])
+    except gexc.NotFound:
+        return 0
+
+
+def table_delete(cfg: Config, table_id: str) -> None:
+    client(cfg).delete_table(table_id, not_found_ok=True)
+
+
 class StreamingBufferBusy(Exception):
     """BigQuery refuses DML on rows still in the streaming buffer (up to ~90 min after a streaming insert)."""
 

@@ -126,3 +126,86 @@ def bucket_ensure(cfg: Config) -> bool:
         return False
     bucket_create(cfg, cfg.bucket)
     return True
+
+
+# --- Live state and teardown, for the control plane's plan/apply/destroy ---
+
+NOTIFICATION_EVENT_TYPES = ("OBJECT_FINALIZE",)
+NOTIFICATION_PAYLOAD_FORMAT = "JSON_API_V1"
+
+
+@dataclass(frozen=True)
+class Notification:
+    notification_id: str
+    topic: str  # full path: projects/P/topics/T
+    event_types: tuple[str, ...]
+    payload_format: str
+    prefix: str | None
+
+
+def bucket_get(cfg: Config, name: str) -> dict[str, str | None] | None:
+    """The bucket's settings, or None when it does not exist."""
+    bucket = client(cfg).lookup_bucket(name)
+    if bucket is None:
+        return None
+    return {"name": bucket.name, "location": bucket.location}
+
+
+def object_count(cfg: Config, name: str, *, cap: int = 10_000) -> int:
+    """How many objects the bucket holds (counting stops at `cap`); 0 when the bucket is gone."""
+    try:
+        return sum(1 for _ in client(cfg).list_blobs(name, max_results=cap))
+    except gexc.NotFound:
+        return 0
+
+
+def bucket_delete(cfg: Config, name: str, *, delete_objects: bool) -> int:
+    """Delete the bucket (and, when asked, every object in it first); returns the objects deleted."""
+    deleted = 0
+    with contextlib.suppress(gexc.NotFound):  # already gone: deleting is idempotent
+        if delete_objects:
+            for blob in client(cfg).list_blobs(name, versions=True):
+                with contextlib.suppress(gexc.NotFound):
+                    blob.delete()
+                deleted += 1
+        client(cfg).bucket(name).delete()
+    return deleted
+
+
+def notifications_list(cfg: Config, bucket: str) -> list[Notification]:
+    return [
+        Notification(
+            notification_id=str(n.notification_id),
+            topic=f"projects/{n.topic_project}/topics/{n.topic_name}",
+            event_types=tuple(n.event_types or ()),
+            payload_format=str(n.payload_format),
+            prefix=n.blob_name_prefix,
+        )
+        for n in client(cfg).bucket(bucket).list_notifications()
+    ]
+
+
+def notification_create(cfg: Config, bucket: str, *, topic_project: str, topic: str) -> str:
+    """OBJECT_FINALIZE events of the whole bucket, as JSON_API_V1, to the topic; returns the new config's id."""
+    notification = (
+        client(cfg)
+        .bucket(bucket)
+        .notification(
+            topic_name=topic,
+            topic_project=topic_project,
+            event_types=list(NOTIFICATION_EVENT_TYPES),
+            payload_format=NOTIFICATION_PAYLOAD_FORMAT,
+        )
+    )
+    notification.create()
+    return str(notification.notification_id)
+
+
+def notification_delete(cfg: Config, bucket: str, notification_id: str) -> None:
+    with contextlib.suppress(gexc.NotFound):
+        client(cfg).bucket(bucket).get_notification(notification_id).delete()
+
+
+def service_agent_email(cfg: Config) -> str:
+    """The Cloud Storage service agent of the project: it publishes the bucket's notifications."""
+    return str(client(cfg).get_service_account_email(project=cfg.project))

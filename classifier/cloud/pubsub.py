@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -138,3 +139,95 @@ def peek(cfg: Config, subscription: str, *, limit: int, timeout_s: float = 2.0) 
                 request={"subscription": path, "ack_ids": ack_ids, "ack_deadline_seconds": 0}
             )
     return sorted(seen.values(), key=lambda p: (p.publish_time is None, p.publish_time), reverse=True)
+
+
+# --- Live state and teardown, for the control plane's plan/apply/destroy ---
+
+PUBLISHER_ROLE = "roles/pubsub.publisher"
+
+
+def topic_get(cfg: Config, topic: str) -> dict[str, str] | None:
+    try:
+        found = publisher(cfg).get_topic(request={"topic": topic_path(cfg, topic)})
+    except gexc.NotFound:
+        return None
+    return {"name": found.name}
+
+
+def subscription_get(cfg: Config, subscription: str) -> dict[str, object] | None:
+    """The settings the plan compares, or None when the subscription does not exist."""
+    try:
+        sub = subscriber(cfg).get_subscription(request={"subscription": subscription_path(cfg, subscription)})
+    except gexc.NotFound:
+        return None
+    retention = sub.message_retention_duration
+    seconds = retention.total_seconds() if hasattr(retention, "total_seconds") else retention.seconds
+    policy = sub.dead_letter_policy
+    return {
+        "topic": sub.topic,
+        "ack_deadline_seconds": int(sub.ack_deadline_seconds),
+        "message_retention_seconds": int(seconds),
+        "dead_letter_topic": policy.dead_letter_topic or None,
+        "max_delivery_attempts": int(policy.max_delivery_attempts) if policy.dead_letter_topic else None,
+    }
+
+
+def subscription_update(cfg: Config, subscription: str, *, dead_letter_topic: str | None = None) -> None:
+    """Bring an existing subscription's deadline, retention and dead-letter policy to the desired values."""
+    paths = ["ack_deadline_seconds", "message_retention_duration", "dead_letter_policy"]
+    body: dict[str, object] = {
+        "name": subscription_path(cfg, subscription),
+        "ack_deadline_seconds": ACK_DEADLINE_S,
+        "message_retention_duration": duration_pb2.Duration(seconds=RETENTION_S),
+        "dead_letter_policy": (
+            {"dead_letter_topic": topic_path(cfg, dead_letter_topic), "max_delivery_attempts": MAX_DELIVERY_ATTEMPTS}
+            if dead_letter_topic
+            else {}
+        ),
+    }
+    subscriber(cfg).update_subscription(request={"subscription": body, "update_mask": {"paths": paths}})
+
+
+def subscription_delete(cfg: Config, subscription: str) -> None:
+    with contextlib.suppress(gexc.NotFound):  # already gone: deleting is idempotent
+        subscriber(cfg).delete_subscription(request={"subscription": subscription_path(cfg, subscription)})
+
+
+def topic_delete(cfg: Config, topic: str) -> None:
+    with contextlib.suppress(gexc.NotFound):
+        publisher(cfg).delete_topic(request={"topic": topic_path(cfg, topic)})
+
+
+def topic_iam_members(cfg: Config, topic: str, role: str) -> list[str]:
+    policy = publisher(cfg).get_iam_policy(request={"resource": topic_path(cfg, topic)})
+    return sorted({m for b in policy.bindings if b.role == role for m in b.members})
+
+
+def topic_iam_grant(cfg: Config, topic: str, *, role: str, member: str) -> bool:
+    """Add one member to one role on the topic (read-modify-write with the policy's etag); False if already there."""
+    resource = topic_path(cfg, topic)
+    policy = publisher(cfg).get_iam_policy(request={"resource": resource})
+    for binding in policy.bindings:
+        if binding.role == role:
+            if member in binding.members:
+                return False
+            binding.members.append(member)
+            break
+    else:
+        policy.bindings.add(role=role, members=[member])
+    publisher(cfg).set_iam_policy(request={"resource": resource, "policy": policy})
+    return True
+
+
+def topic_iam_revoke(cfg: Config, topic: str, *, role: str, member: str) -> bool:
+    resource = topic_path(cfg, topic)
+    try:
+        policy = publisher(cfg).get_iam_policy(request={"resource": resource})
+    except gexc.NotFound:
+        return False
+    for binding in policy.bindings:
+        if binding.role == role and member in binding.members:
+            binding.members.remove(member)
+            publisher(cfg).set_iam_policy(request={"resource": resource, "policy": policy})
+            return True
+    return False
