@@ -143,6 +143,7 @@ class Config:
     workers: int = 1
     worker_fork: bool = False
     metrics_token: str | None = None
+    destroy_protection: bool = False
 
     @property
     def dataset_id(self) -> str:
@@ -212,6 +213,7 @@ class Config:
             workers=workers,
             worker_fork=worker_fork,
             metrics_token=_metrics_token(env),
+            destroy_protection=envbool(env, "DESTROY_PROTECTION", False),
         )
 
     def export_emulator_env(self) -> None:
