@@ -2,41 +2,330 @@
 
 from __future__ import annotations
 
+import json
+import statistics
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from django.conf import settings
+from rq import Worker
+from rq.job import Job
+from rq.serializers import JSONSerializer
 
-from classifier.cloud import bigquery
+from classifier import jobs, ledger
+from classifier.cloud import bigquery, gcs
+from classifier.config import Config
 from classifier.model import resolve_model_name
+from classifier.queue import queue
+from controlplane import listener
+
+# A heartbeat older than this (the listener beats every second) means the process is gone or hung.
+LISTENER_STALE_S = 10
+RESOLVED_PREFIX = "sightline:failure:resolved:"
+
+
+def _cfg() -> Config:
+    return settings.SIGHTLINE
+
+
+def _redis() -> Any:
+    return ledger.connection(_cfg())
 
 
 def pipeline_identity() -> dict[str, Any]:
-    cfg = settings.SIGHTLINE
+    cfg = _cfg()
     return {
         "project": cfg.project,
         "bucket": cfg.bucket,
         "table": cfg.table_id,
+        "failures_table": cfg.failures_table_id,
         "model": resolve_model_name(cfg),
         "local": cfg.local,
     }
 
 
-def classification_list_recent(*, limit: int = 50) -> list[dict[str, Any]]:
-    cfg = settings.SIGHTLINE
-    sql = (
-        "SELECT image_name, upload, classifications, bucket, generation, content_type, size_bytes, model, processed_at "
-        f"FROM `{cfg.table_id}` ORDER BY processed_at DESC LIMIT @limit"
-    )
-    rows = bigquery.query(cfg, sql, [bigquery.param("limit", "INT64", limit)])
+@dataclass(frozen=True)
+class ClassificationFilter:
+    label: str = ""
+    name: str = ""
+    since: datetime | None = None
+    until: datetime | None = None
+
+    @property
+    def active(self) -> bool:
+        return bool(self.label or self.name or self.since or self.until)
+
+
+def _with_latency(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     for row in rows:
-        row["latency_s"] = (row["processed_at"] - row["upload"]).total_seconds() if row["upload"] else None
+        upload, done = row.get("upload"), row.get("processed_at")
+        row["latency_s"] = (done - upload).total_seconds() if upload and done else None
     return rows
 
 
-def failure_list_recent(*, limit: int = 50) -> list[dict[str, Any]]:
-    cfg = settings.SIGHTLINE
+_COLUMNS = "image_name, upload, classifications, bucket, generation, content_type, size_bytes, model, processed_at"
+
+
+def classification_list(
+    *, filters: ClassificationFilter, limit: int = 25, offset: int = 0
+) -> tuple[list[dict[str, Any]], bool]:
+    """One page, newest first; the flag says whether another page follows."""
+    cfg = _cfg()
+    where, params = ["TRUE"], [bigquery.param("limit", "INT64", limit + 1), bigquery.param("offset", "INT64", offset)]
+    if filters.label:
+        where.append(
+            "EXISTS (SELECT 1 FROM UNNEST(classifications) AS c "
+            "WHERE STRPOS(LOWER(c.classification), LOWER(@label)) > 0)"
+        )
+        params.append(bigquery.param("label", "STRING", filters.label))
+    if filters.name:
+        where.append("STRPOS(LOWER(image_name), LOWER(@name)) > 0")
+        params.append(bigquery.param("name", "STRING", filters.name))
+    if filters.since:
+        where.append("upload >= @since")
+        params.append(bigquery.param("since", "TIMESTAMP", filters.since))
+    if filters.until:
+        where.append("upload < @until")
+        params.append(bigquery.param("until", "TIMESTAMP", filters.until))
     sql = (
-        "SELECT image_name, upload, bucket, generation, content_type, size_bytes, reason_code, reason, attempts, failed_at "
-        f"FROM `{cfg.failures_table_id}` ORDER BY failed_at DESC LIMIT @limit"
+        f"SELECT {_COLUMNS} FROM `{cfg.table_id}` WHERE {' AND '.join(where)} "
+        "ORDER BY processed_at DESC, upload DESC LIMIT @limit OFFSET @offset"
     )
-    return bigquery.query(cfg, sql, [bigquery.param("limit", "INT64", limit)])
+    rows = _with_latency(bigquery.query(cfg, sql, params))
+    return rows[:limit], len(rows) > limit
+
+
+def classification_list_for_name(*, name: str) -> list[dict[str, Any]]:
+    cfg = _cfg()
+    sql = f"SELECT {_COLUMNS} FROM `{cfg.table_id}` WHERE image_name = @name ORDER BY processed_at DESC LIMIT 100"
+    return _with_latency(bigquery.query(cfg, sql, [bigquery.param("name", "STRING", name)]))
+
+
+# --- Failures -------------------------------------------------------------------------------------------------------
+
+_FAILURE_COLUMNS = (
+    "image_name, upload, bucket, generation, content_type, size_bytes, reason_code, reason, attempts, model, failed_at"
+)
+
+
+def resolved_cutoffs(keys: list[str]) -> dict[str, float]:
+    """Failures an operator requeued or dismissed while BigQuery still refused to delete them (streaming buffer)."""
+    if not keys:
+        return {}
+    values = _redis().mget([RESOLVED_PREFIX + k for k in keys])
+    return {k: float(v) for k, v in zip(keys, values, strict=True) if v is not None}
+
+
+def _visible(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    for row in rows:
+        row["key"] = ledger.object_key(row["bucket"], row["image_name"], row["generation"])
+    cutoffs = resolved_cutoffs([r["key"] for r in rows])
+    return [
+        r
+        for r in rows
+        if r["key"] not in cutoffs or (r["failed_at"] is not None and r["failed_at"].timestamp() > cutoffs[r["key"]])
+    ]
+
+
+def failure_list(*, name: str = "", limit: int = 50, offset: int = 0) -> tuple[list[dict[str, Any]], bool]:
+    cfg = _cfg()
+    where, params = ["TRUE"], [bigquery.param("limit", "INT64", limit + 1), bigquery.param("offset", "INT64", offset)]
+    if name:
+        where.append("STRPOS(LOWER(image_name), LOWER(@name)) > 0")
+        params.append(bigquery.param("name", "STRING", name))
+    sql = (
+        f"SELECT {_FAILURE_COLUMNS} FROM `{cfg.failures_table_id}` WHERE {' AND '.join(where)} "
+        "ORDER BY failed_at DESC LIMIT @limit OFFSET @offset"
+    )
+    rows = bigquery.query(cfg, sql, params)
+    return _visible(rows[:limit]), len(rows) > limit
+
+
+def failure_list_all(*, cap: int = 10_000) -> list[dict[str, Any]]:
+    """Every open failure (up to `cap`), oldest first: what "requeue all" acts on."""
+    cfg = _cfg()
+    sql = f"SELECT {_FAILURE_COLUMNS} FROM `{cfg.failures_table_id}` ORDER BY failed_at LIMIT @cap"
+    return _visible(bigquery.query(cfg, sql, [bigquery.param("cap", "INT64", cap)]))
+
+
+def failure_get(*, bucket: str, name: str, generation: int) -> list[dict[str, Any]]:
+    cfg = _cfg()
+    sql = (
+        f"SELECT {_FAILURE_COLUMNS} FROM `{cfg.failures_table_id}` "
+        "WHERE bucket = @bucket AND image_name = @name AND generation = @generation ORDER BY failed_at DESC"
+    )
+    params = [
+        bigquery.param("bucket", "STRING", bucket),
+        bigquery.param("name", "STRING", name),
+        bigquery.param("generation", "INT64", generation),
+    ]
+    return _visible(bigquery.query(cfg, sql, params))
+
+
+def failure_list_for_name(*, name: str) -> list[dict[str, Any]]:
+    cfg = _cfg()
+    sql = (
+        f"SELECT {_FAILURE_COLUMNS} FROM `{cfg.failures_table_id}` WHERE image_name = @name "
+        "ORDER BY failed_at DESC LIMIT 100"
+    )
+    return _visible(bigquery.query(cfg, sql, [bigquery.param("name", "STRING", name)]))
+
+
+def failure_count() -> int:
+    cfg = _cfg()
+    return int(bigquery.query(cfg, f"SELECT COUNT(*) AS n FROM `{cfg.failures_table_id}`")[0]["n"])
+
+
+# --- Pipeline health ------------------------------------------------------------------------------------------------
+
+
+def listener_status() -> dict[str, Any]:
+    """running / paused / reconnecting from a fresh heartbeat; stopped after a clean exit; dead when it went quiet."""
+    redis = _redis()
+    desired = listener.desired_get(redis)
+    raw = redis.get(listener.HEARTBEAT_KEY)
+    if raw is None:
+        return {"state": "dead", "desired": desired, "detail": "no heartbeat: the listener is not running"}
+    beat = json.loads(raw)
+    age = max(0.0, time.time() - float(beat["at"]))
+    state = beat["state"]
+    if state != "stopped" and age > LISTENER_STALE_S:
+        state = "dead"
+    return {
+        "state": state,
+        "desired": desired,
+        "age_s": age,
+        "at": datetime.fromtimestamp(float(beat["at"]), UTC),
+        "started_at": datetime.fromtimestamp(float(beat["started_at"]), UTC),
+        "received": int(beat.get("received", 0)),
+        "enqueued": int(beat.get("enqueued", 0)),
+        "pid": beat.get("pid"),
+        "host": beat.get("host"),
+        "detail": f"last heartbeat {age:.0f} s ago" if state == "dead" else "",
+    }
+
+
+def queue_status() -> dict[str, Any]:
+    q = queue(_cfg())
+    workers = []
+    for worker in Worker.all(queue=q):
+        job = worker.get_current_job_id()
+        workers.append(
+            {
+                "name": worker.name,
+                "state": getattr(worker.get_state(), "value", str(worker.get_state())),
+                "job": job,
+                "hostname": worker.hostname,
+            }
+        )
+    return {
+        "name": q.name,
+        "depth": q.count,
+        "started": q.started_job_registry.count,
+        "scheduled": q.scheduled_job_registry.count,
+        "failed": q.failed_job_registry.count,
+        "workers": workers,
+        "workers_busy": sum(1 for w in workers if w["state"] == "busy"),
+    }
+
+
+def _percentile(values: list[float], pct: float) -> float | None:
+    if not values:
+        return None
+    if len(values) == 1:
+        return values[0]
+    return statistics.quantiles(values, n=100, method="inclusive")[int(pct) - 1]
+
+
+def throughput(*, minutes: int = 15, now: datetime | None = None) -> dict[str, Any]:
+    """Rows per minute and upload-to-row latency over the last minutes, from BigQuery."""
+    cfg = _cfg()
+    now = now or datetime.now(UTC)
+    start = (now - timedelta(minutes=minutes - 1)).replace(second=0, microsecond=0)
+    sql = f"SELECT upload, processed_at FROM `{cfg.table_id}` WHERE processed_at >= @since LIMIT 50000"
+    rows = bigquery.query(cfg, sql, [bigquery.param("since", "TIMESTAMP", start)])
+    buckets: dict[datetime, list[float]] = {start + timedelta(minutes=i): [] for i in range(minutes)}
+    for row in rows:
+        minute = row["processed_at"].replace(second=0, microsecond=0)
+        if minute in buckets and row["upload"] is not None:
+            buckets[minute].append((row["processed_at"] - row["upload"]).total_seconds())
+    latencies = [v for values in buckets.values() for v in values]
+    series = [
+        {"minute": m, "count": len(v), "p50": _percentile(v, 50), "p95": _percentile(v, 95)} for m, v in buckets.items()
+    ]
+    failures_sql = f"SELECT COUNT(*) AS n FROM `{cfg.failures_table_id}` WHERE failed_at >= @since"
+    failed = bigquery.query(cfg, failures_sql, [bigquery.param("since", "TIMESTAMP", start)])[0]["n"]
+    last_minute = series[-1]["count"] if series else 0
+    return {
+        "minutes": minutes,
+        "series": series,
+        "rows": len(latencies),
+        "per_minute": len(latencies) / minutes,
+        "last_minute": last_minute,
+        "p50": _percentile(latencies, 50),
+        "p95": _percentile(latencies, 95),
+        "failed": int(failed),
+    }
+
+
+# --- One object's story ---------------------------------------------------------------------------------------------
+
+
+def _job_summary(bucket: str, name: str, generation: int) -> dict[str, Any] | None:
+    q = queue(_cfg())
+    job_id = jobs.job_id(bucket, name, generation)
+    if not Job.exists(job_id, q.connection):
+        return None
+    job = Job.fetch(job_id, connection=q.connection, serializer=JSONSerializer)
+    exc = job.latest_result().exc_string if job.latest_result() else None
+    return {
+        "id": job_id,
+        "status": getattr(job.get_status(), "value", str(job.get_status())),
+        "enqueued_at": job.enqueued_at,
+        "started_at": job.started_at,
+        "ended_at": job.ended_at,
+        "retries_left": job.retries_left,
+        "error": exc.strip().splitlines()[-1] if exc else None,
+    }
+
+
+def object_story(*, name: str) -> dict[str, Any]:
+    """Everything known about one object name: each generation's job, ledger outcome, row and failures."""
+    cfg = _cfg()
+    rows = classification_list_for_name(name=name)
+    failures = failure_list_for_name(name=name)
+    current = gcs.object_current(cfg, name=name)
+    generations: dict[tuple[str, int], dict[str, Any]] = {}
+
+    def entry(bucket: str, generation: int) -> dict[str, Any]:
+        return generations.setdefault(
+            (bucket, generation), {"bucket": bucket, "generation": generation, "rows": [], "failures": []}
+        )
+
+    for row in rows:
+        entry(row["bucket"], row["generation"])["rows"].append(row)
+    for failure in failures:
+        entry(failure["bucket"], failure["generation"])["failures"].append(failure)
+    if current is not None:
+        entry(cfg.bucket, current.generation)["object"] = current
+    redis = _redis()
+    for (bucket, generation), item in generations.items():
+        item["job"] = _job_summary(bucket, name, generation)
+        item["outcome"] = ledger.outcome_get(redis, ledger.object_key(bucket, name, generation))
+        item["job_id"] = jobs.job_id(bucket, name, generation)
+    ordered = sorted(generations.values(), key=lambda g: g["generation"], reverse=True)
+    return {"name": name, "generations": ordered, "current": current}
+
+
+def object_names_like(*, text: str, limit: int = 20) -> list[str]:
+    """Suggestions when a search does not name an object exactly."""
+    cfg = _cfg()
+    sql = (
+        f"SELECT DISTINCT image_name FROM (SELECT image_name FROM `{cfg.table_id}` "
+        f"UNION ALL SELECT image_name FROM `{cfg.failures_table_id}`) "
+        "WHERE STRPOS(LOWER(image_name), LOWER(@text)) > 0 ORDER BY image_name LIMIT @limit"
+    )
+    params = [bigquery.param("text", "STRING", text), bigquery.param("limit", "INT64", limit)]
+    return [r["image_name"] for r in bigquery.query(cfg, sql, params)]

@@ -1,35 +1,361 @@
-"""Operator views: parse input, call one selector or service, render."""
+"""Operator views: parse input, call one selector or service, render.
+
+Everyone who can log in may look; only staff may act (listener control, requeue, dismiss, upload): others get 403.
+"""
 
 from __future__ import annotations
 
+import functools
+import hashlib
+import hmac
+import io
 import logging
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from urllib.parse import urlencode
 
+from django.conf import settings
+from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.http import HttpRequest, HttpResponse
-from django.shortcuts import render
+from django.core.cache import cache
+from django.core.exceptions import PermissionDenied
+from django.http import Http404, HttpRequest, HttpResponse, StreamingHttpResponse
+from django.shortcuts import redirect, render
+from django.urls import reverse
 from django.views.decorators.cache import never_cache
+from django.views.decorators.http import require_GET, require_POST
+from PIL import Image, UnidentifiedImageError
 
-from controlplane import selectors
+from classifier.cloud import gcs
+from controlplane import charts, metrics, selectors, services
 
 log = logging.getLogger(__name__)
 
-PAGE_SIZE = 50
+PAGE_SIZE = 20
+FAILURES_PAGE_SIZE = 50
+HEALTH_MINUTES = 15
+THUMB_PX = 112
+RANGES = {"15m": timedelta(minutes=15), "1h": timedelta(hours=1), "24h": timedelta(days=1), "7d": timedelta(days=7)}
+# Served inline only as these types; anything else is a download, so an uploaded HTML file never runs as our page.
+INLINE_TYPES = {"image/png", "image/jpeg", "image/gif", "image/webp", "image/bmp"}
+
+View = Callable[..., HttpResponse]
 
 
-def _bigquery_read(fn, **kwargs):  # type: ignore[no-untyped-def]
-    """A dashboard that cannot reach BigQuery says so instead of failing the whole page."""
+def staff_required(view: View) -> View:
+    @functools.wraps(view)
+    def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        if not request.user.is_staff:
+            raise PermissionDenied("only staff can do this")
+        return view(request, *args, **kwargs)
+
+    return wrapper
+
+
+def _read(fn: Callable[..., Any], default: Any, **kwargs: Any) -> tuple[Any, str | None]:
+    """A page that cannot reach BigQuery, Redis or GCS says so instead of failing whole."""
     try:
         return fn(**kwargs), None
     except Exception as exc:
-        log.exception("BigQuery read failed")
-        return [], f"BigQuery could not be read: {exc.__class__.__name__}: {exc}"
+        log.exception("%s failed", fn.__name__)
+        return default, f"{exc.__class__.__name__}: {exc}"
+
+
+def _int(value: str | None, default: int, *, lo: int, hi: int) -> int:
+    try:
+        return min(max(int(value or default), lo), hi)
+    except ValueError:
+        return default
+
+
+def _when(value: str) -> datetime | None:
+    """`datetime-local` input (YYYY-MM-DDTHH:MM), read as UTC like every time on these pages."""
+    try:
+        return datetime.fromisoformat(value).replace(tzinfo=UTC) if value else None
+    except ValueError:
+        return None
+
+
+def _filters(request: HttpRequest) -> tuple[selectors.ClassificationFilter, dict[str, str]]:
+    raw = {k: request.GET.get(k, "").strip()[:200] for k in ("label", "name", "range", "since", "until")}
+    since, until = _when(raw["since"]), _when(raw["until"])
+    if raw["range"] in RANGES:
+        since, until = datetime.now(UTC) - RANGES[raw["range"]], None
+    filters = selectors.ClassificationFilter(label=raw["label"], name=raw["name"], since=since, until=until)
+    return filters, raw
+
+
+def _recent_context(request: HttpRequest) -> dict[str, Any]:
+    filters, raw = _filters(request)
+    page = _int(request.GET.get("page"), 1, lo=1, hi=10_000)
+    (rows, more), error = _read(
+        selectors.classification_list, ([], False), filters=filters, limit=PAGE_SIZE, offset=(page - 1) * PAGE_SIZE
+    )
+    query = {k: v for k, v in raw.items() if v}
+    return {
+        "rows": rows,
+        "error": error,
+        "page": page,
+        "prev_query": urlencode({**query, "page": page - 1}) if page > 1 else None,
+        "next_query": urlencode({**query, "page": page + 1}) if more else None,
+        "query": urlencode(query),
+        "filters": raw,
+        "filtering": filters.active,
+        "live": page == 1,
+        "ranges": list(RANGES),
+    }
+
+
+def _health_context() -> dict[str, Any]:
+    listener, listener_error = _read(selectors.listener_status, {"state": "unknown", "desired": "running"})
+    queue, queue_error = _read(selectors.queue_status, None)
+    tp, tp_error = _read(selectors.throughput, None, minutes=HEALTH_MINUTES)
+    failures, failures_error = _read(selectors.failure_count, None)
+    return {
+        "listener": listener,
+        "queue": queue,
+        "tp": tp,
+        "chart": charts.throughput_chart(tp["series"]) if tp else None,
+        "failure_total": failures,
+        "health_errors": [e for e in (listener_error, queue_error, tp_error, failures_error) if e],
+        "now": datetime.now(UTC),
+    }
 
 
 @never_cache
 @login_required
+@require_GET
 def dashboard(request: HttpRequest) -> HttpResponse:
-    rows, error = _bigquery_read(selectors.classification_list_recent, limit=PAGE_SIZE)
-    failures, failures_error = _bigquery_read(selectors.failure_list_recent, limit=10)
-    context = {"rows": rows, "error": error, "failures": failures, "failures_error": failures_error}
-    template = "controlplane/_recent.html" if request.htmx else "controlplane/dashboard.html"
-    return render(request, template, context)
+    context = {**_recent_context(request), **_health_context(), "upload_max_mb": settings.SIGHTLINE.max_image_bytes}
+    return render(request, "controlplane/dashboard.html", context)
+
+
+@never_cache
+@login_required
+@require_GET
+def recent_partial(request: HttpRequest) -> HttpResponse:
+    return render(request, "controlplane/_recent.html", _recent_context(request))
+
+
+@never_cache
+@login_required
+@require_GET
+def health_partial(request: HttpRequest) -> HttpResponse:
+    return render(request, "controlplane/_health.html", _health_context())
+
+
+@never_cache
+@login_required
+@staff_required
+@require_POST
+def listener_control(request: HttpRequest, action: str) -> HttpResponse:
+    state = {"start": "running", "stop": "paused"}.get(action)
+    if state is None:
+        raise Http404("unknown action")
+    services.listener_desired_set(state=state, user=request.user.get_username())
+    if request.htmx:
+        return render(request, "controlplane/_health.html", _health_context())
+    messages.success(request, "Listener resuming." if state == "running" else "Listener pausing: it drains and stops.")
+    return redirect("dashboard")
+
+
+@never_cache
+@login_required
+@staff_required
+@require_POST
+def upload(request: HttpRequest) -> HttpResponse:
+    files = request.FILES.getlist("images")
+    folder = request.POST.get("folder", "")
+    if not files:
+        messages.error(request, "Choose or drop at least one file.")
+        return redirect("dashboard")
+    done, user = [], request.user.get_username()
+    for f in files:
+        try:
+            name, _generation = services.image_upload(
+                folder=folder, filename=f.name, data=f.read(), content_type=f.content_type, user=user
+            )
+            done.append(name)
+        except services.BadUpload as exc:
+            messages.error(request, f"Not uploaded: {exc}")
+        except Exception as exc:
+            log.exception("upload of %r failed", f.name)
+            messages.error(request, f"Upload of {f.name} failed: {exc.__class__.__name__}: {exc}")
+    if done:
+        messages.success(request, f"Uploaded {len(done)}: {', '.join(done)}. Rows appear below as workers finish.")
+    return redirect("dashboard")
+
+
+def _back(request: HttpRequest, name: str) -> HttpResponse:
+    """After an action: back to the object's story when it started there, else to the failures."""
+    if request.POST.get("back") == "object":
+        return redirect(f"{reverse('object_find')}?{urlencode({'name': name})}")
+    return redirect("failures")
+
+
+def _object_ref(data: Any) -> tuple[str, str, int]:
+    try:
+        return data["bucket"], data["name"], int(data["generation"])
+    except (KeyError, ValueError):
+        raise Http404("bucket, name and generation are required") from None
+
+
+@never_cache
+@login_required
+@require_GET
+def failures(request: HttpRequest) -> HttpResponse:
+    name = request.GET.get("name", "").strip()[:200]
+    page = _int(request.GET.get("page"), 1, lo=1, hi=10_000)
+    (rows, more), error = _read(
+        selectors.failure_list, ([], False), name=name, limit=FAILURES_PAGE_SIZE, offset=(page - 1) * FAILURES_PAGE_SIZE
+    )
+    total, _ = _read(selectors.failure_count, None)
+    query = {"name": name} if name else {}
+    context = {
+        "rows": rows,
+        "error": error,
+        "name": name,
+        "total": total,
+        "page": page,
+        "prev_query": urlencode({**query, "page": page - 1}) if page > 1 else None,
+        "next_query": urlencode({**query, "page": page + 1}) if more else None,
+    }
+    return render(request, "controlplane/failures.html", context)
+
+
+@never_cache
+@login_required
+@staff_required
+@require_POST
+def failure_requeue(request: HttpRequest) -> HttpResponse:
+    bucket, name, generation = _object_ref(request.POST)
+    try:
+        job_id = services.failure_requeue(
+            bucket=bucket, name=name, generation=generation, user=request.user.get_username()
+        )
+    except services.NotFound as exc:
+        messages.warning(request, str(exc))
+    else:
+        messages.success(request, f"Requeued {name} (generation {generation}) as job {job_id}.")
+    return _back(request, name)
+
+
+@never_cache
+@login_required
+@staff_required
+def failure_dismiss(request: HttpRequest) -> HttpResponse:
+    source = request.POST if request.method == "POST" else request.GET
+    bucket, name, generation = _object_ref(source)
+    if request.method != "POST":
+        rows, error = _read(selectors.failure_get, [], bucket=bucket, name=name, generation=generation)
+        context = {"bucket": bucket, "name": name, "generation": generation, "rows": rows, "error": error}
+        return render(request, "controlplane/failure_dismiss.html", context)
+    try:
+        services.failure_dismiss(bucket=bucket, name=name, generation=generation, user=request.user.get_username())
+    except services.NotFound as exc:
+        messages.warning(request, str(exc))
+    else:
+        messages.success(request, f"Dismissed the failure of {name} (generation {generation}).")
+    return _back(request, name)
+
+
+@never_cache
+@login_required
+@staff_required
+def failure_requeue_all(request: HttpRequest) -> HttpResponse:
+    if request.method == "POST":
+        expected = _int(request.POST.get("expected"), -1, lo=-1, hi=10_000)
+        try:
+            count = services.failure_requeue_all(expected=expected, user=request.user.get_username())
+        except services.CountChanged as exc:
+            messages.warning(request, f"The failures changed since you confirmed ({expected}); {exc}. Check again.")
+            return redirect("failure_requeue_all")
+        messages.success(request, f"Requeued {count} failed object{'s' if count != 1 else ''}.")
+        return redirect("failures")
+    rows, error = _read(selectors.failure_list_all, [])
+    return render(request, "controlplane/failure_requeue_all.html", {"rows": rows, "count": len(rows), "error": error})
+
+
+@never_cache
+@login_required
+@require_GET
+def object_find(request: HttpRequest) -> HttpResponse:
+    name = request.GET.get("name", "").strip()[:1024]
+    context: dict[str, Any] = {"name": name}
+    if name:
+        context["story"], context["error"] = _read(selectors.object_story, None, name=name)
+        story = context["story"]
+        if story is not None and not story["generations"]:
+            context["suggestions"], _ = _read(selectors.object_names_like, [], text=name)
+    return render(request, "controlplane/object.html", context)
+
+
+def _thumbnail(bucket: str, name: str, generation: int) -> bytes:
+    key = "thumb:" + hashlib.sha256(f"{bucket}/{name}#{generation}:{THUMB_PX}".encode()).hexdigest()
+    cached = cache.get(key)
+    if cached is not None:
+        return cached
+    blob = gcs.download(settings.SIGHTLINE, bucket=bucket, name=name, generation=generation)
+    Image.MAX_IMAGE_PIXELS = settings.SIGHTLINE.max_image_pixels
+    with Image.open(io.BytesIO(blob.data)) as img:
+        img.draft("RGB", (THUMB_PX * 2, THUMB_PX * 2))
+        thumb = img.convert("RGB")
+        thumb.thumbnail((THUMB_PX * 2, THUMB_PX * 2))  # 2x for sharp thumbnails on dense screens
+        out = io.BytesIO()
+        thumb.save(out, "JPEG", quality=82)
+    data = out.getvalue()
+    cache.set(key, data, 3600)
+    return data
+
+
+@login_required
+@require_GET
+def object_image(request: HttpRequest) -> HttpResponse:
+    """One generation of an object of the pipeline's bucket, through this app: the bucket stays private."""
+    bucket, name, generation = _object_ref(request.GET)
+    if bucket != settings.SIGHTLINE.bucket:
+        raise Http404("not the pipeline's bucket")
+    # A generation never changes, so browsers may keep it; `private`: only this user's browser.
+    cache_control = "private, max-age=86400, immutable"
+    try:
+        if request.GET.get("size") == "thumb":
+            response = HttpResponse(_thumbnail(bucket, name, generation), content_type="image/jpeg")
+        else:
+            info, chunks = gcs.object_read(settings.SIGHTLINE, bucket=bucket, name=name, generation=generation)
+            inline = info.content_type in INLINE_TYPES
+            response = StreamingHttpResponse(
+                chunks, content_type=info.content_type if inline else "application/octet-stream"
+            )
+            if info.size is not None:
+                response["Content-Length"] = str(info.size)
+            filename = name.rsplit("/", 1)[-1].encode("ascii", "replace").decode().replace('"', "_")
+            response["Content-Disposition"] = f'{"inline" if inline else "attachment"}; filename="{filename}"'
+    except (gcs.ObjectGone, gcs.TooLarge) as exc:
+        raise Http404(str(exc)) from None
+    except (UnidentifiedImageError, Image.DecompressionBombError, OSError) as exc:
+        raise Http404(f"no thumbnail: {exc}") from None
+    response["Cache-Control"] = cache_control
+    response["Content-Security-Policy"] = "default-src 'none'; sandbox"
+    response["X-Content-Type-Options"] = "nosniff"
+    return response
+
+
+@never_cache
+@require_GET
+def prometheus_metrics(request: HttpRequest) -> HttpResponse:
+    """404 while METRICS_TOKEN is unset (the endpoint does not exist); 401 without the right bearer token."""
+    token = settings.SIGHTLINE.metrics_token
+    if not token:
+        raise Http404("metrics are off: set METRICS_TOKEN")
+    sent = request.headers.get("Authorization", "")
+    if not sent.startswith("Bearer ") or not hmac.compare_digest(sent[7:].strip().encode(), token.encode()):
+        response = HttpResponse("bearer token required\n", status=401, content_type="text/plain")
+        response["WWW-Authenticate"] = 'Bearer realm="sightline-metrics"'
+        return response
+    try:
+        body = metrics.exposition()
+    except Exception as exc:
+        log.exception("metrics scrape failed")
+        return HttpResponse(f"# scrape failed: {exc.__class__.__name__}\n", status=503, content_type="text/plain")
+    return HttpResponse(body, content_type="text/plain; version=0.0.4; charset=utf-8")

@@ -1,0 +1,95 @@
+"""Prometheus exposition: read on scrape from BigQuery, Redis and RQ, cached briefly so scrapes stay cheap."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+from django.conf import settings
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from classifier.cloud import bigquery
+from controlplane import selectors
+
+LATENCY_BUCKETS_S = (0.5, 1, 2, 5, 10, 30, 60, 120, 300, 600)
+CACHE_S = 15.0
+
+_lock = threading.Lock()
+_cache: tuple[float, dict[str, Any]] | None = None
+
+
+def _latency_histogram() -> dict[str, Any]:
+    """Cumulative bucket counts over every row: one aggregate query, bounds passed as parameters."""
+    cfg = settings.SIGHTLINE
+    diff = "TIMESTAMP_DIFF(processed_at, upload, MILLISECOND)"
+    counts = ", ".join(f"COUNTIF({diff} <= @b{i}) AS b{i}" for i in range(len(LATENCY_BUCKETS_S)))
+    sql = f"SELECT COUNT(*) AS n, SUM({diff}) AS ms, {counts} FROM `{cfg.table_id}`"
+    params = [bigquery.param(f"b{i}", "INT64", int(b * 1000)) for i, b in enumerate(LATENCY_BUCKETS_S)]
+    row = bigquery.query(cfg, sql, params)[0]
+    total = int(row["n"] or 0)
+    buckets = [(str(float(b)), int(row[f"b{i}"] or 0)) for i, b in enumerate(LATENCY_BUCKETS_S)]
+    return {"total": total, "sum_s": (row["ms"] or 0) / 1000, "buckets": [*buckets, ("+Inf", total)]}
+
+
+def snapshot() -> dict[str, Any]:
+    global _cache
+    with _lock:
+        if _cache is not None and time.monotonic() - _cache[0] < CACHE_S:
+            return _cache[1]
+        data = {
+            "histogram": _latency_histogram(),
+            "throughput": selectors.throughput(minutes=5),
+            "failures": selectors.failure_count(),
+            "queue": selectors.queue_status(),
+            "listener": selectors.listener_status(),
+        }
+        _cache = (time.monotonic(), data)
+        return data
+
+
+def cache_clear() -> None:
+    global _cache
+    with _lock:
+        _cache = None
+
+
+class SightlineCollector(Collector):
+    def collect(self) -> Iterator[Metric]:
+        data = snapshot()
+        hist, tp, q, lst = data["histogram"], data["throughput"], data["queue"], data["listener"]
+        yield CounterMetricFamily("sightline_classifications", "Classification rows in BigQuery.", value=hist["total"])
+        yield HistogramMetricFamily(
+            "sightline_upload_to_row_seconds",
+            "Time from upload to classification row.",
+            buckets=hist["buckets"],
+            sum_value=hist["sum_s"],
+        )
+        yield GaugeMetricFamily(
+            "sightline_throughput_rows_per_minute", "Rows per minute over the last 5 minutes.", value=tp["per_minute"]
+        )
+        yield GaugeMetricFamily("sightline_failures", "Open failure records in BigQuery.", value=data["failures"])
+        yield GaugeMetricFamily("sightline_queue_depth", "Jobs waiting in the RQ queue.", value=q["depth"])
+        workers = GaugeMetricFamily("sightline_workers", "RQ workers of the queue by state.", labels=["state"])
+        workers.add_metric(["busy"], q["workers_busy"])
+        workers.add_metric(["idle"], len(q["workers"]) - q["workers_busy"])
+        yield workers
+        yield GaugeMetricFamily("sightline_rq_failed_jobs", "Jobs in RQ's failed registry.", value=q["failed"])
+        up = GaugeMetricFamily("sightline_listener_state", "1 for the listener's current state.", labels=["state"])
+        for state in ("running", "paused", "reconnecting", "stopped", "dead"):
+            up.add_metric([state], 1.0 if lst["state"] == state else 0.0)
+        yield up
+        yield GaugeMetricFamily(
+            "sightline_listener_messages_received",
+            "Messages the running listener received since it started.",
+            value=lst.get("received", 0),
+        )
+
+
+def exposition() -> bytes:
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(SightlineCollector())
+    return generate_latest(registry)

@@ -1,0 +1,147 @@
+"""Writes the dashboard makes: listener control, requeue, dismiss, upload. Views check permissions; these act."""
+
+from __future__ import annotations
+
+import logging
+import mimetypes
+import time
+import unicodedata
+from datetime import UTC, datetime
+from typing import Any
+
+from django.conf import settings
+
+from classifier import ledger
+from classifier.cloud import bigquery, gcs
+from classifier.config import Config
+from classifier.queue import enqueue_classification
+from controlplane import listener, selectors
+
+log = logging.getLogger(__name__)
+
+
+class NotFound(Exception):
+    pass
+
+
+class CountChanged(Exception):
+    """The set of failures changed since the operator confirmed "requeue all"."""
+
+    def __init__(self, now: int) -> None:
+        super().__init__(f"there are {now} failures now")
+        self.now = now
+
+
+class BadUpload(ValueError):
+    pass
+
+
+def _cfg() -> Config:
+    return settings.SIGHTLINE
+
+
+def listener_desired_set(*, state: str, user: str) -> None:
+    listener.desired_set(ledger.connection(_cfg()), state)
+    log.info("listener desired state set to %s by %s", state, user)
+
+
+def _failure_rows_delete(*, bucket: str, name: str, generation: int, before: datetime) -> None:
+    """Delete the failure rows the operator acted on, never one that a new attempt recorded since `before`."""
+    cfg = _cfg()
+    key = ledger.object_key(bucket, name, generation)
+    sql = (
+        f"DELETE FROM `{cfg.failures_table_id}` "
+        "WHERE bucket = @bucket AND image_name = @name AND generation = @generation AND failed_at < @before"
+    )
+    params = [
+        bigquery.param("bucket", "STRING", bucket),
+        bigquery.param("name", "STRING", name),
+        bigquery.param("generation", "INT64", generation),
+        bigquery.param("before", "TIMESTAMP", before),
+    ]
+    try:
+        bigquery.dml(cfg, sql, params)
+    except bigquery.StreamingBufferBusy:
+        # Recent rows cannot be deleted yet: hide them from the failure views until BigQuery lets go.
+        ledger.connection(cfg).set(selectors.RESOLVED_PREFIX + key, str(before.timestamp()), ex=ledger.TTL_S)
+        log.warning("failure rows of %s are in the streaming buffer; hidden instead of deleted", key)
+
+
+def _require_failure(*, bucket: str, name: str, generation: int) -> None:
+    if not selectors.failure_get(bucket=bucket, name=name, generation=generation):
+        raise NotFound(f"no open failure for gs://{bucket}/{name}#{generation}")
+
+
+def failure_requeue(*, bucket: str, name: str, generation: int, upload: Any = None, user: str) -> str:
+    """Clear the outcome, enqueue a forced job, then delete the failure rows seen before it: returns the job id."""
+    _require_failure(bucket=bucket, name=name, generation=generation)
+    cfg = _cfg()
+    before = datetime.now(UTC)
+    ledger.outcome_clear(ledger.connection(cfg), ledger.object_key(bucket, name, generation))
+    event_time = upload.isoformat() if isinstance(upload, datetime) else upload
+    job_id, _ = enqueue_classification(
+        cfg, bucket=bucket, name=name, generation=generation, event_time=event_time, force=True
+    )
+    _failure_rows_delete(bucket=bucket, name=name, generation=generation, before=before)
+    log.info("requeued gs://%s/%s#%s as %s by %s", bucket, name, generation, job_id, user)
+    return job_id
+
+
+def failure_requeue_all(*, expected: int, user: str) -> int:
+    """Requeue every open failure; refuses when their number is not the one the operator confirmed."""
+    failures = selectors.failure_list_all()
+    if len(failures) != expected:
+        raise CountChanged(len(failures))
+    seen: set[tuple[str, str, int]] = set()
+    for failure in failures:
+        ident = (failure["bucket"], failure["image_name"], failure["generation"])
+        if ident in seen:
+            continue
+        seen.add(ident)
+        failure_requeue(bucket=ident[0], name=ident[1], generation=ident[2], upload=failure["upload"], user=user)
+    return len(seen)
+
+
+def failure_dismiss(*, bucket: str, name: str, generation: int, user: str) -> None:
+    """Forget the failure: its rows go, and so does the outcome, so a later notification may try it again."""
+    _require_failure(bucket=bucket, name=name, generation=generation)
+    cfg = _cfg()
+    _failure_rows_delete(bucket=bucket, name=name, generation=generation, before=datetime.now(UTC))
+    ledger.outcome_clear(ledger.connection(cfg), ledger.object_key(bucket, name, generation))
+    log.info("dismissed the failure of gs://%s/%s#%s (%s)", bucket, name, generation, user)
+
+
+def upload_name(*, folder: str, filename: str) -> str:
+    """The object name for a browser upload: `folder/filename`, checked like GCS checks names."""
+    folder = folder.strip().strip("/")
+    filename = filename.replace("\\", "/").rsplit("/", 1)[-1].strip()
+    name = f"{folder}/{filename}" if folder else filename
+    if not filename or filename in (".", ".."):
+        raise BadUpload("a file without a name")
+    if any(unicodedata.category(ch) == "Cc" for ch in name):
+        raise BadUpload(f"{name!r}: object names cannot hold control characters")
+    if len(name.encode()) > 1024:
+        raise BadUpload(f"{name[:60]!r}...: object names are at most 1024 bytes")
+    return name
+
+
+def image_upload(*, folder: str, filename: str, data: bytes, content_type: str | None, user: str) -> tuple[str, int]:
+    """Send one file to the bucket; the bucket notification does the rest. Returns (name, generation)."""
+    cfg = _cfg()
+    name = upload_name(folder=folder, filename=filename)
+    if len(data) > cfg.max_image_bytes:
+        raise BadUpload(f"{name}: {len(data)} bytes is over MAX_IMAGE_BYTES={cfg.max_image_bytes}")
+    if not content_type or content_type == "application/octet-stream":
+        content_type = mimetypes.guess_type(name)[0] or "application/octet-stream"
+    started = time.monotonic()
+    generation = gcs.upload(cfg, name=name, data=data, content_type=content_type)
+    log.info(
+        "uploaded gs://%s/%s#%s (%d bytes, %.2f s) by %s",
+        cfg.bucket,
+        name,
+        generation,
+        len(data),
+        time.monotonic() - started,
+        user,
+    )
+    return name, generation
