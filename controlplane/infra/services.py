@@ -1,0 +1,169 @@
+"""Writes: plan, apply and destroy the cloud resources, each recorded in the audit log.
+
+Apply and destroy carry out exactly the plan the operator saw: they re-plan and refuse when the checksum differs.
+"""
+
+from __future__ import annotations
+
+import getpass
+from dataclasses import dataclass, field
+from typing import Any
+
+from django.conf import settings
+from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+
+from classifier.config import Config
+from controlplane.infra import apply as runner
+from controlplane.infra.plan import Plan, build_destroy_plan, build_plan
+from controlplane.infra.spec import StackSpec, stack_spec
+from controlplane.models import AuditLog
+
+
+class Refused(Exception):
+    """The operation was not started; the message says why and what to do."""
+
+
+class StalePlan(Refused):
+    def __init__(self, fresh: Plan) -> None:
+        super().__init__(
+            f"the plan changed since it was shown (checksum {fresh.checksum[:12]} now): nothing was done; "
+            "review the new plan and confirm again"
+        )
+        self.fresh = fresh
+
+
+@dataclass(frozen=True)
+class Actor:
+    name: str
+    user: AbstractBaseUser | None = None
+
+    @classmethod
+    def cli(cls) -> Actor:
+        return cls(name=f"cli:{getpass.getuser()}")
+
+    @classmethod
+    def of(cls, user: AbstractBaseUser | AnonymousUser) -> Actor:
+        if isinstance(user, AnonymousUser) or not user.is_authenticated:
+            return cls(name="anonymous")
+        return cls(name=user.get_username(), user=user)
+
+
+@dataclass
+class Result:
+    plan: Plan
+    steps: list[runner.Step] = field(default_factory=list)
+    remaining: Plan | None = None  # after a failure: what still differs from the desired state
+    audit: AuditLog | None = None
+
+    @property
+    def ok(self) -> bool:
+        return all(step.status == runner.OK for step in self.steps)
+
+
+def default_spec(cfg: Config | None = None) -> StackSpec:
+    return stack_spec(cfg=cfg or settings.SIGHTLINE)
+
+
+def _record(
+    actor: Actor, action: str, plan: Plan, outcome: str, *, steps: list[runner.Step] | None = None, error: str = ""
+) -> AuditLog:
+    changes: list[dict[str, Any]] = [s.as_dict() for s in steps] if steps is not None else plan.as_list()
+    if steps is not None:  # the plan's lines that were not steps (no-ops) complete the picture
+        stepped = {(s.change.key, s.change.target) for s in steps}
+        changes += [c.as_dict() for c in plan.changes if (c.key, c.target) not in stepped]
+    return AuditLog.objects.create(
+        actor=actor.name,
+        user=actor.user,
+        action=action,
+        outcome=outcome,
+        summary=plan.summary[:300],
+        checksum=plan.checksum,
+        changes=changes,
+        error=error,
+    )
+
+
+def stack_plan(*, spec: StackSpec, actor: Actor) -> Plan:
+    plan = build_plan(spec)
+    _record(actor, AuditLog.Action.PLAN, plan, AuditLog.Outcome.PLANNED)
+    return plan
+
+
+def stack_destroy_plan(*, spec: StackSpec, actor: Actor) -> Plan:
+    plan = build_destroy_plan(spec)
+    _record(actor, AuditLog.Action.PLAN, plan, AuditLog.Outcome.PLANNED)
+    return plan
+
+
+def _refuse(actor: Actor, action: str, plan: Plan, exc: Refused) -> Refused:
+    _record(actor, action, plan, AuditLog.Outcome.REFUSED, error=str(exc))
+    return exc
+
+
+def _finish(actor: Actor, action: str, spec: StackSpec, plan: Plan, steps: list[runner.Step]) -> Result:
+    result = Result(plan=plan, steps=steps)
+    if not result.ok:
+        failed = next(s for s in steps if s.status == runner.FAILED)
+        try:
+            result.remaining = build_plan(spec) if action == AuditLog.Action.APPLY else build_destroy_plan(spec)
+        except Exception:  # the report of what was done matters more than the re-read
+            result.remaining = None
+        error = f"{failed.line}. Run {action} again to finish."
+        result.audit = _record(actor, action, plan, AuditLog.Outcome.FAILED, steps=steps, error=error)
+    else:
+        result.audit = _record(actor, action, plan, AuditLog.Outcome.SUCCEEDED, steps=steps)
+    return result
+
+
+def stack_apply(*, spec: StackSpec, checksum: str, actor: Actor, on_step: runner.OnStep | None = None) -> Result:
+    """Apply the plan whose checksum the operator saw; refuses a stale plan or one that needs destructive changes."""
+    plan = build_plan(spec)
+    if plan.checksum != checksum:
+        raise _refuse(actor, AuditLog.Action.APPLY, plan, StalePlan(plan))
+    if plan.destructive:
+        names = ", ".join(c.name for c in plan.destructive)
+        raise _refuse(
+            actor,
+            AuditLog.Action.APPLY,
+            plan,
+            Refused(f"the plan needs destructive changes ({names}): apply does not do them; see each reason"),
+        )
+    steps = runner.run_changes(spec, plan.pending, on_step=on_step)
+    return _finish(actor, AuditLog.Action.APPLY, spec, plan, steps)
+
+
+def destroy_check(*, spec: StackSpec, plan: Plan, confirmation: str, delete_data: bool) -> None:
+    """Why a teardown may not go ahead, as a Refused; None when it may."""
+    cfg = spec.cfg
+    if cfg.destroy_protection:
+        raise Refused("DESTROY_PROTECTION is on: teardown is refused outright (unset it to allow destroy)")
+    if confirmation.strip() != cfg.bucket:
+        raise Refused(f"confirmation does not match: type the bucket name {cfg.bucket!r} exactly")
+    if plan.data_at_risk and not delete_data:
+        held = ", ".join(f"{c.name}: {c.data_label}" for c in plan.data_at_risk)
+        raise Refused(f"data would be deleted ({held}): choose 'also delete the data' to go ahead")
+
+
+def stack_destroy(
+    *,
+    spec: StackSpec,
+    checksum: str,
+    confirmation: str,
+    delete_data: bool,
+    actor: Actor,
+    on_step: runner.OnStep | None = None,
+) -> Result:
+    """Tear down every resource in reverse dependency order, after the typed confirmation."""
+    plan = build_destroy_plan(spec)
+    try:
+        destroy_check(spec=spec, plan=plan, confirmation=confirmation, delete_data=delete_data)
+        if plan.checksum != checksum:
+            raise StalePlan(plan)
+    except Refused as exc:
+        raise _refuse(actor, AuditLog.Action.DESTROY, plan, exc) from None
+    steps = runner.run_changes(spec, plan.pending, delete_data=delete_data, on_step=on_step)
+    return _finish(actor, AuditLog.Action.DESTROY, spec, plan, steps)
+
+
+def audit_list_recent(*, limit: int = 100) -> list[AuditLog]:
+    return list(AuditLog.objects.select_related("user")[:limit])

@@ -1,0 +1,94 @@
+"""The desired state of one pipeline's cloud resources, from settings, in dependency order."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from classifier.cloud import bigquery, gcs, pubsub
+from classifier.config import Config
+
+DATASET = "bigquery_dataset"
+TABLE = "bigquery_table"
+TOPIC = "pubsub_topic"
+SUBSCRIPTION = "pubsub_subscription"
+TOPIC_IAM = "pubsub_topic_iam_member"
+BUCKET = "storage_bucket"
+NOTIFICATION = "storage_notification"
+
+GCS_SERVICE_AGENT = "the Cloud Storage service agent"
+
+
+@dataclass(frozen=True)
+class Resource:
+    kind: str
+    name: str
+    attrs: dict[str, Any] = field(default_factory=dict, compare=False)
+
+    @property
+    def key(self) -> str:
+        return f"{self.kind}:{self.name}"
+
+    @property
+    def label(self) -> str:
+        return f"{self.kind} {self.name}"
+
+
+@dataclass(frozen=True)
+class StackSpec:
+    cfg: Config
+    resources: tuple[Resource, ...]
+
+    @property
+    def local(self) -> bool:
+        return self.cfg.local
+
+    def resource(self, key: str) -> Resource:
+        return next(r for r in self.resources if r.key == key)
+
+
+def _subscription(cfg: Config, name: str, topic: str, dead_letter_topic: str | None) -> Resource:
+    return Resource(
+        SUBSCRIPTION,
+        name,
+        {
+            "topic": f"projects/{cfg.project}/topics/{topic}",
+            "ack_deadline_seconds": pubsub.ACK_DEADLINE_S,
+            "message_retention_seconds": pubsub.RETENTION_S,
+            "dead_letter_topic": f"projects/{cfg.project}/topics/{dead_letter_topic}" if dead_letter_topic else None,
+            "max_delivery_attempts": pubsub.MAX_DELIVERY_ATTEMPTS if dead_letter_topic else None,
+            "_topic": topic,
+            "_dead_letter_topic": dead_letter_topic,
+        },
+    )
+
+
+def stack_spec(*, cfg: Config) -> StackSpec:
+    """Every resource, each after the ones it needs: the tables before anything can write to them, the topics before
+    their subscriptions, the topic and its publisher grant before the bucket starts notifying."""
+    resources = (
+        Resource(DATASET, cfg.dataset_id),
+        Resource(TABLE, cfg.table_id, {"schema": bigquery.CLASSIFICATIONS_SCHEMA}),
+        Resource(TABLE, cfg.failures_table_id, {"schema": bigquery.FAILURES_SCHEMA}),
+        Resource(TOPIC, cfg.dead_letter_topic),
+        _subscription(cfg, cfg.dead_letter_subscription, cfg.dead_letter_topic, None),
+        Resource(TOPIC, cfg.topic),
+        _subscription(cfg, cfg.subscription, cfg.topic, cfg.dead_letter_topic),
+        Resource(
+            TOPIC_IAM,
+            f"{cfg.topic} {pubsub.PUBLISHER_ROLE} {GCS_SERVICE_AGENT}",
+            {"topic": cfg.topic, "role": pubsub.PUBLISHER_ROLE},
+        ),
+        Resource(BUCKET, cfg.bucket),
+        Resource(
+            NOTIFICATION,
+            f"gs://{cfg.bucket} -> {cfg.topic}",
+            {
+                "bucket": cfg.bucket,
+                "topic": f"projects/{cfg.project}/topics/{cfg.topic}",
+                "event_types": gcs.NOTIFICATION_EVENT_TYPES,
+                "payload_format": gcs.NOTIFICATION_PAYLOAD_FORMAT,
+            },
+        ),
+    )
+    return StackSpec(cfg=cfg, resources=resources)

@@ -1,0 +1,236 @@
+"""Plan and apply against the real local stack, on resources of their own (never the session pipeline's)."""
+
+from __future__ import annotations
+
+import dataclasses
+import uuid
+from typing import Any
+from unittest import mock
+
+import pytest
+from django.core.management import call_command
+
+from classifier.cloud import bigquery, gcs, pubsub
+from classifier.config import Config
+from controlplane.infra import plan as p
+from controlplane.infra import spec as s
+from controlplane.infra.services import Actor, Refused, StalePlan, stack_apply, stack_plan
+from controlplane.models import AuditLog
+
+F = bigquery.bigquery.SchemaField
+ACTOR = Actor(name="tests")
+
+
+def isolated(cfg: Config) -> Config:
+    """The same project and emulators, resource names of its own: what these tests create and delete is theirs."""
+    uid = uuid.uuid4().hex[:8]
+    return dataclasses.replace(
+        cfg,
+        bucket=f"infra-{uid}",
+        topic=f"infra-{uid}",
+        subscription=f"infra-{uid}-workers",
+        dead_letter_topic=f"infra-{uid}-dead-letter",
+        dead_letter_subscription=f"infra-{uid}-dead-letter-inspect",
+        table_id=f"{cfg.project}.infra_{uid}.image_classification",
+        failures_table_id=f"{cfg.project}.infra_{uid}.classification_failures",
+    )
+
+
+@pytest.fixture
+def icfg(cfg: Config, stack: Any, settings: Any) -> Config:
+    mine = isolated(cfg)
+    settings.SIGHTLINE = mine  # the commands read the settings
+    return mine
+
+
+def run(command: str, *args: str) -> tuple[int, str]:
+    out = mock.MagicMock()
+    lines: list[str] = []
+    out.write.side_effect = lines.append
+    with pytest.raises(SystemExit) as exit_info:
+        call_command(command, *args, stdout=out, stderr=out)
+    return int(exit_info.value.code or 0), "\n".join(lines)
+
+
+def actions(plan: p.Plan) -> list[tuple[str, str, str]]:
+    return [(c.action, c.kind, c.name) for c in plan.changes]
+
+
+def test_plan_on_an_empty_project_lists_every_resource_to_create(icfg, db):
+    plan = stack_plan(spec=s.stack_spec(cfg=icfg), actor=ACTOR)
+    assert actions(plan) == [
+        ("create", s.DATASET, icfg.dataset_id),
+        ("create", s.TABLE, icfg.table_id),
+        ("create", s.TABLE, icfg.failures_table_id),
+        ("create", s.TOPIC, icfg.dead_letter_topic),
+        ("create", s.SUBSCRIPTION, icfg.dead_letter_subscription),
+        ("create", s.TOPIC, icfg.topic),
+        ("create", s.SUBSCRIPTION, icfg.subscription),
+        ("provided", s.TOPIC_IAM, f"{icfg.topic} roles/pubsub.publisher {s.GCS_SERVICE_AGENT}"),
+        ("create", s.BUCKET, icfg.bucket),
+        ("provided", s.NOTIFICATION, f"gs://{icfg.bucket} -> {icfg.topic}"),
+    ]
+    assert plan.summary == "Plan: 8 to create, 0 to change, 0 to destroy."
+    assert all("fake-gcs-server event flags" in c.reason for c in plan.changes if c.action == "provided")
+    assert AuditLog.objects.get().action == "plan"
+
+
+def test_apply_creates_everything_then_nothing_to_do_then_a_deleted_subscription_is_one_create(icfg, db):
+    code, out = run("plan")
+    assert code == 2 and "Plan: 8 to create, 0 to change, 0 to destroy." in out
+    assert f"  + {s.SUBSCRIPTION} {icfg.subscription}: does not exist" in out
+
+    code, out = run("apply", "--yes")
+    assert code == 0, out
+    assert out.count(": ok: created") == 8 and "Apply complete: 8 step(s) done." in out
+    assert gcs.bucket_get(icfg, icfg.bucket) is not None
+    assert bigquery.table_schema(icfg, icfg.failures_table_id) is not None
+    assert pubsub.subscription_get(icfg, icfg.subscription) == {
+        "topic": icfg.topic_path,
+        "ack_deadline_seconds": 60,
+        "message_retention_seconds": 7 * 24 * 3600,
+        "dead_letter_topic": f"projects/{icfg.project}/topics/{icfg.dead_letter_topic}",
+        "max_delivery_attempts": 5,
+    }
+
+    code, out = run("plan")
+    assert code == 0 and "Plan: 0 to create, 0 to change, 0 to destroy." in out
+    code, out = run("apply", "--yes")
+    assert code == 0 and "No changes" in out
+
+    pubsub.subscription_delete(icfg, icfg.subscription)
+    code, out = run("plan")
+    assert code == 2 and "Plan: 1 to create, 0 to change, 0 to destroy." in out
+    plan = p.build_plan(s.stack_spec(cfg=icfg))
+    assert [(c.kind, c.name) for c in plan.pending] == [(s.SUBSCRIPTION, icfg.subscription)]
+    code, out = run("apply", "--yes")
+    assert code == 0 and f"+ {s.SUBSCRIPTION} {icfg.subscription}: ok: created" in out
+
+    log = list(AuditLog.objects.order_by("id").values_list("actor", "action", "outcome"))
+    assert all(actor.startswith("cli:") for actor, _, _ in log)
+    assert [(a, o) for _, a, o in log] == [
+        ("plan", "planned"),
+        ("plan", "planned"),
+        ("apply", "succeeded"),
+        ("plan", "planned"),
+        ("plan", "planned"),
+        ("plan", "planned"),
+        ("plan", "planned"),
+        ("apply", "succeeded"),
+    ]
+
+
+def test_apply_asks_and_anything_but_yes_aborts(icfg, db, monkeypatch):
+    monkeypatch.setattr("builtins.input", lambda prompt="": "y")
+    code, out = run("apply")
+    assert code == 1 and "Apply cancelled" in out
+    assert gcs.bucket_get(icfg, icfg.bucket) is None and pubsub.topic_get(icfg, icfg.topic) is None
+
+
+def test_existing_matching_resources_are_adopted(icfg, db):
+    pubsub.topic_ensure(icfg, icfg.topic)
+    gcs.bucket_create(icfg, icfg.bucket)
+    spec = s.stack_spec(cfg=icfg)
+    plan = p.build_plan(spec)
+    assert ("no-op", s.TOPIC, icfg.topic) in actions(plan) and ("no-op", s.BUCKET, icfg.bucket) in actions(plan)
+    result = stack_apply(spec=spec, checksum=plan.checksum, actor=ACTOR)
+    assert result.ok and len(result.steps) == 6
+
+
+def test_a_hand_made_table_with_a_wrong_schema_shows_the_exact_drift(icfg, db):
+    wrong = [
+        F("image_name", "STRING", mode="REQUIRED"),
+        F("upload", "TIMESTAMP", mode="NULLABLE"),
+        F(
+            "classifications",
+            "RECORD",
+            mode="REPEATED",
+            fields=[F("classification", "STRING"), F("confidence", "STRING")],
+        ),
+        F("bucket", "STRING", mode="REQUIRED"),
+        F("generation", "STRING", mode="REQUIRED"),
+        F("content_type", "STRING", mode="REQUIRED"),
+        F("size_bytes", "INTEGER"),
+        F("processed_at", "TIMESTAMP"),
+        F("colour", "STRING"),
+    ]
+    bigquery.dataset_create(icfg, icfg.dataset_id)
+    bigquery.table_create(icfg, icfg.table_id, wrong)
+    spec = s.stack_spec(cfg=icfg)
+    plan = p.build_plan(spec)
+    change = next(c for c in plan.changes if c.name == icfg.table_id)
+    assert change.action == "replace" and "cannot change in place" in change.reason
+    assert change.details == (
+        "field upload: mode NULLABLE, wanted REQUIRED",
+        "field classifications.confidence: type STRING, wanted FLOAT",
+        "field generation: type STRING, wanted INTEGER",
+        "extra field colour (STRING, NULLABLE): not in the desired schema",
+        "field content_type: mode REQUIRED, wanted NULLABLE: will be relaxed",
+        "missing field model (STRING, NULLABLE): will be added",
+    )
+    assert "1 change(s) need a destructive replacement" in plan.summary
+    with pytest.raises(Refused, match="destructive"):
+        stack_apply(spec=spec, checksum=plan.checksum, actor=ACTOR)
+    assert bigquery.table_schema(icfg, icfg.table_id)[-1].name == "colour"  # untouched
+    assert AuditLog.objects.get(action="apply").outcome == "refused"
+
+
+def test_additive_schema_drift_and_subscription_drift_are_updated_in_place(icfg, db):
+    bigquery.dataset_create(icfg, icfg.dataset_id)
+    bigquery.table_create(icfg, icfg.failures_table_id, [f for f in bigquery.FAILURES_SCHEMA if f.name != "model"])
+    pubsub.topic_ensure(icfg, icfg.topic)
+    pubsub.topic_ensure(icfg, icfg.dead_letter_topic)
+    pubsub.subscription_ensure(icfg, icfg.subscription, icfg.topic)  # no dead-letter policy
+    spec = s.stack_spec(cfg=icfg)
+    plan = p.build_plan(spec)
+    updates = {c.name: c.details for c in plan.changes if c.action == "update"}
+    assert updates == {
+        icfg.failures_table_id: ("missing field model (STRING, NULLABLE): will be added",),
+        icfg.subscription: (
+            f"dead_letter_topic: None -> projects/{icfg.project}/topics/{icfg.dead_letter_topic}",
+            "max_delivery_attempts: None -> 5",
+        ),
+    }
+    assert plan.summary == "Plan: 3 to create, 2 to change, 0 to destroy."
+    assert stack_apply(spec=spec, checksum=plan.checksum, actor=ACTOR).ok
+    assert not p.build_plan(spec).has_changes
+
+
+def test_a_stale_plan_is_refused(icfg, db):
+    spec = s.stack_spec(cfg=icfg)
+    seen = p.build_plan(spec)
+    pubsub.topic_ensure(icfg, icfg.topic)  # someone else acts between plan and apply
+    with pytest.raises(StalePlan, match="plan changed since it was shown") as refused:
+        stack_apply(spec=spec, checksum=seen.checksum, actor=ACTOR)
+    assert refused.value.fresh.count("create") == 7
+    assert pubsub.topic_get(icfg, icfg.dead_letter_topic) is None
+    assert AuditLog.objects.get(action="apply").outcome == "refused"
+
+
+def test_a_failure_midway_leaves_a_report_and_applying_again_finishes(icfg, db):
+    spec = s.stack_spec(cfg=icfg)
+    plan = p.build_plan(spec)
+    boom = pubsub.gexc.ServiceUnavailable("pubsub is having a bad day")
+    seen: list[str] = []
+    with mock.patch.object(
+        type(pubsub.subscriber(icfg)), "create_subscription", autospec=True, side_effect=boom
+    ) as create_subscription:
+        result = stack_apply(spec=spec, checksum=plan.checksum, actor=ACTOR, on_step=lambda st: seen.append(st.status))
+    assert create_subscription.call_count == 1
+    assert seen == ["ok", "ok", "ok", "ok", "failed", "skipped", "skipped", "skipped"]
+    assert not result.ok and "bad day" in result.steps[4].message
+    assert result.remaining is not None
+    assert [c.name for c in result.remaining.pending] == [
+        icfg.dead_letter_subscription,
+        icfg.topic,
+        icfg.subscription,
+        icfg.bucket,
+    ]
+    audit = AuditLog.objects.get(action="apply")
+    assert audit.outcome == "failed" and "Run apply again" in audit.error
+    assert [c.get("status") for c in audit.changes] == [*seen, None, None], audit.changes
+
+    again = p.build_plan(spec)
+    retry = stack_apply(spec=spec, checksum=again.checksum, actor=ACTOR)
+    assert retry.ok and [st.change.name for st in retry.steps] == [c.name for c in result.remaining.pending]
+    assert not p.build_plan(spec).has_changes
