@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -19,7 +18,6 @@ ACK_DEADLINE_S = 60
 RETENTION_S = 7 * 24 * 3600
 MAX_DELIVERY_ATTEMPTS = 5
 
-Message = pubsub_v1.subscriber.message.Message
 
 
 @functools.cache
@@ -81,11 +79,47 @@ def publish(cfg: Config, topic: str, data: bytes, **attributes: str) -> str:
     return publisher(cfg).publish(topic_path(cfg, topic), data, **attributes).result(timeout=30)
 
 
-def stream(
-    cfg: Config, callback: Callable[[Message], None], *, max_messages: int
-) -> pubsub_v1.subscriber.futures.StreamingPullFuture:
-    flow = pubsub_v1.types.FlowControl(max_messages=max_messages)
-    return subscriber(cfg).subscribe(subscription_path(cfg, cfg.subscription), callback=callback, flow_control=flow)
+@dataclass
+class Pulled:
+    """One message from a unary pull, with the same ack/nack surface as the streaming client's Message."""
+
+    cfg: Config
+    subscription: str
+    ack_id: str
+    message_id: str
+    data: bytes
+    attributes: dict[str, str]
+
+    def ack(self) -> None:
+        subscriber(self.cfg).acknowledge(request={"subscription": self.subscription, "ack_ids": [self.ack_id]})
+
+    def nack(self) -> None:
+        subscriber(self.cfg).modify_ack_deadline(
+            request={"subscription": self.subscription, "ack_ids": [self.ack_id], "ack_deadline_seconds": 0}
+        )
+
+
+def pull(cfg: Config, *, max_messages: int, wait_s: float) -> list[Pulled]:
+    """Long-poll the subscription once: returns as soon as messages are there, or empty after `wait_s`.
+
+    Unary pull rather than streaming pull: each call is independent, so a listener that is paused, restarted
+    or killed leaves nothing behind. (The Pub/Sub emulator keeps routing messages to a streaming pull whose
+    client went away, so those messages would never be delivered again; checked with emulator 0.8.20.)
+    """
+    path = subscription_path(cfg, cfg.subscription)
+    try:
+        response = subscriber(cfg).pull(
+            request={"subscription": path, "max_messages": max_messages}, timeout=wait_s, retry=None
+        )
+    except gexc.DeadlineExceeded:
+        return []
+    return [
+        Pulled(cfg, path, r.ack_id, r.message.message_id, r.message.data, dict(r.message.attributes))
+        for r in response.received_messages
+    ]
+
+
+Message = Pulled
 
 
 def is_not_found(exc: BaseException) -> bool:

@@ -1,10 +1,11 @@
-"""Streaming-pull the notifications subscription and enqueue one job per uploaded object."""
+"""Pull the notifications subscription and enqueue one job per uploaded object."""
 
 from __future__ import annotations
 
 import logging
 import signal
 import threading
+import time
 from types import FrameType
 from typing import Any
 
@@ -19,13 +20,14 @@ log = logging.getLogger("controlplane.listener")
 # How often the listener reports and looks at the state the dashboard asks for.
 TICK_S = 1.0
 RESTART_BACKOFF_S = (1, 2, 5, 10, 30)
+MIN_POLL_S = 0.1
 
 
 class Command(BaseCommand):
     help = "Pull bucket notifications from Pub/Sub and enqueue classification jobs (stops cleanly on SIGTERM/SIGINT)."
 
     def add_arguments(self, parser: Any) -> None:
-        parser.add_argument("--max-messages", type=int, default=64, help="messages held unacked at once (flow control)")
+        parser.add_argument("--max-messages", type=int, default=100, help="messages taken per pull")
 
     def handle(self, *args: Any, **options: Any) -> None:
         cfg = settings.SIGHTLINE
@@ -42,32 +44,27 @@ class Command(BaseCommand):
         failures = 0
         while not stop.is_set():
             if listener.desired() == "paused":
-                # Paused from the dashboard: hold no stream (Pub/Sub keeps the messages) and keep reporting.
+                # Paused from the dashboard: pull nothing (Pub/Sub keeps the messages) and keep reporting.
                 listener.heartbeat("paused")
                 stop.wait(TICK_S)
                 continue
-            future = pubsub.stream(cfg, listener.handle_message, max_messages=options["max_messages"])
-            log.info("streaming pull started")
-            pausing = False
-            while not stop.is_set() and not future.done():
-                listener.heartbeat("running")
-                stop.wait(TICK_S)
-                if future.running():
-                    failures = 0
-                if listener.desired() == "paused":
-                    log.info("paused from the dashboard: draining and holding the stream closed")
-                    pausing = True
-                    break
-            future.cancel()  # stops pulling; callbacks already running finish first
+            listener.heartbeat("running")
+            started = time.monotonic()
             try:
-                future.result(timeout=30)
-            except Exception as exc:  # the stream ended: cancelled by us, or a fault to report and retry
-                if not stop.is_set() and not pausing:
-                    delay = RESTART_BACKOFF_S[min(failures, len(RESTART_BACKOFF_S) - 1)]
-                    failures += 1
-                    reason = "subscription not found (run apply)" if pubsub.is_not_found(exc) else f"{exc!r}"
-                    log.error("streaming pull stopped: %s; restarting in %ss", reason, delay)
-                    listener.heartbeat("reconnecting")
-                    stop.wait(delay)
+                messages = pubsub.pull(cfg, max_messages=options["max_messages"], wait_s=TICK_S)
+            except Exception as exc:  # a fault of Pub/Sub or the network: report, back off, retry
+                delay = RESTART_BACKOFF_S[min(failures, len(RESTART_BACKOFF_S) - 1)]
+                failures += 1
+                reason = "subscription not found (run apply)" if pubsub.is_not_found(exc) else f"{exc!r}"
+                log.error("pull failed: %s; retrying in %ss", reason, delay)
+                listener.heartbeat("reconnecting")
+                stop.wait(delay)
+                continue
+            failures = 0
+            if not messages and time.monotonic() - started < MIN_POLL_S:
+                stop.wait(MIN_POLL_S)  # a server that answers "nothing" at once must not make this a busy loop
+            # Messages pulled are leased to us: handle them all, even when a stop was asked meanwhile (drain).
+            for message in messages:
+                listener.handle_message(message)
         listener.heartbeat("stopped")
         log.info("stopped after %d messages (%d jobs enqueued)", listener.received, listener.enqueued)
