@@ -17,6 +17,7 @@ urlpatterns = [
     path("objects/", views.object_find, name="object_find"),
     path("objects/image/", views.object_image, name="object_image"),
     path("metrics", views.prometheus_metrics, name="metrics"),
+    path("infra/", include("controlplane.infra.urls")),
     path("login/", auth_views.LoginView.as_view(), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("admin/", admin.site.urls),

@@ -163,7 +163,3 @@ def stack_destroy(
         raise _refuse(actor, AuditLog.Action.DESTROY, plan, exc) from None
     steps = runner.run_changes(spec, plan.pending, delete_data=delete_data, on_step=on_step)
     return _finish(actor, AuditLog.Action.DESTROY, spec, plan, steps)
-
-
-def audit_list_recent(*, limit: int = 100) -> list[AuditLog]:
-    return list(AuditLog.objects.select_related("user")[:limit])

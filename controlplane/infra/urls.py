@@ -1,0 +1,12 @@
+from django.urls import path
+
+from controlplane.infra import views
+
+app_name = "infra"
+
+urlpatterns = [
+    path("", views.plan, name="plan"),
+    path("apply/", views.apply, name="apply"),
+    path("destroy/", views.destroy, name="destroy"),
+    path("audit/", views.audit, name="audit"),
+]

@@ -1,0 +1,127 @@
+"""Infrastructure pages: the plan (everyone logged in), apply and destroy (staff only), the audit log.
+
+Views parse input, call one service, render. A destructive action shows its confirmation on GET and acts on POST.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import Any
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.http import HttpRequest, HttpResponse, HttpResponseForbidden
+from django.shortcuts import render
+from django.views.decorators.cache import never_cache
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
+
+from controlplane.infra import selectors
+from controlplane.infra.plan import Plan, PlanError
+from controlplane.infra.services import (
+    Actor,
+    Refused,
+    Result,
+    StalePlan,
+    default_spec,
+    stack_apply,
+    stack_destroy,
+    stack_destroy_plan,
+    stack_plan,
+)
+
+View = Callable[..., HttpResponse]
+
+
+def staff_required(view: View) -> View:
+    """403, not a redirect to the login page: the user is logged in, just not allowed."""
+
+    @functools.wraps(view)
+    def wrapped(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        if not (request.user.is_staff or request.user.is_superuser):
+            return HttpResponseForbidden("Only staff can change the infrastructure.")
+        return view(request, *args, **kwargs)
+
+    return wrapped
+
+
+def _plan_page(request: HttpRequest, plan: Plan | None, error: str = "", status: int = 200) -> HttpResponse:
+    context = {"plan": plan, "error": error, "spec": default_spec()}
+    return render(request, "controlplane/infra/plan.html", context, status=status)
+
+
+@never_cache
+@login_required
+@require_GET
+def plan(request: HttpRequest) -> HttpResponse:
+    try:
+        return _plan_page(request, stack_plan(spec=default_spec(), actor=Actor.of(request.user)))
+    except PlanError as exc:
+        return _plan_page(request, None, str(exc), status=503)
+
+
+def _result_page(request: HttpRequest, action: str, result: Result) -> HttpResponse:
+    return render(request, "controlplane/infra/result.html", {"action": action, "result": result})
+
+
+@never_cache
+@login_required
+@staff_required
+@require_POST
+def apply(request: HttpRequest) -> HttpResponse:
+    actor = Actor.of(request.user)
+    try:
+        result = stack_apply(spec=default_spec(), checksum=request.POST.get("checksum", ""), actor=actor)
+    except StalePlan as exc:
+        messages.error(request, f"Not applied: {exc}.")
+        return _plan_page(request, exc.fresh, status=409)
+    except Refused as exc:
+        messages.error(request, f"Not applied: {exc}.")
+        return _plan_page(request, None, status=409)
+    except PlanError as exc:
+        return _plan_page(request, None, str(exc), status=503)
+    return _result_page(request, "apply", result)
+
+
+DESTROY_TEMPLATE = "controlplane/infra/destroy.html"
+
+
+def _destroy_page(
+    request: HttpRequest, plan: Plan | None, template: str, context: dict[str, Any], error: str = "", status: int = 200
+) -> HttpResponse:
+    context = {**context, "plan": plan, "error": error, "spec": default_spec(), "form_action": request.path}
+    return render(request, template, context, status=status)
+
+
+def destroy_view(
+    request: HttpRequest, template: str = DESTROY_TEMPLATE, context: dict[str, Any] | None = None
+) -> HttpResponse:
+    """Shared by the dashboard page and the admin's teardown page (which brings its own template)."""
+    spec, actor, context = default_spec(), Actor.of(request.user), context or {}
+    try:
+        if request.method != "POST":
+            return _destroy_page(request, stack_destroy_plan(spec=spec, actor=actor), template, context)
+        result = stack_destroy(
+            spec=spec,
+            checksum=request.POST.get("checksum", ""),
+            confirmation=request.POST.get("confirmation", ""),
+            delete_data=request.POST.get("delete_data") == "on",
+            actor=actor,
+        )
+    except Refused as exc:
+        messages.error(request, f"Not destroyed: {exc}.")
+        fresh = exc.fresh if isinstance(exc, StalePlan) else stack_destroy_plan(spec=spec, actor=actor)
+        return _destroy_page(request, fresh, template, context, status=400)
+    except PlanError as exc:
+        return _destroy_page(request, None, template, context, str(exc), status=503)
+    return _result_page(request, "destroy", result)
+
+
+destroy = never_cache(login_required(staff_required(require_http_methods(["GET", "POST"])(destroy_view))))
+
+
+@never_cache
+@login_required
+@require_GET
+def audit(request: HttpRequest) -> HttpResponse:
+    return render(request, "controlplane/infra/audit.html", {"entries": selectors.audit_list_recent(limit=100)})
