@@ -182,14 +182,16 @@ def failure_count() -> int:
 
 
 def listener_status() -> dict[str, Any]:
-    """running / paused / reconnecting from a fresh heartbeat; stopped after a clean exit; dead when it went quiet."""
     redis = _redis()
-    desired = listener.desired_get(redis)
     raw = redis.get(listener.HEARTBEAT_KEY)
-    if raw is None:
+    return listener_state(json.loads(raw) if raw else None, desired=listener.desired_get(redis), now=time.time())
+
+
+def listener_state(beat: dict[str, Any] | None, *, desired: str, now: float) -> dict[str, Any]:
+    """running / paused / reconnecting from a fresh heartbeat; stopped after a clean exit; dead when it went quiet."""
+    if beat is None:
         return {"state": "dead", "desired": desired, "detail": "no heartbeat: the listener is not running"}
-    beat = json.loads(raw)
-    age = max(0.0, time.time() - float(beat["at"]))
+    age = max(0.0, now - float(beat["at"]))
     state = beat["state"]
     if state != "stopped" and age > LISTENER_STALE_S:
         state = "dead"

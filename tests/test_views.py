@@ -1,0 +1,465 @@
+"""The operator views through Django's test client, on the local stack: access, CSRF, escaping, reads and writes."""
+
+from __future__ import annotations
+
+import io
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from django.test import Client
+from django.urls import reverse
+from PIL import Image
+from rq.job import Job
+
+from classifier import jobs, ledger
+from classifier.cloud import bigquery, gcs
+from classifier.config import Config
+from controlplane import charts, listener, selectors, services
+from tests.conftest import failures_for, wait_for
+
+XSS_NAME = "<script>alert(1)</script>.png"
+XSS_LABEL = '<img src=x onerror="alert(2)">'
+
+CONTROL_POSTS = [
+    ("listener_control", {"action": "stop"}),
+    ("listener_control", {"action": "start"}),
+    ("upload", {}),
+    ("failure_requeue", {}),
+    ("failure_dismiss", {}),
+    ("failure_requeue_all", {}),
+]
+
+
+# --- helpers ----------------------------------------------------------------------------------------------------
+
+
+def insert_row(
+    cfg: Config,
+    name: str,
+    labels: list[tuple[str, float]],
+    *,
+    generation: int | None = None,
+    upload: datetime | None = None,
+    latency_s: float = 2.0,
+) -> dict[str, Any]:
+    upload = upload or datetime.now(UTC)
+    generation = generation or int(time.time() * 1e6)
+    row = {
+        "image_name": name,
+        "upload": upload.isoformat(),
+        "classifications": [{"classification": label, "confidence": c} for label, c in labels],
+        "bucket": cfg.bucket,
+        "generation": generation,
+        "content_type": "image/png",
+        "size_bytes": 10,
+        "model": "efficientnet_lite0 (test)",
+        "processed_at": (upload + timedelta(seconds=latency_s)).isoformat(),
+    }
+    bigquery.insert_row(cfg, cfg.table_id, row, row_id=uuid.uuid4().hex)
+    return row
+
+
+def insert_failure(
+    cfg: Config, name: str, *, generation: int | None = None, code: str = "not_an_image"
+) -> dict[str, Any]:
+    generation = generation or int(time.time() * 1e6)
+    row = {
+        "image_name": name,
+        "upload": datetime.now(UTC).isoformat(),
+        "bucket": cfg.bucket,
+        "generation": generation,
+        "content_type": "text/plain",
+        "size_bytes": 5,
+        "reason_code": code,
+        "reason": f"reason for {name}",
+        "attempts": 1,
+        "model": "test",
+        "failed_at": (datetime.now(UTC) - timedelta(seconds=1)).isoformat(),
+    }
+    bigquery.insert_row(cfg, cfg.failures_table_id, row, row_id=uuid.uuid4().hex)
+    ledger.outcome_set(ledger.connection(cfg), ledger.object_key(cfg.bucket, name, generation), f"failure:{code}")
+    return row
+
+
+def png(size: tuple[int, int] = (64, 48), color: tuple[int, int, int] = (200, 40, 40)) -> bytes:
+    out = io.BytesIO()
+    Image.new("RGB", size, color).save(out, "PNG")
+    return out.getvalue()
+
+
+@pytest.fixture
+def staff(db: Any, django_user_model: Any) -> Client:
+    user = django_user_model.objects.create_user("op-staff", password="x-staff-pass-1", is_staff=True)
+    client = Client()
+    client.force_login(user)
+    return client
+
+
+@pytest.fixture
+def viewer(db: Any, django_user_model: Any) -> Client:
+    user = django_user_model.objects.create_user("op-viewer", password="x-viewer-pass-1")
+    client = Client()
+    client.force_login(user)
+    return client
+
+
+@pytest.fixture
+def desired_restored(cfg: Config, stack: Any) -> Any:
+    redis = ledger.connection(cfg)
+    yield redis
+    listener.desired_set(redis, "running")
+
+
+# --- access -------------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["dashboard", "recent_partial", "health_partial", "failures", "object_find", "failure_requeue_all"],
+)
+def test_every_page_needs_a_login(client: Client, db: Any, url: str) -> None:
+    response = client.get(reverse(url))
+    assert response.status_code == 302 and response["Location"].startswith(reverse("login"))
+
+
+def test_the_image_view_needs_a_login(client: Client, db: Any, cfg: Config) -> None:
+    response = client.get(reverse("object_image"), {"bucket": cfg.bucket, "name": "x.png", "generation": 1})
+    assert response.status_code == 302
+
+
+@pytest.mark.parametrize(("url", "kwargs"), CONTROL_POSTS)
+def test_viewers_get_403_on_every_control_url(viewer: Client, stack: Any, url: str, kwargs: dict[str, str]) -> None:
+    assert viewer.post(reverse(url, kwargs=kwargs), {"bucket": "b", "name": "n", "generation": "1"}).status_code == 403
+
+
+def test_viewers_get_403_on_confirmation_pages(viewer: Client, stack: Any) -> None:
+    assert viewer.get(reverse("failure_requeue_all")).status_code == 403
+    assert viewer.get(reverse("failure_dismiss"), {"bucket": "b", "name": "n", "generation": "1"}).status_code == 403
+
+
+def test_viewers_see_the_pages_but_no_control_buttons(viewer: Client, cfg: Config, stack: Any) -> None:
+    name = f"t-{uuid.uuid4().hex[:8]}/fail.txt"
+    insert_failure(cfg, name)
+    dashboard = viewer.get(reverse("dashboard")).content.decode()
+    failures = viewer.get(reverse("failures"), {"name": name}).content.decode()
+    assert "Recent classifications" in dashboard and name in failures
+    for marker in ("listener-stop", "listener-start", "upload-form", 'name="images"'):
+        assert marker not in dashboard
+    for marker in ("Requeue", "Dismiss", "requeue-all"):
+        assert marker not in failures
+
+
+def test_staff_see_the_control_buttons(staff: Client, cfg: Config, stack: Any) -> None:
+    name = f"t-{uuid.uuid4().hex[:8]}/fail.txt"
+    insert_failure(cfg, name)
+    dashboard = staff.get(reverse("dashboard")).content.decode()
+    assert "upload-form" in dashboard and ("listener-stop" in dashboard or "listener-start" in dashboard)
+    failures = staff.get(reverse("failures"), {"name": name}).content.decode()
+    assert "Requeue" in failures and "Dismiss" in failures and "requeue-all" in failures
+
+
+def test_control_forms_need_a_csrf_token(db: Any, django_user_model: Any, desired_restored: Any) -> None:
+    user = django_user_model.objects.create_user("op-csrf", password="x-csrf-pass-1", is_staff=True)
+    client = Client(enforce_csrf_checks=True)
+    client.force_login(user)
+    response = client.post(reverse("listener_control", kwargs={"action": "stop"}))
+    assert response.status_code == 403
+    assert listener.desired_get(desired_restored) == "running"
+    page = client.get(reverse("dashboard")).content.decode()
+    assert page.count("csrfmiddlewaretoken") >= 3  # logout, listener control, upload
+
+
+# --- escaping -----------------------------------------------------------------------------------------------------
+
+
+def test_object_names_and_labels_show_as_text(staff: Client, cfg: Config, stack: Any) -> None:
+    folder = f"t-{uuid.uuid4().hex[:8]}/"
+    name = folder + XSS_NAME
+    generation = gcs.upload(cfg, name=name, data=png(), content_type="image/png")
+    insert_row(cfg, name, [(XSS_LABEL, 0.9), ("tabby", 0.1)], generation=generation)
+    insert_failure(cfg, name, generation=generation + 1)
+    pages = [
+        staff.get(reverse("dashboard"), {"name": folder}),
+        staff.get(reverse("recent_partial"), {"name": folder}),
+        staff.get(reverse("failures"), {"name": folder}),
+        staff.get(reverse("object_find"), {"name": name}),
+    ]
+    for response in pages:
+        html = response.content.decode()
+        assert response.status_code == 200
+        assert "&lt;script&gt;alert(1)&lt;/script&gt;.png" in html
+        assert "<script>alert(1)" not in html and "<img src=x" not in html
+    assert "&lt;img src=x onerror=&quot;alert(2)&quot;&gt;" in pages[0].content.decode()
+
+
+# --- classifications: filters, paging, thumbnails -------------------------------------------------------------------
+
+
+def test_filters_by_label_name_and_time(staff: Client, cfg: Config, stack: Any) -> None:
+    folder = f"t-{uuid.uuid4().hex[:8]}/"
+    old = datetime.now(UTC) - timedelta(days=2)
+    insert_row(cfg, folder + "cat.png", [("tabby", 0.6), ("Egyptian cat", 0.3)])
+    insert_row(cfg, folder + "cup.png", [("espresso", 0.9), ("cup", 0.05)])
+    insert_row(cfg, folder + "old-cat.png", [("tiger cat", 0.8)], upload=old)
+
+    def names(**params: str) -> set[str]:
+        response = staff.get(reverse("recent_partial"), {"name": folder, **params})
+        return {r["image_name"].removeprefix(folder) for r in response.context["rows"]}
+
+    assert names() == {"cat.png", "cup.png", "old-cat.png"}
+    assert names(label="CAT") == {"cat.png", "old-cat.png"}
+    assert names(label="espresso") == {"cup.png"}
+    assert names(range="24h") == {"cat.png", "cup.png"}
+    assert names(until=(old + timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M")) == {"old-cat.png"}
+    assert names(label="100%_") == set()  # LIKE wildcards are plain text here
+
+
+def test_newest_first_and_paged(staff: Client, cfg: Config, stack: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    from controlplane import views
+
+    monkeypatch.setattr(views, "PAGE_SIZE", 2)
+    folder = f"t-{uuid.uuid4().hex[:8]}/"
+    start = datetime.now(UTC) - timedelta(minutes=5)
+    for i in range(5):
+        insert_row(cfg, f"{folder}{i}.png", [("tabby", 0.5)], upload=start + timedelta(seconds=i))
+    seen = []
+    for page in (1, 2, 3):
+        response = staff.get(reverse("recent_partial"), {"name": folder, "page": page})
+        seen.append([r["image_name"].removeprefix(folder) for r in response.context["rows"]])
+    assert seen == [["4.png", "3.png"], ["2.png", "1.png"], ["0.png"]]
+    first = staff.get(reverse("dashboard"), {"name": folder}).content.decode()
+    assert "Older →" in first and 'hx-trigger="every 3s"' in first
+    third = staff.get(reverse("dashboard"), {"name": folder, "page": 3}).content.decode()
+    assert "← Newer" in third and "Older →" not in third
+    assert f'hx-get="{reverse("recent_partial")}' not in third  # only the first page refreshes itself
+
+
+def test_thumbnail_and_original_come_through_the_app(viewer: Client, cfg: Config, stack: Any) -> None:
+    name = f"t-{uuid.uuid4().hex[:8]}/sub dir/ünï <b>.png"
+    data = png((640, 480))
+    generation = gcs.upload(cfg, name=name, data=data, content_type="image/png")
+    ref = {"bucket": cfg.bucket, "name": name, "generation": generation}
+    thumb = viewer.get(reverse("object_image"), {**ref, "size": "thumb"})
+    assert thumb.status_code == 200 and thumb["Content-Type"] == "image/jpeg"
+    assert max(Image.open(io.BytesIO(thumb.content)).size) <= 224
+    assert "private" in thumb["Cache-Control"] and "sandbox" in thumb["Content-Security-Policy"]
+    original = viewer.get(reverse("object_image"), ref)
+    assert original.status_code == 200 and original["Content-Type"] == "image/png"
+    assert b"".join(original.streaming_content) == data
+    assert viewer.get(reverse("object_image"), {**ref, "generation": generation + 1}).status_code == 404
+    assert viewer.get(reverse("object_image"), {**ref, "bucket": "someone-elses-bucket"}).status_code == 404
+
+
+def test_a_non_image_object_is_a_download_never_inline(viewer: Client, cfg: Config, stack: Any) -> None:
+    name = f"t-{uuid.uuid4().hex[:8]}/page.html"
+    generation = gcs.upload(cfg, name=name, data=b"<script>alert(1)</script>", content_type="text/html")
+    response = viewer.get(reverse("object_image"), {"bucket": cfg.bucket, "name": name, "generation": generation})
+    assert response["Content-Type"] == "application/octet-stream"
+    assert response["Content-Disposition"].startswith("attachment")
+    thumb = viewer.get(
+        reverse("object_image"), {"bucket": cfg.bucket, "name": name, "generation": generation, "size": "thumb"}
+    )
+    assert thumb.status_code == 404
+
+
+# --- pipeline health ------------------------------------------------------------------------------------------------
+
+
+def test_listener_state_from_the_heartbeat() -> None:
+    now = 1_000_000.0
+    beat = {"state": "running", "at": now - 2, "started_at": now - 100, "received": 7, "enqueued": 5}
+    assert selectors.listener_state(None, desired="running", now=now)["state"] == "dead"
+    assert selectors.listener_state(beat, desired="running", now=now)["state"] == "running"
+    assert selectors.listener_state(beat, desired="running", now=now)["received"] == 7
+    assert selectors.listener_state({**beat, "state": "paused"}, desired="paused", now=now)["state"] == "paused"
+    stale = selectors.listener_state(beat, desired="running", now=now + 60)
+    assert stale["state"] == "dead" and "last heartbeat 62 s ago" in stale["detail"]
+    assert (
+        selectors.listener_state({**beat, "state": "stopped"}, desired="running", now=now + 600)["state"] == "stopped"
+    )
+
+
+def test_health_shows_throughput_latency_and_failures(staff: Client, cfg: Config, stack: Any) -> None:
+    folder = f"t-{uuid.uuid4().hex[:8]}/"
+    for latency in (1.0, 2.0, 3.0):
+        insert_row(cfg, f"{folder}{latency}.png", [("tabby", 0.5)], latency_s=latency)
+    response = staff.get(reverse("health_partial"))
+    html = response.content.decode()
+    tp = response.context["tp"]
+    assert tp["rows"] >= 3 and tp["p50"] is not None and tp["p95"] >= tp["p50"]
+    assert response.context["failure_total"] is not None
+    for marker in ('id="listener-state"', 'id="queue"', 'id="workers"', 'id="throughput"', 'id="latency"', "<svg"):
+        assert marker in html
+    assert response.context["queue"]["depth"] >= 0
+
+
+def test_chart_geometry() -> None:
+    minute = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
+    series = [
+        {"minute": minute + timedelta(minutes=i), "count": c, "p50": p, "p95": p}
+        for i, (c, p) in enumerate([(0, None), (4, 2.0), (8, 6.0)])
+    ]
+    chart = charts.throughput_chart(series)
+    assert len(chart["bars"]) == 3 and chart["bars"][0]["h"] == 0
+    assert chart["bars"][2]["h"] == pytest.approx(0.8 * (chart["bottom"] - chart["top"]), abs=0.2)
+    assert chart["max_count"] == 10 and len(chart["dots"]) == 2
+    assert chart["bars"][2]["title"] == "12:02 UTC: 8 rows, p95 6.00 s"
+
+
+# --- listener control -----------------------------------------------------------------------------------------------
+
+
+def test_staff_stop_and_start_the_listener(staff: Client, desired_restored: Any) -> None:
+    assert staff.post(reverse("listener_control", kwargs={"action": "stop"})).status_code == 302
+    assert listener.desired_get(desired_restored) == "paused"
+    partial = staff.post(reverse("listener_control", kwargs={"action": "start"}), HTTP_HX_REQUEST="true")
+    assert partial.status_code == 200 and 'id="listener-state"' in partial.content.decode()
+    assert listener.desired_get(desired_restored) == "running"
+    assert staff.post(reverse("listener_control", kwargs={"action": "explode"})).status_code == 404
+    assert staff.get(reverse("listener_control", kwargs={"action": "stop"})).status_code == 405
+
+
+@pytest.mark.e2e
+def test_the_running_listener_obeys_the_dashboard(
+    staff: Client, cfg: Config, pipeline: Any, desired_restored: Any
+) -> None:
+    def state() -> str:
+        return selectors.listener_status()["state"]
+
+    assert wait_for(lambda: state() == "running", timeout=20), state()
+    staff.post(reverse("listener_control", kwargs={"action": "stop"}))
+    assert wait_for(lambda: state() == "paused", timeout=10), state()
+    staff.post(reverse("listener_control", kwargs={"action": "start"}))
+    assert wait_for(lambda: state() == "running", timeout=10), state()
+
+
+# --- failures -------------------------------------------------------------------------------------------------------
+
+
+def test_requeue_one_clears_the_outcome_deletes_the_record_and_forces_a_job(
+    staff: Client, cfg: Config, stack: Any
+) -> None:
+    name = f"t-{uuid.uuid4().hex[:8]}/broken.txt"
+    failure = insert_failure(cfg, name)
+    generation = failure["generation"]
+    response = staff.post(reverse("failure_requeue"), {"bucket": cfg.bucket, "name": name, "generation": generation})
+    assert response.status_code == 302 and response["Location"] == reverse("failures")
+    job_id = jobs.job_id(cfg.bucket, name, generation)
+    redis = ledger.connection(cfg)
+    assert Job.exists(job_id, redis)
+    # A worker (when one runs) may record a new failure for it; the one acted on is gone.
+    assert all(f["reason_code"] != "not_an_image" for f in failures_for(cfg, [name])[name])
+    assert ledger.outcome_get(redis, ledger.object_key(cfg.bucket, name, generation)) in (None, "failure:object_gone")
+
+
+def test_requeue_of_an_unknown_failure_says_so(staff: Client, cfg: Config, stack: Any) -> None:
+    response = staff.post(
+        reverse("failure_requeue"), {"bucket": cfg.bucket, "name": "no/such.png", "generation": 1}, follow=True
+    )
+    assert "no open failure" in response.content.decode()
+
+
+def test_dismiss_confirms_then_deletes(staff: Client, cfg: Config, stack: Any) -> None:
+    name = f"t-{uuid.uuid4().hex[:8]}/dismiss <me>.txt"
+    generation = insert_failure(cfg, name)["generation"]
+    ref = {"bucket": cfg.bucket, "name": name, "generation": generation}
+    confirm = staff.get(reverse("failure_dismiss"), ref)
+    assert confirm.status_code == 200 and "Dismiss this failure?" in confirm.content.decode()
+    assert "dismiss &lt;me&gt;.txt" in confirm.content.decode()
+    assert failures_for(cfg, [name])[name]  # a GET changes nothing
+    response = staff.post(reverse("failure_dismiss"), ref)
+    assert response.status_code == 302
+    assert failures_for(cfg, [name])[name] == []
+    assert ledger.outcome_get(ledger.connection(cfg), ledger.object_key(cfg.bucket, name, generation)) is None
+
+
+def test_requeue_all_says_how_many_and_refuses_a_stale_count(staff: Client, cfg: Config, stack: Any) -> None:
+    names = [f"t-{uuid.uuid4().hex[:8]}/all-{i}.txt" for i in range(2)]
+    generations = {name: insert_failure(cfg, name)["generation"] for name in names}
+    confirm = staff.get(reverse("failure_requeue_all"))
+    count = confirm.context["count"]
+    assert count >= 2 and f"This requeues <strong>{count}</strong> failed object" in confirm.content.decode()
+    stale = staff.post(reverse("failure_requeue_all"), {"expected": count + 1}, follow=True)
+    assert "changed since you confirmed" in stale.content.decode()
+    assert all(failures_for(cfg, names).values())
+    done = staff.post(reverse("failure_requeue_all"), {"expected": count}, follow=True)
+    assert f"Requeued {count} failed object" in done.content.decode()
+    assert all(f["reason_code"] != "not_an_image" for found in failures_for(cfg, names).values() for f in found)
+    assert all(Job.exists(jobs.job_id(cfg.bucket, n, g), ledger.connection(cfg)) for n, g in generations.items())
+
+
+def test_streaming_buffer_refusal_hides_instead(staff: Client, cfg: Config, stack: Any, monkeypatch: Any) -> None:
+    name = f"t-{uuid.uuid4().hex[:8]}/buffered.txt"
+    generation = insert_failure(cfg, name)["generation"]
+
+    def refuse(*args: Any, **kwargs: Any) -> int:
+        raise bigquery.StreamingBufferBusy("would affect rows in the streaming buffer")
+
+    monkeypatch.setattr(bigquery, "dml", refuse)
+    services.failure_dismiss(bucket=cfg.bucket, name=name, generation=generation, user="test")
+    assert failures_for(cfg, [name])[name]  # still in BigQuery...
+    assert selectors.failure_list(name=name)[0] == []  # ...but no longer shown as open
+
+
+# --- the object's story ---------------------------------------------------------------------------------------------
+
+
+def test_object_story_shows_rows_failures_job_and_outcome(staff: Client, cfg: Config, stack: Any) -> None:
+    name = f"t-{uuid.uuid4().hex[:8]}/story.png"
+    generation = gcs.upload(cfg, name=name, data=png(), content_type="image/png")
+    insert_row(cfg, name, [("tabby", 0.7)], generation=generation)
+    ledger.outcome_set(ledger.connection(cfg), ledger.object_key(cfg.bucket, name, generation), "row")
+    insert_failure(cfg, name, generation=generation - 5, code="undecodable")
+    response = staff.get(reverse("object_find"), {"name": name})
+    html = response.content.decode()
+    story = response.context["story"]
+    assert [g["generation"] for g in story["generations"]] == [generation, generation - 5]
+    assert story["generations"][0]["outcome"] == "row" and story["generations"][0]["rows"]
+    assert "tabby" in html and "undecodable" in html and "live" in html
+    assert jobs.job_id(cfg.bucket, name, generation) in html  # the deterministic job id, even without a job
+
+
+def test_unknown_object_suggests_names(staff: Client, cfg: Config, stack: Any) -> None:
+    folder = f"t-{uuid.uuid4().hex[:8]}/"
+    insert_row(cfg, folder + "needle.png", [("tabby", 0.7)])
+    response = staff.get(reverse("object_find"), {"name": folder + "needle"})
+    assert folder + "needle.png" in response.context["suggestions"]
+
+
+# --- upload ---------------------------------------------------------------------------------------------------------
+
+
+def test_staff_upload_several_files(staff: Client, cfg: Config, stack: Any) -> None:
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    folder = f"t-{uuid.uuid4().hex[:8]}"
+    files = [
+        SimpleUploadedFile("a.png", png(), content_type="image/png"),
+        SimpleUploadedFile("b ü.png", png(color=(0, 0, 255)), content_type="image/png"),
+    ]
+    response = staff.post(reverse("upload"), {"folder": folder + "/", "images": files}, follow=True)
+    assert "Uploaded 2" in response.content.decode()
+    for name in ("a.png", "b ü.png"):
+        info = gcs.object_current(cfg, name=f"{folder}/{name}")
+        assert info is not None and info.content_type == "image/png"
+
+
+def test_upload_refuses_bad_names_and_empty_posts(staff: Client, stack: Any) -> None:
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    bad = SimpleUploadedFile("x.png", png(), content_type="image/png")
+    response = staff.post(reverse("upload"), {"folder": "in\x07box", "images": [bad]}, follow=True)
+    assert "control characters" in response.content.decode()
+    assert "at least one file" in staff.post(reverse("upload"), {}, follow=True).content.decode()
+
+
+def test_upload_name_rules() -> None:
+    assert services.upload_name(folder=" /in/box/ ", filename="C:\\Users\\me\\cat.png") == "in/box/cat.png"
+    assert services.upload_name(folder="", filename="cat.png") == "cat.png"
+    with pytest.raises(services.BadUpload):
+        services.upload_name(folder="x", filename="..")
+    with pytest.raises(services.BadUpload):
+        services.upload_name(folder="x" * 1100, filename="a.png")
