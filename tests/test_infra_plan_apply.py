@@ -2,54 +2,24 @@
 
 from __future__ import annotations
 
-import dataclasses
-import uuid
-from typing import Any
 from unittest import mock
 
 import pytest
-from django.core.management import call_command
 
 from classifier.cloud import bigquery, gcs, pubsub
-from classifier.config import Config
 from controlplane.infra import plan as p
 from controlplane.infra import spec as s
 from controlplane.infra.services import Actor, Refused, StalePlan, stack_apply, stack_plan
 from controlplane.models import AuditLog
+from tests.infra_support import run, use_isolated
 
 F = bigquery.bigquery.SchemaField
 ACTOR = Actor(name="tests")
 
 
-def isolated(cfg: Config) -> Config:
-    """The same project and emulators, resource names of its own: what these tests create and delete is theirs."""
-    uid = uuid.uuid4().hex[:8]
-    return dataclasses.replace(
-        cfg,
-        bucket=f"infra-{uid}",
-        topic=f"infra-{uid}",
-        subscription=f"infra-{uid}-workers",
-        dead_letter_topic=f"infra-{uid}-dead-letter",
-        dead_letter_subscription=f"infra-{uid}-dead-letter-inspect",
-        table_id=f"{cfg.project}.infra_{uid}.image_classification",
-        failures_table_id=f"{cfg.project}.infra_{uid}.classification_failures",
-    )
-
-
 @pytest.fixture
-def icfg(cfg: Config, stack: Any, settings: Any) -> Config:
-    mine = isolated(cfg)
-    settings.SIGHTLINE = mine  # the commands read the settings
-    return mine
-
-
-def run(command: str, *args: str) -> tuple[int, str]:
-    out = mock.MagicMock()
-    lines: list[str] = []
-    out.write.side_effect = lines.append
-    with pytest.raises(SystemExit) as exit_info:
-        call_command(command, *args, stdout=out, stderr=out)
-    return int(exit_info.value.code or 0), "\n".join(lines)
+def icfg(cfg, stack, settings):
+    return use_isolated(cfg, settings)
 
 
 def actions(plan: p.Plan) -> list[tuple[str, str, str]]:
