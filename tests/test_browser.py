@@ -1,0 +1,223 @@
+"""The dashboard in headless Chromium, driving the real app on the local stack with a real listener and worker.
+
+pytest-django's live_server runs the web app in this process on the test database; the listener and the worker
+are separate processes that share only BigQuery, Redis and the emulators with it.
+Screenshots of the main pages land in artifacts/screenshots/ (git-ignored): look at them.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from django.conf import settings
+
+from classifier import ledger
+from classifier.cloud import gcs
+from classifier.config import BASE_DIR, Config
+from controlplane import listener
+from tests.conftest import failures_for, wait_for
+
+pytestmark = [pytest.mark.browser, pytest.mark.e2e]
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
+SHOTS = BASE_DIR / "artifacts" / "screenshots"
+CATS = ("Egyptian cat", "tiger cat", "tabby", "Persian cat", "Siamese cat", "lynx")
+STAFF, VIEWER, PASSWORD = "browser-staff", "browser-viewer", "browser-pass-0123"
+
+if not (Path(CHROMIUM).exists() and Path(CHROMEDRIVER).exists()):
+    pytest.skip(
+        f"browser tests need Chromium and chromedriver ({CHROMIUM}, {CHROMEDRIVER} missing): run `bin/setup --test`",
+        allow_module_level=True,
+    )
+
+from selenium import webdriver  # noqa: E402
+from selenium.common.exceptions import NoAlertPresentException  # noqa: E402
+from selenium.webdriver.chrome.service import Service  # noqa: E402
+from selenium.webdriver.common.by import By  # noqa: E402
+from selenium.webdriver.remote.webdriver import WebDriver  # noqa: E402
+from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
+
+
+@pytest.fixture
+def driver() -> Iterator[WebDriver]:
+    profile = tempfile.mkdtemp(prefix="sightline-chromium-")
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for arg in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-background-networking",
+        "--disable-dev-shm-usage",
+        f"--user-data-dir={profile}",
+        "--window-size=1400,1000",
+    ):
+        options.add_argument(arg)
+    browser = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+    browser.set_page_load_timeout(30)
+    yield browser
+    browser.quit()
+    shutil.rmtree(profile, ignore_errors=True)
+
+
+@pytest.fixture
+def users(transactional_db: Any, django_user_model: Any) -> None:
+    django_user_model.objects.create_user(STAFF, password=PASSWORD, is_staff=True)
+    django_user_model.objects.create_user(VIEWER, password=PASSWORD)
+
+
+@pytest.fixture
+def listener_restored(cfg: Config) -> Iterator[None]:
+    yield
+    listener.desired_set(ledger.connection(cfg), "running")
+
+
+def login(driver: WebDriver, base: str, username: str) -> None:
+    driver.get(f"{base}/login/")
+    driver.find_element(By.NAME, "username").send_keys(username)
+    driver.find_element(By.NAME, "password").send_keys(PASSWORD)
+    driver.find_element(By.CSS_SELECTOR, "form.login button[type=submit]").click()
+    WebDriverWait(driver, 10).until(lambda d: d.find_elements(By.ID, "health"))
+
+
+def until(driver: WebDriver, check: Callable[[WebDriver], Any], timeout: float = 60) -> Any:
+    return WebDriverWait(driver, timeout, poll_frequency=0.25).until(check)
+
+
+def screenshot(driver: WebDriver, name: str) -> Path:
+    """Full-page: the window grows to the page's height first."""
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    height = driver.execute_script("return document.documentElement.scrollHeight")
+    driver.set_window_size(1400, min(max(int(height), 800), 3000))
+    path = SHOTS / f"{name}.png"
+    driver.save_screenshot(str(path))
+    driver.set_window_size(1400, 1000)
+    return path
+
+
+def result_row(driver: WebDriver, name: str) -> Any:
+    rows = [r for r in driver.find_elements(By.CSS_SELECTOR, "tr.result") if r.get_attribute("data-image") == name]
+    return rows[0] if rows else None
+
+
+def upload_from_page(driver: WebDriver, folder: str, files: list[Path]) -> None:
+    driver.find_element(By.ID, "upload-folder").send_keys(folder)
+    driver.find_element(By.ID, "upload-files").send_keys("\n".join(str(f) for f in files))
+    driver.find_element(By.ID, "upload-submit").click()
+    until(driver, lambda d: d.find_elements(By.CSS_SELECTOR, ".messages li"), timeout=30)
+
+
+def no_alert(driver: WebDriver) -> bool:
+    try:
+        _ = driver.switch_to.alert
+    except NoAlertPresentException:
+        return True
+    return False
+
+
+def test_staff_upload_watch_control_and_requeue(
+    driver: WebDriver, live_server: Any, users: None, pipeline: Any, photos: dict[str, bytes], listener_restored: None
+) -> None:
+    cfg: Config = settings.SIGHTLINE
+    base = live_server.url
+    folder = f"t-{uuid.uuid4().hex[:8]}"
+    tmp = Path(tempfile.mkdtemp(prefix="sightline-upload-"))
+    (tmp / "chelsea.png").write_bytes(photos["chelsea.png"])
+    (tmp / "notes.txt").write_text("this is not an image\n")
+    login(driver, base, STAFF)
+
+    # Upload chelsea.png from the page; its row appears without a reload, with thumbnail and a cat label.
+    upload_from_page(driver, folder, [tmp / "chelsea.png"])
+    assert "Uploaded 1" in driver.find_element(By.CSS_SELECTOR, ".messages").text
+    driver.execute_script("window.__sightlineNoReload = true")
+    name = f"{folder}/chelsea.png"
+    row = until(driver, lambda d: result_row(d, name), timeout=90)
+    until(
+        driver,
+        lambda d: d.execute_script(
+            "const i = arguments[0].querySelector('img'); return i.complete && i.naturalWidth > 0", result_row(d, name)
+        ),
+    )
+    labels = [e.text for e in result_row(driver, name).find_elements(By.CSS_SELECTOR, ".label-name")]
+    assert len(labels) == 5 and labels[0] in CATS, labels
+    assert driver.execute_script("return window.__sightlineNoReload === true"), "the page reloaded"
+    assert row is not None
+    # An object named like markup shows as text and runs nothing.
+    gcs.upload(
+        cfg, name=f"{folder}/<script>alert(1)</script>.png", data=photos["chelsea.png"], content_type="image/png"
+    )
+    until(driver, lambda d: result_row(d, f"{folder}/<script>alert(1)</script>.png"), timeout=90)
+    assert "<script>alert(1)</script>.png" in result_row(driver, f"{folder}/<script>alert(1)</script>.png").text
+    assert no_alert(driver)
+    screenshot(driver, "dashboard")
+
+    # Stop the listener: the state changes on the page (it drains and pauses); then start it again.
+    driver.find_element(By.ID, "listener-stop").click()
+    until(driver, lambda d: d.find_element(By.ID, "listener-state").text == "paused", timeout=20)
+    assert driver.find_elements(By.ID, "listener-start")
+    screenshot(driver, "dashboard-listener-paused")
+    driver.find_element(By.ID, "listener-start").click()
+    until(driver, lambda d: d.find_element(By.ID, "listener-state").text == "running", timeout=20)
+
+    # Upload a text file; it becomes a failure; requeue it from the failures page.
+    upload_from_page(driver, folder, [tmp / "notes.txt"])
+    bad = f"{folder}/notes.txt"
+    assert wait_for(lambda: failures_for(cfg, [bad])[bad], timeout=60), "no failure record for the text file"
+    first = failures_for(cfg, [bad])[bad][0]
+    driver.get(f"{base}/failures/?name={folder}")
+    failure = driver.find_element(By.CSS_SELECTOR, "tr.failure")
+    assert failure.get_attribute("data-image") == bad and "not_an_image" in failure.text
+    screenshot(driver, "failures")
+    failure.find_element(By.CSS_SELECTOR, "button.requeue").click()
+    until(driver, lambda d: "Requeued" in d.find_element(By.CSS_SELECTOR, ".messages").text, timeout=20)
+    # The job ran again: the old record is gone and the text file failed anew, with a newer record.
+    assert wait_for(
+        lambda: [f for f in failures_for(cfg, [bad])[bad] if f["failed_at"] > first["failed_at"]], timeout=60
+    ), failures_for(cfg, [bad])
+    assert all(f["failed_at"] > first["failed_at"] for f in failures_for(cfg, [bad])[bad])
+
+    # Requeue all asks first and says how many.
+    driver.get(f"{base}/failures/")
+    driver.find_element(By.ID, "requeue-all").click()
+    assert "This requeues" in driver.find_element(By.ID, "requeue-count").text
+    screenshot(driver, "failures-requeue-all-confirm")
+
+    # The whole story of one object.
+    driver.get(f"{base}/objects/?name={name}")
+    assert "Row written" in driver.page_source and "Notification handled" in driver.page_source
+    screenshot(driver, "object-story")
+
+
+def test_a_viewer_gets_no_control_buttons_and_403s(
+    driver: WebDriver, live_server: Any, users: None, stack: Any
+) -> None:
+    base = live_server.url
+    login(driver, base, VIEWER)
+    assert not driver.find_elements(By.ID, "listener-stop") and not driver.find_elements(By.ID, "listener-start")
+    assert not driver.find_elements(By.ID, "upload-form")
+    driver.get(f"{base}/failures/")
+    assert not driver.find_elements(By.ID, "requeue-all") and not driver.find_elements(
+        By.CSS_SELECTOR, "button.requeue"
+    )
+    screenshot(driver, "viewer-failures")
+    statuses = driver.execute_async_script(
+        """
+        const done = arguments[arguments.length - 1];
+        const token = document.cookie.split('; ').find(c => c.startsWith('csrftoken=')).split('=')[1];
+        const urls = ['/listener/stop/', '/listener/start/', '/upload/', '/failures/requeue/', '/failures/dismiss/',
+                      '/failures/requeue-all/'];
+        Promise.all(urls.map(u => fetch(u, {method: 'POST', headers: {'X-CSRFToken': token},
+                                            body: new URLSearchParams({bucket: 'b', name: 'n', generation: '1'})})
+          .then(r => r.status))).then(done);
+        """
+    )
+    assert statuses == [403] * 6
+    driver.get(f"{base}/failures/requeue-all/")
+    assert "403" in driver.title or "Forbidden" in driver.page_source
