@@ -1,0 +1,150 @@
+"""What the emulators cannot do (bucket notification configs, IAM), checked at the client boundary.
+
+The google client objects are replaced by autospec'd fakes (real method signatures), returned by the cloud modules'
+client factories; the tests check the exact requests the real service would get.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from unittest import mock
+
+import pytest
+from google.iam.v1 import policy_pb2
+
+from classifier.cloud import gcs, pubsub
+from controlplane.infra import apply as runner
+from controlplane.infra import plan as p
+from controlplane.infra import spec as s
+from tests.infra_support import isolated
+
+AGENT = "service-123456789@gs-project-accounts.iam.gserviceaccount.com"
+ROLE = "roles/pubsub.publisher"
+
+
+@pytest.fixture
+def gcfg(cfg):
+    return dataclasses.replace(isolated(cfg), local=False)
+
+
+@pytest.fixture
+def spec(gcfg):
+    return s.stack_spec(cfg=gcfg)
+
+
+@pytest.fixture
+def bucket(gcfg):
+    fake = mock.create_autospec(gcs.storage.Bucket, instance=True)
+    fake.name = gcfg.bucket
+    client = mock.create_autospec(gcs.storage.Client, instance=True)
+    client.lookup_bucket.return_value = fake
+    client.bucket.return_value = fake
+    client.get_service_account_email.return_value = AGENT
+    with mock.patch.object(gcs, "client", autospec=True, return_value=client):
+        fake.client_ = client
+        yield fake
+
+
+@pytest.fixture
+def publisher(gcfg):
+    client = mock.create_autospec(pubsub.pubsub_v1.PublisherClient, instance=True)
+    client.topic_path.side_effect = pubsub.pubsub_v1.PublisherClient.topic_path
+    client.get_topic.return_value = pubsub.pubsub_v1.types.Topic(name=gcfg.topic_path)
+    with mock.patch.object(pubsub, "publisher", autospec=True, return_value=client):
+        yield client
+
+
+def config(gcfg, notification_id: str, topic: str, **extra: object) -> gcs.storage.notification.BucketNotification:
+    resource = {
+        "id": notification_id,
+        "topic": f"//pubsub.googleapis.com/projects/{gcfg.project}/topics/{topic}",
+        "event_types": ["OBJECT_FINALIZE"],
+        "payload_format": "JSON_API_V1",
+        **extra,
+    }
+    return gcs.storage.notification.BucketNotification.from_api_repr(resource, mock.sentinel.bucket)
+
+
+def resource(spec, kind):
+    return next(r for r in spec.resources if r.kind == kind)
+
+
+def test_a_missing_notification_config_is_created_with_the_exact_request(gcfg, spec, bucket):
+    bucket.list_notifications.return_value = [config(gcfg, "3", "someone-elses-topic")]
+    created = mock.create_autospec(gcs.storage.notification.BucketNotification, instance=True)
+    created.notification_id = "11"
+    bucket.notification.return_value = created
+
+    changes = p.PLANNERS[s.NOTIFICATION](spec, resource(spec, s.NOTIFICATION))
+    assert [(c.action, c.reason) for c in changes] == [
+        ("create", "no notification config sends OBJECT_FINALIZE to the topic")
+    ]
+    assert runner.run_step(spec, changes[0]) == "created config #11"
+    bucket.client_.bucket.assert_called_with(gcfg.bucket)
+    bucket.notification.assert_called_once_with(
+        topic_name=gcfg.topic, topic_project=gcfg.project, event_types=["OBJECT_FINALIZE"], payload_format="JSON_API_V1"
+    )
+    created.create.assert_called_once_with()
+
+
+def test_a_matching_config_is_kept_and_duplicates_or_mismatches_are_deleted(gcfg, spec, bucket):
+    bucket.list_notifications.return_value = [
+        config(gcfg, "4", gcfg.topic, object_name_prefix="uploads/"),
+        config(gcfg, "5", gcfg.topic),
+        config(gcfg, "6", gcfg.topic),
+    ]
+    changes = p.PLANNERS[s.NOTIFICATION](spec, resource(spec, s.NOTIFICATION))
+    assert [(c.action, c.target, c.reason) for c in changes] == [
+        ("delete", "4", "duplicate: each upload would be announced twice"),
+        ("delete", "6", "duplicate: each upload would be announced twice"),
+        ("no-op", "5", "config #5 matches"),
+    ]
+    assert "prefix=uploads/" in changes[0].details[0]
+    doomed = mock.create_autospec(gcs.storage.notification.BucketNotification, instance=True)
+    bucket.get_notification.return_value = doomed
+    assert runner.run_step(spec, changes[0]) == "deleted config #4"
+    bucket.get_notification.assert_called_once_with("4")
+    doomed.delete.assert_called_once_with()
+
+
+def test_a_missing_publisher_grant_is_added_keeping_the_policy_and_its_etag(gcfg, spec, bucket, publisher):
+    viewers = policy_pb2.Binding(role="roles/viewer", members=["user:ops@example.com"])
+    publisher.get_iam_policy.return_value = policy_pb2.Policy(etag=b"v7", bindings=[viewers])
+
+    changes = p.PLANNERS[s.TOPIC_IAM](spec, resource(spec, s.TOPIC_IAM))
+    member = f"serviceAccount:{AGENT}"
+    assert [(c.action, c.target) for c in changes] == [("create", member)]
+    assert "bucket events would be refused" in changes[0].reason
+    bucket.client_.get_service_account_email.assert_called_once_with(project=gcfg.project)
+
+    assert runner.run_step(spec, changes[0]) == f"granted {ROLE} to {member}"
+    wanted = policy_pb2.Policy(etag=b"v7", bindings=[viewers, policy_pb2.Binding(role=ROLE, members=[member])])
+    publisher.set_iam_policy.assert_called_once_with(request={"resource": gcfg.topic_path, "policy": wanted})
+    publisher.get_iam_policy.assert_called_with(request={"resource": gcfg.topic_path})
+
+
+def test_an_existing_grant_is_a_no_op_and_destroy_revokes_only_that_member(gcfg, spec, bucket, publisher):
+    member = f"serviceAccount:{AGENT}"
+    publishers = policy_pb2.Binding(role=ROLE, members=["user:other@example.com", member])
+    publisher.get_iam_policy.return_value = policy_pb2.Policy(etag=b"v8", bindings=[publishers])
+    r = resource(spec, s.TOPIC_IAM)
+    assert [c.action for c in p.PLANNERS[s.TOPIC_IAM](spec, r)] == ["no-op"]
+    changes = p.DESTROY_PLANNERS[s.TOPIC_IAM](spec, r)
+    assert [(c.action, c.target) for c in changes] == [("delete", member)]
+    assert runner.run_step(spec, changes[0]) == "revoked"
+    kept = policy_pb2.Policy(etag=b"v8", bindings=[policy_pb2.Binding(role=ROLE, members=["user:other@example.com"])])
+    publisher.set_iam_policy.assert_called_once_with(request={"resource": gcfg.topic_path, "policy": kept})
+
+
+def test_destroy_deletes_every_config_that_targets_the_topic(gcfg, spec, bucket):
+    bucket.list_notifications.return_value = [config(gcfg, "5", gcfg.topic), config(gcfg, "8", "another-topic")]
+    changes = p.DESTROY_PLANNERS[s.NOTIFICATION](spec, resource(spec, s.NOTIFICATION))
+    assert [(c.action, c.target) for c in changes] == [("delete", "5")]
+
+
+def test_locally_both_are_provided_by_the_local_stack(cfg):
+    local = s.stack_spec(cfg=isolated(cfg))
+    for kind in (s.NOTIFICATION, s.TOPIC_IAM):
+        (change,) = p.PLANNERS[kind](local, resource(local, kind))
+        assert change.action == "provided" and "fake-gcs-server event flags" in change.reason
+        assert not change.pending
