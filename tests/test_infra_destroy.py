@@ -7,6 +7,7 @@ import dataclasses
 import pytest
 
 from classifier.cloud import bigquery, gcs, pubsub
+from classifier.config import Config, ConfigError
 from controlplane.infra import plan as p
 from controlplane.infra import spec as s
 from controlplane.infra.services import Actor, Refused, stack_apply, stack_destroy
@@ -124,3 +125,11 @@ def test_cli_destroy_refuses_data_without_delete_data(icfg, db):
     assert code == 1 and "1 objects" in out and "also delete the data" in out
     code, out = run("destroy", "--yes", "--delete-data")
     assert code == 0 and gone(icfg)
+
+
+def test_destroy_protection_setting_is_strict():
+    base = {"GCP_PROJECT": "my-project-1", "BUCKET_NAME": "my-images"}
+    assert Config.from_env(base).destroy_protection is False
+    assert Config.from_env({**base, "DESTROY_PROTECTION": "1"}).destroy_protection is True
+    with pytest.raises(ConfigError, match=r"^DESTROY_PROTECTION='maybe' is not a boolean"):
+        Config.from_env({**base, "DESTROY_PROTECTION": "maybe"})
