@@ -171,7 +171,11 @@ def upload(request: HttpRequest) -> HttpResponse:
         messages.error(request, "Choose or drop at least one file.")
         return redirect("dashboard")
     done, user = [], request.user.get_username()
+    limit = settings.SIGHTLINE.max_image_bytes
     for f in files:
+        if f.size is not None and f.size > limit:  # refused before reading it into memory
+            messages.error(request, f"Not uploaded: {f.name} is {f.size} bytes, over MAX_IMAGE_BYTES={limit}")
+            continue
         try:
             name, _generation = services.image_upload(
                 folder=folder, filename=f.name, data=f.read(), content_type=f.content_type, user=user

@@ -92,13 +92,17 @@ def until(driver: WebDriver, check: Callable[[WebDriver], Any], timeout: float =
 
 
 def screenshot(driver: WebDriver, name: str) -> Path:
-    """Full-page: the window grows to the page's height first."""
+    """The whole page, beyond the window's height (Chromium's DevTools capture)."""
+    import base64
+
     SHOTS.mkdir(parents=True, exist_ok=True)
-    height = driver.execute_script("return document.documentElement.scrollHeight")
-    driver.set_window_size(1400, min(max(int(height), 800), 3000))
+    size = driver.execute_cdp_cmd("Page.getLayoutMetrics", {})["cssContentSize"]
+    clip = {"x": 0, "y": 0, "width": size["width"], "height": min(size["height"], 4000), "scale": 1}
+    shot = driver.execute_cdp_cmd(
+        "Page.captureScreenshot", {"format": "png", "captureBeyondViewport": True, "clip": clip}
+    )
     path = SHOTS / f"{name}.png"
-    driver.save_screenshot(str(path))
-    driver.set_window_size(1400, 1000)
+    path.write_bytes(base64.b64decode(shot["data"]))
     return path
 
 
@@ -129,13 +133,14 @@ def test_staff_upload_watch_control_and_requeue(
     base = live_server.url
     folder = f"t-{uuid.uuid4().hex[:8]}"
     tmp = Path(tempfile.mkdtemp(prefix="sightline-upload-"))
-    (tmp / "chelsea.png").write_bytes(photos["chelsea.png"])
+    for photo, data in photos.items():
+        (tmp / photo).write_bytes(data)
     (tmp / "notes.txt").write_text("this is not an image\n")
     login(driver, base, STAFF)
 
-    # Upload chelsea.png from the page; its row appears without a reload, with thumbnail and a cat label.
-    upload_from_page(driver, folder, [tmp / "chelsea.png"])
-    assert "Uploaded 1" in driver.find_element(By.CSS_SELECTOR, ".messages").text
+    # Upload chelsea.png (and two more) from the page; its row appears without a reload, with thumbnail and a cat label.
+    upload_from_page(driver, folder, [tmp / p for p in photos])
+    assert "Uploaded 3" in driver.find_element(By.CSS_SELECTOR, ".messages").text
     driver.execute_script("window.__sightlineNoReload = true")
     name = f"{folder}/chelsea.png"
     row = until(driver, lambda d: result_row(d, name), timeout=90)
@@ -156,6 +161,7 @@ def test_staff_upload_watch_control_and_requeue(
     until(driver, lambda d: result_row(d, f"{folder}/<script>alert(1)</script>.png"), timeout=90)
     assert "<script>alert(1)</script>.png" in result_row(driver, f"{folder}/<script>alert(1)</script>.png").text
     assert no_alert(driver)
+    until(driver, lambda d: all(result_row(d, f"{folder}/{p}") for p in photos), timeout=90)
     screenshot(driver, "dashboard")
 
     # Stop the listener: the state changes on the page (it drains and pauses); then start it again.
@@ -221,3 +227,18 @@ def test_a_viewer_gets_no_control_buttons_and_403s(
     assert statuses == [403] * 6
     driver.get(f"{base}/failures/requeue-all/")
     assert "403" in driver.title or "Forbidden" in driver.page_source
+
+
+def test_dropping_files_fills_the_upload_form(driver: WebDriver, live_server: Any, users: None, stack: Any) -> None:
+    login(driver, live_server.url, STAFF)
+    chosen = driver.execute_script(
+        """
+        const zone = document.querySelector('[data-dropzone]');
+        const transfer = new DataTransfer();
+        transfer.items.add(new File(['x'], 'dropped one.png', {type: 'image/png'}));
+        transfer.items.add(new File(['y'], 'dropped two.png', {type: 'image/png'}));
+        zone.dispatchEvent(new DragEvent('drop', {dataTransfer: transfer, bubbles: true, cancelable: true}));
+        return [document.getElementById('upload-files').files.length, zone.querySelector('[data-chosen]').textContent];
+        """
+    )
+    assert chosen == [2, "dropped one.png, dropped two.png"]

@@ -463,3 +463,18 @@ def test_upload_name_rules() -> None:
         services.upload_name(folder="x", filename="..")
     with pytest.raises(services.BadUpload):
         services.upload_name(folder="x" * 1100, filename="a.png")
+
+
+def test_upload_refuses_files_over_the_limit_unread(staff: Client, cfg: Config, stack: Any) -> None:
+    import dataclasses
+
+    from django.core.files.uploadedfile import SimpleUploadedFile
+    from django.test import override_settings
+
+    name = f"t-{uuid.uuid4().hex[:8]}"
+    with override_settings(SIGHTLINE=dataclasses.replace(cfg, max_image_bytes=100)):
+        response = staff.post(
+            reverse("upload"), {"folder": name, "images": [SimpleUploadedFile("big.png", png())]}, follow=True
+        )
+    assert "over MAX_IMAGE_BYTES=100" in response.content.decode()
+    assert gcs.object_current(cfg, name=f"{name}/big.png") is None
