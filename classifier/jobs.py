@@ -19,7 +19,6 @@ from typing import Any
 
 from redis import Redis
 from rq import Retry, get_current_job
-from rq.executions import ExecutionRegistry
 from rq.job import Job
 from rq.registry import StartedJobRegistry
 
@@ -63,8 +62,11 @@ def _claim_token() -> str:
         return f"local:{uuid.uuid4().hex}"
     execution_id = os.environ.get("RQ_EXECUTION_ID")  # set in a forked work horse
     if not execution_id:
-        live = ExecutionRegistry(job.id, connection=job.connection).get_execution_ids()
-        execution_id = live[0] if len(live) == 1 else uuid.uuid4().hex
+        # In-process (SimpleWorker): ours is the newest; an older one is a dead attempt not yet cleaned up.
+        executions = job.get_executions()
+        if not executions:
+            return f"local:{uuid.uuid4().hex}"
+        execution_id = max(executions, key=lambda e: e.created_at).id
     return f"{job.id}:{execution_id}:{job.origin}"
 
 

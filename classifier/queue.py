@@ -25,6 +25,21 @@ def queue(cfg: Config) -> Queue:
     )
 
 
+def _live(q: Queue, job: Job) -> bool:
+    """Its status says live, and RQ's own structures agree. A worker killed after taking jobs off the queue but
+    before starting them (a batching worker holds several) leaves them QUEUED in no queue: orphans, not live."""
+    status = job.get_status(refresh=False)
+    if status not in LIVE_STATUSES:
+        return False
+    if status == JobStatus.QUEUED:
+        return q.connection.lpos(q.key, job.id) is not None
+    if status == JobStatus.SCHEDULED:
+        return q.connection.zscore(q.scheduled_job_registry.key, job.id) is not None
+    if status == JobStatus.STARTED:
+        return bool(job.get_executions())  # a dead worker's execution expires with its heartbeat
+    return True
+
+
 def enqueue_classification(
     cfg: Config, *, bucket: str, name: str, generation: int, event_time: str | None, force: bool = False
 ) -> tuple[str, bool]:
@@ -39,7 +54,7 @@ def enqueue_classification(
             if Job.exists(job_id, q.connection)
             else None
         )
-        if existing is not None and existing.get_status(refresh=False) in LIVE_STATUSES:
+        if existing is not None and _live(q, existing):
             return job_id, False
     q.enqueue(
         jobs.classify_object,

@@ -138,6 +138,14 @@ class Service:
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
 
+    def kill(self, sig: signal.Signals = signal.SIGKILL) -> None:
+        """Send `sig` to the whole process group (fault injection: SIGKILL, SIGSTOP/SIGCONT); reap it if it ends."""
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        os.killpg(self.proc.pid, sig)
+        if sig in (signal.SIGKILL, signal.SIGTERM):
+            self.proc.wait(30)
+
     def stop(self, timeout_s: float = 10) -> None:
         if self.proc is None or self.proc.poll() is not None:
             return

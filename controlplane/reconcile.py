@@ -15,7 +15,7 @@ from datetime import datetime
 from classifier import ledger, outcomes
 from classifier.cloud import gcs
 from classifier.config import Config
-from classifier.queue import enqueue_classification
+from classifier.queue import enqueue_classification, queue
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +37,7 @@ class ReconcileReport:
     in_flight: int = 0
     missing_keys: list[str] = field(default_factory=list)  # the first SHOWN_MISSING, for a report page
     ledger_restored: int = 0
+    abandoned_retried: int = 0
     ledger_trusted: bool = False
     elapsed_s: float = 0.0
 
@@ -62,11 +63,25 @@ def _page_missing(cfg: Config, page: list[gcs.Listed], report: ReconcileReport) 
     return [(k, o) for k, o in keyed.items() if k not in held]
 
 
+def _retry_abandoned(cfg: Config) -> int:
+    """RQ's own maintenance, run now: jobs of a worker that died (heartbeat expired) are retried or failed.
+
+    Until then such a job still counts as running, and enqueueing its object again would be refused."""
+    registry = queue(cfg).started_job_registry
+    abandoned = registry.get_expired_job_ids()
+    if abandoned:
+        registry.cleanup()
+        log.warning("reconcile: %d abandoned jobs handed back to RQ (retry or failed)", len(abandoned))
+    return len(abandoned)
+
+
 def reconcile_run(
     *, cfg: Config, since: datetime | None = None, dry_run: bool, prefix: str | None = None, page_size: int = PAGE_SIZE
 ) -> ReconcileReport:
     started = time.monotonic()
     report = ReconcileReport(dry_run=dry_run, since=since, prefix=prefix)
+    if not dry_run:
+        report.abandoned_retried = _retry_abandoned(cfg)
     for page in gcs.list_pages(cfg, prefix=prefix, page_size=page_size):
         report.pages += 1
         report.listed += len(page)

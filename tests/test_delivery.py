@@ -5,6 +5,7 @@ Each test counts, key by key, what BigQuery holds (tests/contract.py): exactly o
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 from types import SimpleNamespace
 from unittest import mock
@@ -16,7 +17,7 @@ from google.api_core import exceptions as gexc
 
 from classifier import jobs, ledger, outcomes
 from classifier.cloud import bigquery, gcs
-from classifier.queue import enqueue_classification
+from classifier.queue import enqueue_classification, queue
 from tests import contract
 
 
@@ -167,3 +168,18 @@ def test_exhausted_retries_leave_one_failure_record(cfg, stack, prefix):
     assert contract.violations(cfg, {key: "failure:transient_exhausted"}) == {}
     held = outcomes.find(cfg, [key])
     assert held == {key: ["failure:transient_exhausted"]}
+
+
+def test_a_job_taken_off_the_queue_by_a_dead_worker_is_enqueued_again(cfg, redis_, photos, prefix):
+    """A killed (batching) worker can leave a job QUEUED in no queue: it is not live, so it can be enqueued again."""
+    lonely = dataclasses.replace(cfg, queue_name=f"orphans-{prefix.strip('/')}")  # no worker serves it
+    key = contract.upload(cfg, f"{prefix}orphan.png", photos["chelsea.png"], "image/png")
+    bucket, name, generation = ledger.parse_key(key)
+    args = dict(bucket=bucket, name=name, generation=generation, event_time=None)
+    job_id, created = enqueue_classification(lonely, **args)
+    assert created and enqueue_classification(lonely, **args) == (job_id, False)
+    q = queue(lonely)
+    assert q.connection.lrem(q.key, 0, job_id) == 1  # what a worker's dequeue does, then it dies
+    assert enqueue_classification(lonely, **args) == (job_id, True)
+    assert q.get_job_ids() == [job_id]
+    q.empty()

@@ -1,0 +1,227 @@
+"""Fault injection with real processes: after each fault the contract holds, counted object by object.
+
+These tests run on a private local stack of their own (fresh ports, data dir, bucket, queue, Redis), with
+their own listener and worker processes, NOT on the session stack: they kill processes, restart emulators
+and flush Redis, which would break every other test sharing the session stack, and the session `pipeline`
+worker would otherwise steal the jobs whose worker we mean to kill. Cost: about 10 s to start the stack.
+
+The subscription's ack deadline is lowered to 10 s on this stack (a real subscription setting), so a
+message whose listener died is redelivered in seconds instead of a minute.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import pytest
+from rq.registry import StartedJobRegistry
+
+from classifier import ledger
+from classifier.cloud import bigquery, gcs, pubsub
+from classifier.config import Config
+from controlplane import localstack
+from controlplane.reconcile import reconcile_run
+from tests import contract
+from tests.conftest import wait_for
+
+pytestmark = pytest.mark.e2e
+
+HOST_VARS = ("STORAGE_EMULATOR_HOST", "PUBSUB_EMULATOR_HOST", "BIGQUERY_EMULATOR_HOST")
+
+
+@contextlib.contextmanager
+def _emulator_env(cfg: Config) -> Iterator[None]:
+    """The official clients read the emulator hosts when they are built: build this stack's while they point here."""
+    saved = {n: os.environ.get(n) for n in HOST_VARS}
+    os.environ.update(
+        {
+            "STORAGE_EMULATOR_HOST": cfg.storage_emulator_host or "",
+            "PUBSUB_EMULATOR_HOST": cfg.pubsub_emulator_host or "",
+            "BIGQUERY_EMULATOR_HOST": cfg.bigquery_emulator_host or "",
+        }
+    )
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+@dataclass
+class Faulty:
+    cfg: Config
+    stack: localstack.Stack
+    listener: localstack.Service
+    worker: localstack.Service
+
+    def service(self, name: str) -> localstack.Service:
+        return next(s for s in self.stack.services if s.name == name)
+
+    def up(self) -> None:
+        for proc in (self.listener, self.worker):
+            if not proc.alive():
+                proc.start()
+
+    def settle(self, expected: dict[str, str], timeout: float = 90) -> dict[str, tuple[str, list[str]]]:
+        wait_for(lambda: contract.settled(self.cfg, expected), timeout=timeout, every=0.5)
+        time.sleep(1)  # a doubled row would land right after the first
+        return contract.violations(self.cfg, expected)
+
+
+@pytest.fixture(scope="module")
+def faulty(stack, photos) -> Iterator[Faulty]:  # `stack`: the session stack starts first, this one beside it
+    data_dir = tempfile.mkdtemp(prefix="sightline-faults-")
+    env = dict(os.environ)
+    env.update(
+        {
+            "STORAGE_EMULATOR_HOST": f"http://127.0.0.1:{localstack.free_port()}",
+            "PUBSUB_EMULATOR_HOST": f"127.0.0.1:{localstack.free_port()}",
+            "BIGQUERY_EMULATOR_HOST": f"http://127.0.0.1:{localstack.free_port()}",
+            "REDIS_URL": f"redis://127.0.0.1:{localstack.free_port()}/0",
+            "SIGHTLINE_DATA_DIR": data_dir,
+            "BUCKET_NAME": "sightline-faults",
+            "WORKERS": "1",
+        }
+    )
+    cfg = Config.from_env(env)
+    with _emulator_env(cfg):
+        gcs.client(cfg), bigquery.client(cfg), pubsub.publisher(cfg), pubsub.subscriber(cfg)
+    saved_deadline = pubsub.ACK_DEADLINE_S
+    pubsub.ACK_DEADLINE_S = 10
+    try:
+        running = localstack.start(cfg)
+    except localstack.StackError as exc:
+        pytest.skip(f"local stack unavailable: {exc}")
+    finally:
+        pubsub.ACK_DEADLINE_S = saved_deadline
+    ledger.trust(ledger.connection(cfg))
+    app_env = localstack.app_env(cfg) | {k: env[k] for k in ("REDIS_URL", "SIGHTLINE_DATA_DIR", "BUCKET_NAME")}
+    app_env["WORKERS"] = "1"
+    app_env["TORCH_THREADS"] = "1"  # leave a core to the session's own worker
+    faults = Faulty(
+        cfg=cfg,
+        stack=running,
+        listener=localstack.listener_service(cfg, app_env),
+        worker=localstack.worker_service(cfg, app_env),
+    )
+    faults.up()
+    yield faults
+    for proc in (faults.listener, faults.worker):
+        proc.stop()
+    running.stop()
+
+
+def _upload_batch(f: Faulty, photos: dict[str, bytes], prefix: str, n: int) -> dict[str, str]:
+    blobs = list(photos.items())
+    expected = {}
+    for i in range(n):
+        name, blob = blobs[i % len(blobs)]
+        expected[contract.upload(f.cfg, f"{prefix}{i:02d}-{name}", blob, "image/png")] = "row"
+    return expected
+
+
+def _started(f: Faulty) -> list[str]:
+    return StartedJobRegistry(name=f.cfg.queue_name, connection=ledger.connection(f.cfg)).get_job_ids()
+
+
+def _as_if_rq_timeouts_passed(f: Faulty) -> None:
+    """What RQ does on its own once the dead worker's timeouts ran out, done now (nothing else runs a job now).
+
+    Its job's heartbeat expires after 90 s and the next maintenance pass (WORKER maintenance interval) hands it
+    back for a retry; its scheduler lock expires after 61 s, and a live worker takes the scheduler over."""
+    redis = ledger.connection(f.cfg)
+    StartedJobRegistry(name=f.cfg.queue_name, connection=redis).cleanup(timestamp=time.time() + 3600)
+    redis.delete(f"rq:scheduler-lock:{f.cfg.queue_name}")
+
+
+def test_worker_sigkilled_mid_job(faulty, photos, prefix):
+    f = faulty
+    f.up()
+    wait_for(lambda: ledger.connection(f.cfg).ping(), timeout=5)
+    expected = _upload_batch(f, photos, prefix, 8)
+    assert wait_for(lambda: _started(f), timeout=60, every=0.05), "no job ever started"
+    f.worker.kill(signal.SIGKILL)
+    abandoned = _started(f)
+    assert abandoned, "the kill did not land mid-job"
+    _as_if_rq_timeouts_passed(f)
+    # A batching worker also took queued jobs it had not started: only reconcile finds those orphans.
+    report = reconcile_run(cfg=f.cfg, dry_run=False, prefix=prefix)
+    f.worker.start()
+    assert f.settle(expected) == {}, f"reconcile enqueued {report.enqueued}"
+
+
+def test_listener_sigkilled_after_pull_before_ack(faulty, photos, prefix):
+    """Redis is frozen (SIGSTOP) so the listener pulls but cannot enqueue, hence never acks; then it dies."""
+    f = faulty
+    f.up()
+    redis_service = f.service("redis")
+    redis_service.kill(signal.SIGSTOP)
+    try:
+        expected = _upload_batch(f, photos, prefix, 4)
+        time.sleep(3)  # the notifications reach the listener, which hangs in enqueue: pulled, not acked
+        f.listener.kill(signal.SIGKILL)
+    finally:
+        redis_service.kill(signal.SIGCONT)
+    f.listener.start()  # Pub/Sub redelivers after the ack deadline; enqueue is idempotent
+    assert f.settle(expected) == {}
+
+
+def test_pubsub_emulator_restart(faulty, photos, prefix):
+    """Topics and subscriptions are recreated at start; notifications sent while it was down are lost: reconcile."""
+    f = faulty
+    f.up()
+    emulator = f.service("pubsub-emulator")
+    emulator.stop()
+    lost = _upload_batch(f, photos, f"{prefix}lost-", 2)  # uploaded while nothing can receive their notifications
+    emulator.start()
+    after = _upload_batch(f, photos, f"{prefix}after-", 3)
+    assert f.settle(after, timeout=60) == {}  # the listener reconnected by itself
+    # fake-gcs-server may or may not get the "lost" ones through (it retries); reconcile covers what it did not.
+    reached = [k for k, v in contract.found(f.cfg, lost).items() if v]
+    report = reconcile_run(cfg=f.cfg, dry_run=False, prefix=prefix)
+    assert report.missing == len(lost) - len(reached) and report.enqueued == report.missing
+    assert f.settle(lost | after) == {}
+
+
+def test_redis_flushed_mid_run_then_reconcile(faulty, photos, prefix):
+    f = faulty
+    f.up()
+    redis = ledger.connection(f.cfg)
+    expected = _upload_batch(f, photos, prefix, 8)
+    wait_for(lambda: any(contract.found(f.cfg, expected).values()), timeout=60, every=0.2)
+    redis.flushall()  # queued jobs, the ledger and its epoch: all gone
+    done_before = [k for k, v in contract.found(f.cfg, expected).items() if v]
+    # Pub/Sub redelivers a notification of an object that is already done: the lost ledger must not double it.
+    bucket, name, generation = ledger.parse_key(done_before[0])
+    attributes = {"eventType": "OBJECT_FINALIZE", "bucketId": bucket, "objectId": name}
+    pubsub.publish(f.cfg, f.cfg.topic, b"{}", **attributes, objectGeneration=str(generation))
+    time.sleep(2)
+    report = reconcile_run(cfg=f.cfg, dry_run=False)
+    assert report.ledger_trusted and report.listed >= len(expected)
+    assert f.settle(expected) == {}
+    assert ledger.outcome_get(redis, done_before[0]) == "row"
+
+
+def test_bigquery_down_for_a_while(faulty, photos, prefix):
+    """Inserts fail (connection refused) for longer than one attempt's write timeout: RQ retries with backoff."""
+    f = faulty
+    f.up()
+    bq = f.service("bqemulator")
+    bq.stop()
+    try:
+        expected = _upload_batch(f, photos, prefix, 3)
+        time.sleep(bigquery.WRITE_TIMEOUT_S + 4)  # the first attempts give up and are scheduled for a retry
+    finally:
+        bq.start()
+    assert f.settle(expected, timeout=120) == {}
+    log = f.worker.log_path.read_text(errors="replace")
+    assert "retries left" in log or "Retry" in log
