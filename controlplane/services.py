@@ -67,14 +67,17 @@ def _failure_rows_delete(*, bucket: str, name: str, generation: int, before: dat
         log.warning("failure rows of %s are in the streaming buffer; hidden instead of deleted", key)
 
 
-def _require_failure(*, bucket: str, name: str, generation: int) -> None:
-    if not selectors.failure_get(bucket=bucket, name=name, generation=generation):
+def _require_failure(*, bucket: str, name: str, generation: int) -> list[dict[str, Any]]:
+    rows = selectors.failure_get(bucket=bucket, name=name, generation=generation)
+    if not rows:
         raise NotFound(f"no open failure for gs://{bucket}/{name}#{generation}")
+    return rows
 
 
 def failure_requeue(*, bucket: str, name: str, generation: int, upload: Any = None, user: str) -> str:
     """Clear the outcome, enqueue a forced job, then delete the failure rows seen before it: returns the job id."""
-    _require_failure(bucket=bucket, name=name, generation=generation)
+    rows = _require_failure(bucket=bucket, name=name, generation=generation)
+    upload = upload or rows[0]["upload"]  # the row keeps the original upload time, for upload-to-row latency
     cfg = _cfg()
     before = datetime.now(UTC)
     ledger.outcome_clear(ledger.connection(cfg), ledger.object_key(bucket, name, generation))
