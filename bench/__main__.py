@@ -12,6 +12,7 @@ import gc
 import json
 import logging
 import os
+import signal
 import sys
 import tempfile
 import time
@@ -133,8 +134,10 @@ def run_model(args: argparse.Namespace, name: str, stack: Any, photos: dict[str,
     with pipeline.apps(cfg, overrides, workers) as services:
         report["pipeline"]["start_s"] = round(time.monotonic() - started, 1)
         run = uuid.uuid4().hex[:6]
-        warm = pipeline.burst(cfg, photos, f"bench-{run}/{name}/warm/", len(photos), timeout_s=300)
-        log.info("%s warm-up: %d rows", name, len(warm.rows))
+        warm = pipeline.burst(cfg, photos, f"bench-{run}/{name}/warm/", len(photos), timeout_s=180)
+        log.info("%s warm-up: %d rows, %d failures", name, len(warm.rows), len(warm.failures))
+        if not warm.rows:
+            raise SystemExit(f"no rows after the warm-up; listener log:\n{services[0].log_tail(20)}")
         report["load_at_burst"] = _load()
         cpu_before = pipeline.cpu_snapshot(stack, services)
         timeline = pipeline.burst(
@@ -173,6 +176,7 @@ def _ratios(report: dict) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = _args(argv)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # stop the stack and the apps on the way out
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s", datefmt="%H:%M:%S")
     workdir = Path(tempfile.mkdtemp(prefix="sightline-bench-"))
     models_dir = workdir / "models"

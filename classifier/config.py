@@ -142,6 +142,7 @@ class Config:
     inference_backend: str = "auto"
     workers: int = 1
     worker_fork: bool = False
+    batch_size: int = 1
     metrics_token: str | None = None
     destroy_protection: bool = False
 
@@ -212,6 +213,7 @@ class Config:
             inference_backend=backend,
             workers=workers,
             worker_fork=worker_fork,
+            batch_size=envint(env, "BATCH_SIZE", 8, minimum=1),
             metrics_token=_metrics_token(env),
             destroy_protection=envbool(env, "DESTROY_PROTECTION", False),
         )

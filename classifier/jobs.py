@@ -180,13 +180,13 @@ def classify_object(bucket: str, name: str, generation: int, event_time: str | N
     clf = runtime.get_classifier()
     fail = dict(bucket=bucket, name=name, generation=generation, upload=event_time, attempts=_attempt())
     try:
-        blob = gcs.download(cfg, bucket=bucket, name=name, generation=generation)
+        blob = runtime.download(cfg, bucket=bucket, name=name, generation=generation)  # prefetched in a batch
     except gcs.ObjectGone as exc:
         return record_failure(cfg, redis, code="object_gone", reason=str(exc), **fail)
     except gcs.TooLarge as exc:
         return record_failure(cfg, redis, code="too_large", reason=str(exc), **fail)
     try:
-        predictions = clf.classify(blob.data)
+        predictions = runtime.classify(clf, blob)
     except BadImage as exc:
         return record_failure(cfg, redis, code=exc.code, reason=exc.reason, blob=blob, **fail)
 

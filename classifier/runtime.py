@@ -6,7 +6,8 @@ import logging
 
 import torch
 
-from classifier import model
+from classifier import ledger, model
+from classifier.cloud import gcs
 from classifier.config import Config, get_config
 
 log = logging.getLogger(__name__)
@@ -36,3 +37,58 @@ def get_classifier() -> model.Classifier:
     if torch.get_num_threads() != cfg.torch_threads:
         torch.set_num_threads(cfg.torch_threads)
     return clf
+
+
+# Objects a batching worker fetched and classified together before running their jobs one by one; only the
+# current batch is kept. A job takes its entry or, when there is none, does the work itself.
+_prefetched: dict[str, tuple[gcs.Blob, list[model.Prediction] | None]] = {}
+
+
+def prefetch(objects: list[tuple[str, str, int]]) -> int:
+    """Download and preprocess each (bucket, name, generation), then run one forward pass for all of them.
+
+    Anything that goes wrong for one object is left for its own job to meet and record (per-image failure
+    isolation): this only caches what succeeded. Returns how many predictions are ready.
+    """
+    cfg = get_config()
+    clf = get_classifier()
+    redis = ledger.connection(cfg)
+    _prefetched.clear()
+    blobs: dict[str, gcs.Blob] = {}
+    tensors: dict[str, torch.Tensor] = {}
+    for bucket, name, generation in objects:
+        key = ledger.object_key(bucket, name, generation)
+        try:
+            if ledger.outcome_get(redis, key) is not None:
+                continue
+            blobs[key] = gcs.download(cfg, bucket=bucket, name=name, generation=generation)
+            tensors[key] = clf.preprocess(blobs[key].data)
+        except Exception as exc:  # its job meets the same error and records it
+            log.debug("prefetch of %s left to its job: %s", key, exc)
+    predictions: list[list[model.Prediction]] | list[None] = [None] * len(tensors)
+    if tensors:
+        try:
+            predictions = clf.predict(list(tensors.values()))
+        except Exception:
+            log.exception("batched inference failed; each job classifies its own image")
+    by_key = dict(zip(tensors, predictions, strict=True))
+    for key, blob in blobs.items():
+        _prefetched[key] = (blob, by_key.get(key))
+    return sum(1 for _, p in _prefetched.values() if p is not None)
+
+
+def download(cfg: Config, *, bucket: str, name: str, generation: int) -> gcs.Blob:
+    """The prefetched blob of this generation, or a fresh download."""
+    entry = _prefetched.get(ledger.object_key(bucket, name, generation))
+    if entry is not None:
+        return entry[0]
+    return gcs.download(cfg, bucket=bucket, name=name, generation=generation)
+
+
+def classify(clf: model.Classifier, blob: gcs.Blob) -> list[model.Prediction]:
+    """The batch's predictions for this very blob, or one forward pass of its own."""
+    for key, (cached, predictions) in list(_prefetched.items()):
+        if cached is blob and predictions is not None:
+            del _prefetched[key]
+            return predictions
+    return clf.classify(blob.data)

@@ -10,15 +10,20 @@ Several workers on one machine each get TORCH_THREADS = cores / WORKERS (see cla
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any
 
-from rq import SimpleWorker, Worker
+from rq import Queue, SimpleWorker, Worker
+from rq.job import Job
 from rq.serializers import JSONSerializer
+from rq.timeouts import JobTimeoutException
 
 from classifier import runtime
 from classifier.config import get_config
 
 log = logging.getLogger(__name__)
+
+CLASSIFY = "classifier.jobs.classify_object"
 
 
 def _log_like_rq() -> None:
@@ -47,10 +52,43 @@ def _prepare(worker: Worker) -> None:
 
 
 class ClassifierWorker(SimpleWorker):
+    """Takes up to BATCH_SIZE queued jobs at once, classifies their images in one forward pass, then runs each job
+    through rq as usual (its own status, timeout, retries and outcome); a job whose image was not prefetched, or
+    failed to, does its own work and meets its own error."""
+
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         kwargs["serializer"] = JSONSerializer  # rq's docs warn that pickle is not safe
         super().__init__(*args, **kwargs)
         _prepare(self)
+
+    def execute_job(self, job: Job, queue: Queue) -> None:
+        cfg = get_config()
+        batch = [(job, queue)]
+        while len(batch) < cfg.batch_size and not self._stop_requested:
+            more = self.dequeue_job_and_maintain_ttl(None)  # non-blocking: only what is already queued
+            if more is None:
+                break
+            batch.append(more)
+        if len(batch) > 1:
+            self._prefetch([queued for queued, _ in batch], cfg.job_timeout_s)
+        for queued, origin in batch:
+            super().execute_job(queued, origin)
+            self.heartbeat()
+
+    def _prefetch(self, batch: list[Job], timeout_s: int) -> None:
+        objects = [
+            (j.kwargs["bucket"], j.kwargs["name"], int(j.kwargs["generation"]))
+            for j in batch
+            if j.func_name == CLASSIFY and {"bucket", "name", "generation"} <= j.kwargs.keys()
+        ]
+        started = time.perf_counter()
+        try:
+            with self.death_penalty_class(timeout_s, JobTimeoutException, job_id=batch[0].id):
+                ready = runtime.prefetch(objects)
+        except Exception:  # the jobs still run one by one and meet their own errors
+            self.log.exception("prefetch of %d objects failed", len(objects))
+            return
+        self.log.info("batch of %d: %d classified together in %.2fs", len(batch), ready, time.perf_counter() - started)
 
 
 class ForkingClassifierWorker(Worker):
