@@ -9,6 +9,7 @@ import pytest
 from classifier.cloud import bigquery, gcs, pubsub
 from controlplane.infra import plan as p
 from controlplane.infra import spec as s
+from controlplane.infra.lock import exclusive
 from controlplane.infra.services import Actor, Refused, StalePlan, stack_apply, stack_plan
 from controlplane.models import AuditLog
 from tests.infra_support import run, use_isolated
@@ -204,3 +205,16 @@ def test_a_failure_midway_leaves_a_report_and_applying_again_finishes(icfg, db):
     retry = stack_apply(spec=spec, checksum=again.checksum, actor=ACTOR)
     assert retry.ok and [st.change.name for st in retry.steps] == [c.name for c in result.remaining.pending]
     assert not p.build_plan(spec).has_changes
+
+
+def test_one_apply_or_destroy_at_a_time(icfg, db):
+    spec = s.stack_spec(cfg=icfg)
+    plan = p.build_plan(spec)
+    with (
+        exclusive(icfg, holder="apply by alice"),
+        pytest.raises(Refused, match=r"another operation is running \(apply by alice since"),
+    ):
+        stack_apply(spec=spec, checksum=plan.checksum, actor=ACTOR)
+    assert pubsub.topic_get(icfg, icfg.topic) is None
+    assert AuditLog.objects.get(action="apply").outcome == "refused"
+    assert stack_apply(spec=spec, checksum=plan.checksum, actor=ACTOR).ok  # released: the next one goes ahead

@@ -14,6 +14,7 @@ from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 
 from classifier.config import Config
 from controlplane.infra import apply as runner
+from controlplane.infra.lock import Busy, exclusive
 from controlplane.infra.plan import Plan, build_destroy_plan, build_plan
 from controlplane.infra.spec import StackSpec, stack_spec
 from controlplane.models import AuditLog
@@ -117,6 +118,14 @@ def _finish(actor: Actor, action: str, spec: StackSpec, plan: Plan, steps: list[
 
 def stack_apply(*, spec: StackSpec, checksum: str, actor: Actor, on_step: runner.OnStep | None = None) -> Result:
     """Apply the plan whose checksum the operator saw; refuses a stale plan or one that needs destructive changes."""
+    try:
+        with exclusive(spec.cfg, holder=f"apply by {actor.name}"):
+            return _apply(spec=spec, checksum=checksum, actor=actor, on_step=on_step)
+    except Busy as exc:
+        raise _refuse(actor, AuditLog.Action.APPLY, Plan(mode="apply"), Refused(str(exc))) from None
+
+
+def _apply(*, spec: StackSpec, checksum: str, actor: Actor, on_step: runner.OnStep | None) -> Result:
     plan = build_plan(spec)
     if plan.checksum != checksum:
         raise _refuse(actor, AuditLog.Action.APPLY, plan, StalePlan(plan))
@@ -154,6 +163,29 @@ def stack_destroy(
     on_step: runner.OnStep | None = None,
 ) -> Result:
     """Tear down every resource in reverse dependency order, after the typed confirmation."""
+    try:
+        with exclusive(spec.cfg, holder=f"destroy by {actor.name}"):
+            return _destroy(
+                spec=spec,
+                checksum=checksum,
+                confirmation=confirmation,
+                delete_data=delete_data,
+                actor=actor,
+                on_step=on_step,
+            )
+    except Busy as exc:
+        raise _refuse(actor, AuditLog.Action.DESTROY, Plan(mode="destroy"), Refused(str(exc))) from None
+
+
+def _destroy(
+    *,
+    spec: StackSpec,
+    checksum: str,
+    confirmation: str,
+    delete_data: bool,
+    actor: Actor,
+    on_step: runner.OnStep | None,
+) -> Result:
     plan = build_destroy_plan(spec)
     try:
         destroy_check(spec=spec, plan=plan, confirmation=confirmation, delete_data=delete_data)

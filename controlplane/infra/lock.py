@@ -1,0 +1,38 @@
+"""One apply or destroy at a time per pipeline: two operators acting at once would each work from a stale plan."""
+
+from __future__ import annotations
+
+import contextlib
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime
+
+from classifier import ledger
+from classifier.config import Config
+
+# Longer than any apply or destroy; a crashed holder's lock expires on its own.
+LOCK_TTL_S = 15 * 60
+_RELEASE = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) else return 0 end"
+
+
+class Busy(Exception):
+    """Another apply or destroy holds the lock; the message says who and since when."""
+
+
+def lock_key(cfg: Config) -> str:
+    return f"sightline:infra:lock:{cfg.project}:{cfg.bucket}"
+
+
+@contextlib.contextmanager
+def exclusive(cfg: Config, *, holder: str) -> Iterator[None]:
+    redis = ledger.connection(cfg)
+    token = f"{holder} since {datetime.now(UTC):%Y-%m-%d %H:%M:%S} UTC [{uuid.uuid4().hex[:8]}]"
+    if not redis.set(lock_key(cfg), token, nx=True, ex=LOCK_TTL_S):
+        current = redis.get(lock_key(cfg))
+        raise Busy(
+            f"another operation is running ({current.decode() if current else 'just ended'}): try again when it ends"
+        )
+    try:
+        yield
+    finally:
+        redis.eval(_RELEASE, 1, lock_key(cfg), token)
