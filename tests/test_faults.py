@@ -22,10 +22,11 @@ from dataclasses import dataclass
 import pytest
 from rq.registry import StartedJobRegistry
 
-from classifier import ledger
+from classifier import jobs, ledger
 from classifier.cloud import bigquery, gcs, pubsub
 from classifier.config import Config
 from controlplane import localstack
+from controlplane.deadletters import dead_letter_list
 from controlplane.reconcile import reconcile_run
 from tests import contract
 from tests.conftest import wait_for
@@ -157,58 +158,89 @@ def test_worker_sigkilled_mid_job(faulty, photos, prefix):
     report = reconcile_run(cfg=f.cfg, dry_run=False, prefix=prefix)
     f.worker.start()
     assert f.settle(expected) == {}, f"reconcile enqueued {report.enqueued}"
+    print(f"FAULT worker SIGKILL: {len(abandoned)} job(s) abandoned mid-run, {report.enqueued} orphan(s) re-enqueued")
 
 
 def test_listener_sigkilled_after_pull_before_ack(faulty, photos, prefix):
-    """Redis is frozen (SIGSTOP) so the listener pulls but cannot enqueue, hence never acks; then it dies."""
+    """Redis is frozen (SIGSTOP) while the listener waits in its long-poll pull: the pull returns the new
+    notifications, the enqueue hangs, so nothing is acked; then the listener dies. Pub/Sub redelivers them."""
     f = faulty
     f.up()
     redis_service = f.service("redis")
-    redis_service.kill(signal.SIGSTOP)
-    try:
-        expected = _upload_batch(f, photos, prefix, 4)
-        time.sleep(3)  # the notifications reach the listener, which hangs in enqueue: pulled, not acked
-        f.listener.kill(signal.SIGKILL)
-    finally:
-        redis_service.kill(signal.SIGCONT)
-    f.listener.start()  # Pub/Sub redelivers after the ack deadline; enqueue is idempotent
+    expected: dict[str, str] = {}
+    for attempt in range(3):
+        time.sleep(1.5)
+        redis_service.kill(signal.SIGSTOP)
+        try:
+            expected |= _upload_batch(f, photos, f"{prefix}{attempt}-", 3)
+            time.sleep(1.5)
+            f.listener.kill(signal.SIGKILL)
+        finally:
+            redis_service.kill(signal.SIGCONT)
+        # Leased messages are invisible to another pull: none found means the dead listener had pulled them all.
+        not_pulled = pubsub.peek(f.cfg, f.cfg.subscription, limit=10, timeout_s=1)
+        f.listener.start()
+        if not not_pulled:
+            break
+    else:
+        pytest.fail("the listener had not pulled the notifications when it was killed, three times")
     assert f.settle(expected) == {}
+    print(f"FAULT listener SIGKILL: {len(expected)} notifications pulled, never acked, redelivered (attempt {attempt})")
 
 
 def test_pubsub_emulator_restart(faulty, photos, prefix):
-    """Topics and subscriptions are recreated at start; notifications sent while it was down are lost: reconcile."""
+    """The emulator keeps nothing: messages not yet delivered die with it. Topics and subscriptions come back
+    with it (after_start); the listener reconnects by itself; reconcile finds what was lost."""
     f = faulty
     f.up()
     emulator = f.service("pubsub-emulator")
-    emulator.stop()
-    lost = _upload_batch(f, photos, f"{prefix}lost-", 2)  # uploaded while nothing can receive their notifications
-    emulator.start()
+    probe = f"probe-{prefix.strip('/')}"
+    pubsub.subscription_ensure(f.cfg, probe, f.cfg.topic)
+    f.listener.kill(signal.SIGSTOP)  # notifications now wait in the emulator
+    try:
+        lost = _upload_batch(f, photos, f"{prefix}lost-", 2)
+        names = {ledger.parse_key(k)[1] for k in lost}
+        published = lambda: names <= {m.attributes.get("objectId") for m in pubsub.peek(f.cfg, probe, limit=20)}  # noqa: E731
+        assert wait_for(published, timeout=20), "fake-gcs-server did not publish the notifications"
+        emulator.stop()
+        emulator.start()
+    finally:
+        f.listener.kill(signal.SIGCONT)
     after = _upload_batch(f, photos, f"{prefix}after-", 3)
     assert f.settle(after, timeout=60) == {}  # the listener reconnected by itself
-    # fake-gcs-server may or may not get the "lost" ones through (it retries); reconcile covers what it did not.
     reached = [k for k, v in contract.found(f.cfg, lost).items() if v]
     report = reconcile_run(cfg=f.cfg, dry_run=False, prefix=prefix)
-    assert report.missing == len(lost) - len(reached) and report.enqueued == report.missing
+    assert not reached and report.missing == len(lost) and report.enqueued == report.missing
     assert f.settle(lost | after) == {}
+    print(
+        f"FAULT pubsub restart: {len(lost) - len(reached)} of {len(lost)} notifications lost; reconcile enqueued them"
+    )
 
 
 def test_redis_flushed_mid_run_then_reconcile(faulty, photos, prefix):
+    """Queued jobs, the ledger and its epoch are lost; a redelivered notification of a done object must not
+    double it; reconcile enqueues exactly what has neither row nor failure and restores the ledger."""
     f = faulty
     f.up()
     redis = ledger.connection(f.cfg)
-    expected = _upload_batch(f, photos, prefix, 8)
-    wait_for(lambda: any(contract.found(f.cfg, expected).values()), timeout=60, every=0.2)
-    redis.flushall()  # queued jobs, the ledger and its epoch: all gone
-    done_before = [k for k, v in contract.found(f.cfg, expected).items() if v]
-    # Pub/Sub redelivers a notification of an object that is already done: the lost ledger must not double it.
-    bucket, name, generation = ledger.parse_key(done_before[0])
+    done = _upload_batch(f, photos, f"{prefix}done-", 3)
+    assert f.settle(done) == {}
+    f.worker.kill(signal.SIGSTOP)
+    try:
+        pending = _upload_batch(f, photos, f"{prefix}pending-", 5)
+        job_keys = [f"rq:job:{jobs.job_id(*ledger.parse_key(k))}" for k in pending]
+        assert wait_for(lambda: redis.exists(*job_keys) == len(pending), timeout=30), "the listener did not enqueue"
+        redis.flushall()
+    finally:
+        f.worker.kill(signal.SIGCONT)
+    bucket, name, generation = ledger.parse_key(next(iter(done)))
     attributes = {"eventType": "OBJECT_FINALIZE", "bucketId": bucket, "objectId": name}
     pubsub.publish(f.cfg, f.cfg.topic, b"{}", **attributes, objectGeneration=str(generation))
-    time.sleep(2)
-    report = reconcile_run(cfg=f.cfg, dry_run=False)
-    assert report.ledger_trusted and report.listed >= len(expected)
-    assert f.settle(expected) == {}
-    assert ledger.outcome_get(redis, done_before[0]) == "row"
+    report = reconcile_run(cfg=f.cfg, dry_run=False, prefix=prefix)
+    assert (report.missing, report.enqueued) == (len(pending), len(pending))
+    assert f.settle(done | pending) == {}
+    assert all(ledger.outcome_get(redis, k) == "row" for k in done)
+    print(f"FAULT redis flush: {len(pending)} queued jobs lost; reconcile: {report.summary()}")
 
 
 def test_bigquery_down_for_a_while(faulty, photos, prefix):
@@ -216,6 +248,7 @@ def test_bigquery_down_for_a_while(faulty, photos, prefix):
     f = faulty
     f.up()
     bq = f.service("bqemulator")
+    log_start = f.worker.log_path.stat().st_size
     bq.stop()
     try:
         expected = _upload_batch(f, photos, prefix, 3)
@@ -223,5 +256,22 @@ def test_bigquery_down_for_a_while(faulty, photos, prefix):
     finally:
         bq.start()
     assert f.settle(expected, timeout=120) == {}
-    log = f.worker.log_path.read_text(errors="replace")
-    assert "retries left" in log or "Retry" in log
+    log = f.worker.log_path.read_bytes()[log_start:].decode(errors="replace")
+    retried = sum(1 for line in log.splitlines() if "retries left" in line)
+    assert retried
+    print(f"FAULT bigquery down: {retried} attempt(s) failed and were retried with backoff")
+
+
+def test_unparseable_notifications_are_dead_lettered_and_listed(faulty):
+    f = faulty
+    f.up()
+    marker = f"garbage-{time.time_ns()}"
+    pubsub.publish(f.cfg, f.cfg.topic, b"\x00\xffnot json", objectId=marker)  # no eventType
+    pubsub.publish(f.cfg, f.cfg.topic, b"{}", eventType="OBJECT_FINALIZE", objectId=marker, bucketId="b")
+    listed = wait_for(
+        lambda: len([m for m in dead_letter_list(f.cfg, 100) if m["object"] == marker]) == 2, timeout=30, every=0.5
+    )
+    found = sorted(m["error"] for m in dead_letter_list(f.cfg, 100) if m["object"] == marker)
+    assert listed, found
+    assert found == ["missing attribute objectGeneration", "no eventType attribute: not a Cloud Storage notification"]
+    assert f.listener.alive() and f.worker.alive()
