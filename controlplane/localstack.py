@@ -348,6 +348,9 @@ def worker_service(cfg: Config, env: dict[str, str], *, name: str = "worker") ->
         rq,
         "worker",
         "--with-scheduler",
+        # rq's default is 10 minutes: that long before a dead worker's job is retried and its scheduler replaced.
+        "--maintenance-interval",
+        "60",
         "-w",
         f"classifier.worker.{'ForkingClassifierWorker' if cfg.worker_fork else 'ClassifierWorker'}",
         "-S",
