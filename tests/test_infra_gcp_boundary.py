@@ -19,6 +19,7 @@ from controlplane.infra import spec as s
 from tests.infra_support import isolated
 
 AGENT = "service-123456789@gs-project-accounts.iam.gserviceaccount.com"
+PUBSUB_AGENT = "serviceAccount:service-123456789@gcp-sa-pubsub.iam.gserviceaccount.com"
 ROLE = "roles/pubsub.publisher"
 
 
@@ -65,8 +66,8 @@ def config(gcfg, notification_id: str, topic: str, **extra: object) -> gcs.stora
     return gcs.storage.notification.BucketNotification.from_api_repr(resource, mock.sentinel.bucket)
 
 
-def resource(spec, kind):
-    return next(r for r in spec.resources if r.kind == kind)
+def resource(spec, kind, agent="storage"):
+    return next(r for r in spec.resources if r.kind == kind and r.attrs.get("agent", agent) == agent)
 
 
 def test_a_missing_notification_config_is_created_with_the_exact_request(gcfg, spec, bucket):
@@ -142,9 +143,48 @@ def test_destroy_deletes_every_config_that_targets_the_topic(gcfg, spec, bucket)
     assert [(c.action, c.target) for c in changes] == [("delete", "5")]
 
 
+@pytest.fixture
+def subscriber(gcfg):
+    client = mock.create_autospec(pubsub.pubsub_v1.SubscriberClient, instance=True)
+    client.subscription_path.side_effect = pubsub.pubsub_v1.SubscriberClient.subscription_path
+    client.get_subscription.return_value = pubsub.pubsub_v1.types.Subscription(
+        name=gcfg.subscription_path, topic=gcfg.topic_path
+    )
+    with mock.patch.object(pubsub, "subscriber", autospec=True, return_value=client):
+        yield client
+
+
+def test_dead_lettering_grants_go_to_the_pubsub_service_agent(gcfg, spec, bucket, publisher, subscriber):
+    publisher.get_iam_policy.return_value = policy_pb2.Policy(etag=b"t1")
+    subscriber.get_iam_policy.return_value = policy_pb2.Policy(etag=b"s1")
+    on_topic = resource(spec, s.TOPIC_IAM, agent="pubsub")
+    on_subscription = resource(spec, s.SUBSCRIPTION_IAM, agent="pubsub")
+    assert on_topic.attrs["topic"] == gcfg.dead_letter_topic
+
+    for r, role, fake, path in (
+        (on_topic, ROLE, publisher, pubsub.pubsub_v1.PublisherClient.topic_path(gcfg.project, gcfg.dead_letter_topic)),
+        (on_subscription, "roles/pubsub.subscriber", subscriber, gcfg.subscription_path),
+    ):
+        (change,) = p.PLANNERS[r.kind](spec, r)
+        assert (change.action, change.target) == ("create", PUBSUB_AGENT)
+        assert "dead-lettering would not work" in change.reason
+        assert runner.run_step(spec, change) == f"granted {role} to {PUBSUB_AGENT}"
+        wanted = policy_pb2.Policy(etag=fake.get_iam_policy.return_value.etag)
+        wanted.bindings.add(role=role, members=[PUBSUB_AGENT])
+        fake.set_iam_policy.assert_called_once_with(request={"resource": path, "policy": wanted})
+
+
+def test_a_service_agent_address_without_a_project_number_is_an_error(gcfg, spec, bucket):
+    bucket.client_.get_service_account_email.return_value = "someone@example.com"
+    r = resource(spec, s.SUBSCRIPTION_IAM, agent="pubsub")
+    with pytest.raises(ValueError, match="no project number in it"):
+        p.PLANNERS[r.kind](spec, r)
+
+
 def test_locally_both_are_provided_by_the_local_stack(cfg):
     local = s.stack_spec(cfg=isolated(cfg))
-    for kind in (s.NOTIFICATION, s.TOPIC_IAM):
-        (change,) = p.PLANNERS[kind](local, resource(local, kind))
-        assert change.action == "provided" and "fake-gcs-server event flags" in change.reason
-        assert not change.pending
+    for kind in (s.NOTIFICATION, s.TOPIC_IAM, s.SUBSCRIPTION_IAM):
+        for r in (r for r in local.resources if r.kind == kind):
+            (change,) = p.PLANNERS[kind](local, r)
+            assert change.action == "provided" and "fake-gcs-server event flags" in change.reason
+            assert not change.pending

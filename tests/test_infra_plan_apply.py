@@ -34,9 +34,11 @@ def test_plan_on_an_empty_project_lists_every_resource_to_create(icfg, db):
         ("create", s.TABLE, icfg.table_id),
         ("create", s.TABLE, icfg.failures_table_id),
         ("create", s.TOPIC, icfg.dead_letter_topic),
+        ("provided", s.TOPIC_IAM, f"{icfg.dead_letter_topic} roles/pubsub.publisher {s.PUBSUB_SERVICE_AGENT}"),
         ("create", s.SUBSCRIPTION, icfg.dead_letter_subscription),
         ("create", s.TOPIC, icfg.topic),
         ("create", s.SUBSCRIPTION, icfg.subscription),
+        ("provided", s.SUBSCRIPTION_IAM, f"{icfg.subscription} roles/pubsub.subscriber {s.PUBSUB_SERVICE_AGENT}"),
         ("provided", s.TOPIC_IAM, f"{icfg.topic} roles/pubsub.publisher {s.GCS_SERVICE_AGENT}"),
         ("create", s.BUCKET, icfg.bucket),
         ("provided", s.NOTIFICATION, f"gs://{icfg.bucket} -> {icfg.topic}"),
@@ -199,7 +201,7 @@ def test_a_failure_midway_leaves_a_report_and_applying_again_finishes(icfg, db):
     ]
     audit = AuditLog.objects.get(action="apply")
     assert audit.outcome == "failed" and "Run apply again" in audit.error
-    assert [c.get("status") for c in audit.changes] == [*seen, None, None], audit.changes
+    assert [c.get("status") for c in audit.changes] == [*seen, None, None, None, None]  # + the 4 provided lines
 
     again = p.build_plan(spec)
     retry = stack_apply(spec=spec, checksum=again.checksum, actor=ACTOR)

@@ -6,6 +6,7 @@ import contextlib
 import functools
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 from google.api_core import exceptions as gexc
 from google.cloud import pubsub_v1
@@ -17,7 +18,6 @@ from classifier.config import Config
 ACK_DEADLINE_S = 60
 RETENTION_S = 7 * 24 * 3600
 MAX_DELIVERY_ATTEMPTS = 5
-
 
 
 @functools.cache
@@ -178,6 +178,7 @@ def peek(cfg: Config, subscription: str, *, limit: int, timeout_s: float = 2.0) 
 # --- Live state and teardown, for the control plane's plan/apply/destroy ---
 
 PUBLISHER_ROLE = "roles/pubsub.publisher"
+SUBSCRIBER_ROLE = "roles/pubsub.subscriber"
 
 
 def topic_get(cfg: Config, topic: str) -> dict[str, str] | None:
@@ -232,15 +233,26 @@ def topic_delete(cfg: Config, topic: str) -> None:
         publisher(cfg).delete_topic(request={"topic": topic_path(cfg, topic)})
 
 
-def topic_iam_members(cfg: Config, topic: str, role: str) -> list[str]:
-    policy = publisher(cfg).get_iam_policy(request={"resource": topic_path(cfg, topic)})
+def _iam_target(cfg: Config, topic: str | None, subscription: str | None) -> tuple[Any, str]:
+    """The client whose get/set_iam_policy serve the resource, and the resource's path."""
+    if topic is not None:
+        return publisher(cfg), topic_path(cfg, topic)
+    assert subscription is not None
+    return subscriber(cfg), subscription_path(cfg, subscription)
+
+
+def iam_members(cfg: Config, *, role: str, topic: str | None = None, subscription: str | None = None) -> list[str]:
+    client, resource = _iam_target(cfg, topic, subscription)
+    policy = client.get_iam_policy(request={"resource": resource})
     return sorted({m for b in policy.bindings if b.role == role for m in b.members})
 
 
-def topic_iam_grant(cfg: Config, topic: str, *, role: str, member: str) -> bool:
-    """Add one member to one role on the topic (read-modify-write with the policy's etag); False if already there."""
-    resource = topic_path(cfg, topic)
-    policy = publisher(cfg).get_iam_policy(request={"resource": resource})
+def iam_grant(
+    cfg: Config, *, role: str, member: str, topic: str | None = None, subscription: str | None = None
+) -> bool:
+    """Add one member to one role (read-modify-write with the policy's etag); False if it was already there."""
+    client, resource = _iam_target(cfg, topic, subscription)
+    policy = client.get_iam_policy(request={"resource": resource})
     for binding in policy.bindings:
         if binding.role == role:
             if member in binding.members:
@@ -249,19 +261,26 @@ def topic_iam_grant(cfg: Config, topic: str, *, role: str, member: str) -> bool:
             break
     else:
         policy.bindings.add(role=role, members=[member])
-    publisher(cfg).set_iam_policy(request={"resource": resource, "policy": policy})
+    client.set_iam_policy(request={"resource": resource, "policy": policy})
     return True
 
 
-def topic_iam_revoke(cfg: Config, topic: str, *, role: str, member: str) -> bool:
-    resource = topic_path(cfg, topic)
+def iam_revoke(
+    cfg: Config, *, role: str, member: str, topic: str | None = None, subscription: str | None = None
+) -> bool:
+    client, resource = _iam_target(cfg, topic, subscription)
     try:
-        policy = publisher(cfg).get_iam_policy(request={"resource": resource})
+        policy = client.get_iam_policy(request={"resource": resource})
     except gexc.NotFound:
         return False
     for binding in policy.bindings:
         if binding.role == role and member in binding.members:
             binding.members.remove(member)
-            publisher(cfg).set_iam_policy(request={"resource": resource, "policy": policy})
+            client.set_iam_policy(request={"resource": resource, "policy": policy})
             return True
     return False
+
+
+def service_agent_email(project_number: str) -> str:
+    """The Pub/Sub service agent: it forwards undeliverable messages to a dead-letter topic."""
+    return f"service-{project_number}@gcp-sa-pubsub.iam.gserviceaccount.com"

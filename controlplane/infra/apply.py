@@ -14,7 +14,7 @@ from typing import Any
 
 from classifier.cloud import bigquery, gcs, pubsub
 from controlplane.infra import spec as s
-from controlplane.infra.plan import CREATE, DELETE, UPDATE, Change
+from controlplane.infra.plan import CREATE, DELETE, UPDATE, Change, iam_member, iam_target
 
 log = logging.getLogger(__name__)
 
@@ -62,9 +62,9 @@ def _create(spec: s.StackSpec, r: s.Resource, change: Change) -> str:
             cfg, r.name, r.attrs["_topic"], dead_letter_topic=r.attrs["_dead_letter_topic"]
         )
         return _created(done)
-    if r.kind == s.TOPIC_IAM:
-        member = change.target or f"serviceAccount:{gcs.service_agent_email(cfg)}"
-        done = pubsub.topic_iam_grant(cfg, r.attrs["topic"], role=r.attrs["role"], member=member)
+    if r.kind in (s.TOPIC_IAM, s.SUBSCRIPTION_IAM):
+        member = change.target or iam_member(spec, r)
+        done = pubsub.iam_grant(cfg, role=r.attrs["role"], member=member, **iam_target(r))
         return f"granted {r.attrs['role']} to {member}" if done else "already granted"
     if r.kind == s.BUCKET:
         exists = gcs.bucket_get(cfg, r.name) is not None
@@ -95,8 +95,8 @@ def _delete(spec: s.StackSpec, r: s.Resource, change: Change, *, delete_data: bo
     if r.kind == s.BUCKET:
         removed = gcs.bucket_delete(cfg, r.name, delete_objects=delete_data)
         return f"deleted with {removed} objects" if removed else "deleted"
-    if r.kind == s.TOPIC_IAM:
-        done = pubsub.topic_iam_revoke(cfg, r.attrs["topic"], role=r.attrs["role"], member=change.target)
+    if r.kind in (s.TOPIC_IAM, s.SUBSCRIPTION_IAM):
+        done = pubsub.iam_revoke(cfg, role=r.attrs["role"], member=change.target, **iam_target(r))
         return "revoked" if done else "already revoked"
     deleters: dict[str, Callable[[], None]] = {
         s.SUBSCRIPTION: lambda: pubsub.subscription_delete(cfg, r.name),

@@ -225,19 +225,33 @@ def _plan_subscription(spec: s.StackSpec, r: s.Resource) -> list[Change]:
     return [Change(NOOP, r.kind, r.name, "exists with the desired settings")]
 
 
-def _plan_topic_iam(spec: s.StackSpec, r: s.Resource) -> list[Change]:
+def iam_target(r: s.Resource) -> dict[str, str]:
+    """The keyword arguments that name the resource of a grant in the pubsub module's iam_* functions."""
+    return {"topic": r.attrs["topic"]} if r.kind == s.TOPIC_IAM else {"subscription": r.attrs["subscription"]}
+
+
+def iam_member(spec: s.StackSpec, r: s.Resource) -> str:
+    if r.attrs["agent"] == "storage":
+        return f"serviceAccount:{gcs.service_agent_email(spec.cfg)}"
+    return f"serviceAccount:{pubsub.service_agent_email(gcs.project_number(spec.cfg))}"
+
+
+def _iam_target_exists(spec: s.StackSpec, r: s.Resource) -> bool:
+    if r.kind == s.TOPIC_IAM:
+        return pubsub.topic_get(spec.cfg, r.attrs["topic"]) is not None
+    return pubsub.subscription_get(spec.cfg, r.attrs["subscription"]) is not None
+
+
+def _plan_iam(spec: s.StackSpec, r: s.Resource) -> list[Change]:
     if spec.local:
         return [Change(PROVIDED, r.kind, r.name, LOCAL_PROVIDED.format(what="IAM"))]
-    if pubsub.topic_get(spec.cfg, r.attrs["topic"]) is None:
-        return [Change(CREATE, r.kind, r.name, "the topic is created first, then the grant")]
-    member = f"serviceAccount:{gcs.service_agent_email(spec.cfg)}"
-    if member in pubsub.topic_iam_members(spec.cfg, r.attrs["topic"], r.attrs["role"]):
+    member = iam_member(spec, r)
+    if not _iam_target_exists(spec, r):
+        return [Change(CREATE, r.kind, r.name, "granted once the resource it is on exists", target=member)]
+    if member in pubsub.iam_members(spec.cfg, role=r.attrs["role"], **iam_target(r)):
         return [Change(NOOP, r.kind, r.name, f"{member} holds {r.attrs['role']}", target=member)]
-    return [
-        Change(
-            CREATE, r.kind, r.name, f"{member} lacks {r.attrs['role']}: bucket events would be refused", target=member
-        )
-    ]
+    why = "bucket events would be refused" if r.attrs["agent"] == "storage" else "dead-lettering would not work"
+    return [Change(CREATE, r.kind, r.name, f"{member} lacks {r.attrs['role']}: {why}", target=member)]
 
 
 def _plan_bucket(spec: s.StackSpec, r: s.Resource) -> list[Change]:
@@ -285,7 +299,8 @@ PLANNERS: dict[str, Callable[[s.StackSpec, s.Resource], list[Change]]] = {
     s.TABLE: _plan_table,
     s.TOPIC: _plan_topic,
     s.SUBSCRIPTION: _plan_subscription,
-    s.TOPIC_IAM: _plan_topic_iam,
+    s.TOPIC_IAM: _plan_iam,
+    s.SUBSCRIPTION_IAM: _plan_iam,
     s.BUCKET: _plan_bucket,
     s.NOTIFICATION: _plan_notification,
 }
@@ -336,13 +351,13 @@ def _destroy_simple(get: Callable[[s.StackSpec, str], Any]) -> Callable[[s.Stack
     return planner
 
 
-def _destroy_topic_iam(spec: s.StackSpec, r: s.Resource) -> list[Change]:
+def _destroy_iam(spec: s.StackSpec, r: s.Resource) -> list[Change]:
     if spec.local:
         return [Change(PROVIDED, r.kind, r.name, LOCAL_PROVIDED.format(what="IAM"))]
-    if pubsub.topic_get(spec.cfg, r.attrs["topic"]) is None:
+    if not _iam_target_exists(spec, r):
         return _absent(r)
-    member = f"serviceAccount:{gcs.service_agent_email(spec.cfg)}"
-    if member not in pubsub.topic_iam_members(spec.cfg, r.attrs["topic"], r.attrs["role"]):
+    member = iam_member(spec, r)
+    if member not in pubsub.iam_members(spec.cfg, role=r.attrs["role"], **iam_target(r)):
         return _absent(r)
     return [Change(DELETE, r.kind, r.name, f"{member} holds {r.attrs['role']}", target=member)]
 
@@ -370,7 +385,8 @@ DESTROY_PLANNERS: dict[str, Callable[[s.StackSpec, s.Resource], list[Change]]] =
     s.TABLE: _destroy_table,
     s.TOPIC: _destroy_simple(lambda spec, name: pubsub.topic_get(spec.cfg, name)),
     s.SUBSCRIPTION: _destroy_simple(lambda spec, name: pubsub.subscription_get(spec.cfg, name)),
-    s.TOPIC_IAM: _destroy_topic_iam,
+    s.TOPIC_IAM: _destroy_iam,
+    s.SUBSCRIPTION_IAM: _destroy_iam,
     s.BUCKET: _destroy_bucket,
     s.NOTIFICATION: _destroy_notification,
 }

@@ -13,10 +13,13 @@ TABLE = "bigquery_table"
 TOPIC = "pubsub_topic"
 SUBSCRIPTION = "pubsub_subscription"
 TOPIC_IAM = "pubsub_topic_iam_member"
+SUBSCRIPTION_IAM = "pubsub_subscription_iam_member"
 BUCKET = "storage_bucket"
 NOTIFICATION = "storage_notification"
 
 GCS_SERVICE_AGENT = "the Cloud Storage service agent"
+PUBSUB_SERVICE_AGENT = "the Pub/Sub service agent"
+AGENTS = {"storage": GCS_SERVICE_AGENT, "pubsub": PUBSUB_SERVICE_AGENT}
 
 
 @dataclass(frozen=True)
@@ -63,22 +66,29 @@ def _subscription(cfg: Config, name: str, topic: str, dead_letter_topic: str | N
     )
 
 
+def _grant(kind: str, target: str, role: str, agent: str) -> Resource:
+    """`agent` names a Google-managed service account ("storage" or "pubsub"), resolved when live state is read."""
+    attrs = {"topic" if kind == TOPIC_IAM else "subscription": target, "role": role, "agent": agent}
+    return Resource(kind, f"{target} {role} {AGENTS[agent]}", attrs)
+
+
 def stack_spec(*, cfg: Config) -> StackSpec:
     """Every resource, each after the ones it needs: the tables before anything can write to them, the topics before
-    their subscriptions, the topic and its publisher grant before the bucket starts notifying."""
+    their subscriptions, the topic and its publisher grant before the bucket starts notifying.
+
+    Dead-lettering on GCP needs the Pub/Sub service agent to publish to the dead-letter topic and to subscribe to the
+    subscription it forwards from; without those grants undeliverable messages are silently retried forever."""
     resources = (
         Resource(DATASET, cfg.dataset_id),
         Resource(TABLE, cfg.table_id, {"schema": bigquery.CLASSIFICATIONS_SCHEMA}),
         Resource(TABLE, cfg.failures_table_id, {"schema": bigquery.FAILURES_SCHEMA}),
         Resource(TOPIC, cfg.dead_letter_topic),
+        _grant(TOPIC_IAM, cfg.dead_letter_topic, pubsub.PUBLISHER_ROLE, "pubsub"),
         _subscription(cfg, cfg.dead_letter_subscription, cfg.dead_letter_topic, None),
         Resource(TOPIC, cfg.topic),
         _subscription(cfg, cfg.subscription, cfg.topic, cfg.dead_letter_topic),
-        Resource(
-            TOPIC_IAM,
-            f"{cfg.topic} {pubsub.PUBLISHER_ROLE} {GCS_SERVICE_AGENT}",
-            {"topic": cfg.topic, "role": pubsub.PUBLISHER_ROLE},
-        ),
+        _grant(SUBSCRIPTION_IAM, cfg.subscription, pubsub.SUBSCRIBER_ROLE, "pubsub"),
+        _grant(TOPIC_IAM, cfg.topic, pubsub.PUBLISHER_ROLE, "storage"),
         Resource(BUCKET, cfg.bucket),
         Resource(
             NOTIFICATION,
