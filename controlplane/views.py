@@ -35,6 +35,7 @@ log = logging.getLogger(__name__)
 PAGE_SIZE = 20
 FAILURES_PAGE_SIZE = 50
 HEALTH_MINUTES = 15
+HEALTH_CACHE_S = 5
 THUMB_PX = 112
 RANGES = {"15m": timedelta(minutes=15), "1h": timedelta(hours=1), "24h": timedelta(days=1), "7d": timedelta(days=7)}
 # Served inline only as these types; anything else is a download, so an uploaded HTML file never runs as our page.
@@ -107,11 +108,20 @@ def _recent_context(request: HttpRequest) -> dict[str, Any]:
     }
 
 
+def _shared(key: str, compute: Callable[..., Any], **kwargs: Any) -> Any:
+    """BigQuery figures shared by every open dashboard for a few seconds: each query is billed (10 MB minimum)."""
+    value = cache.get(key)
+    if value is None:
+        value = compute(**kwargs)
+        cache.set(key, value, HEALTH_CACHE_S)
+    return value
+
+
 def _health_context() -> dict[str, Any]:
     listener, listener_error = _read(selectors.listener_status, {"state": "unknown", "desired": "running"})
     queue, queue_error = _read(selectors.queue_status, None)
-    tp, tp_error = _read(selectors.throughput, None, minutes=HEALTH_MINUTES)
-    failures, failures_error = _read(selectors.failure_count, None)
+    tp, tp_error = _read(_shared, None, key="health:throughput", compute=selectors.throughput, minutes=HEALTH_MINUTES)
+    failures, failures_error = _read(_shared, None, key="health:failures", compute=selectors.failure_count)
     return {
         "listener": listener,
         "queue": queue,

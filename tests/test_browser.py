@@ -20,7 +20,7 @@ from django.conf import settings
 from classifier import ledger
 from classifier.cloud import gcs
 from classifier.config import BASE_DIR, Config
-from controlplane import listener
+from controlplane import listener, localstack
 from tests.conftest import failures_for, wait_for
 
 pytestmark = [pytest.mark.browser, pytest.mark.e2e]
@@ -38,7 +38,7 @@ if not (Path(CHROMIUM).exists() and Path(CHROMEDRIVER).exists()):
     )
 
 from selenium import webdriver  # noqa: E402
-from selenium.common.exceptions import NoAlertPresentException  # noqa: E402
+from selenium.common.exceptions import NoAlertPresentException, StaleElementReferenceException  # noqa: E402
 from selenium.webdriver.chrome.service import Service  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.remote.webdriver import WebDriver  # noqa: E402
@@ -67,6 +67,18 @@ def driver() -> Iterator[WebDriver]:
     shutil.rmtree(profile, ignore_errors=True)
 
 
+@pytest.fixture(scope="module")
+def app_processes(cfg: Config, stack: Any) -> Iterator[None]:
+    """A listener and a worker for this module only: later modules expect no process consuming their notifications."""
+    env = localstack.app_env(cfg)
+    services = [localstack.listener_service(cfg, env), localstack.worker_service(cfg, env, name="browser-worker")]
+    for service in services:
+        service.start()
+    yield
+    for service in services:
+        service.stop()
+
+
 @pytest.fixture
 def users(transactional_db: Any, django_user_model: Any) -> None:
     django_user_model.objects.create_user(STAFF, password=PASSWORD, is_staff=True)
@@ -88,7 +100,8 @@ def login(driver: WebDriver, base: str, username: str) -> None:
 
 
 def until(driver: WebDriver, check: Callable[[WebDriver], Any], timeout: float = 60) -> Any:
-    return WebDriverWait(driver, timeout, poll_frequency=0.25).until(check)
+    wait = WebDriverWait(driver, timeout, poll_frequency=0.25, ignored_exceptions=[StaleElementReferenceException])
+    return wait.until(check)
 
 
 def screenshot(driver: WebDriver, name: str) -> Path:
@@ -106,9 +119,18 @@ def screenshot(driver: WebDriver, name: str) -> Path:
     return path
 
 
-def result_row(driver: WebDriver, name: str) -> Any:
-    rows = [r for r in driver.find_elements(By.CSS_SELECTOR, "tr.result") if r.get_attribute("data-image") == name]
-    return rows[0] if rows else None
+def result_row(driver: WebDriver, name: str) -> dict[str, Any] | None:
+    """The row of one object as the page shows it now, read in one script: htmx swaps rows every few seconds."""
+    return driver.execute_script(
+        """
+        const row = [...document.querySelectorAll('tr.result')].find(r => r.getAttribute('data-image') === arguments[0]);
+        if (!row) return null;
+        const img = row.querySelector('img');
+        return {text: row.innerText, loaded: img.complete && img.naturalWidth > 0,
+                labels: [...row.querySelectorAll('.label-name')].map(e => e.textContent)};
+        """,
+        name,
+    )
 
 
 def upload_from_page(driver: WebDriver, folder: str, files: list[Path]) -> None:
@@ -127,7 +149,12 @@ def no_alert(driver: WebDriver) -> bool:
 
 
 def test_staff_upload_watch_control_and_requeue(
-    driver: WebDriver, live_server: Any, users: None, pipeline: Any, photos: dict[str, bytes], listener_restored: None
+    driver: WebDriver,
+    live_server: Any,
+    users: None,
+    app_processes: None,
+    photos: dict[str, bytes],
+    listener_restored: None,
 ) -> None:
     cfg: Config = settings.SIGHTLINE
     base = live_server.url
@@ -143,23 +170,15 @@ def test_staff_upload_watch_control_and_requeue(
     assert "Uploaded 3" in driver.find_element(By.CSS_SELECTOR, ".messages").text
     driver.execute_script("window.__sightlineNoReload = true")
     name = f"{folder}/chelsea.png"
-    row = until(driver, lambda d: result_row(d, name), timeout=90)
-    until(
-        driver,
-        lambda d: d.execute_script(
-            "const i = arguments[0].querySelector('img'); return i.complete && i.naturalWidth > 0", result_row(d, name)
-        ),
-    )
-    labels = [e.text for e in result_row(driver, name).find_elements(By.CSS_SELECTOR, ".label-name")]
-    assert len(labels) == 5 and labels[0] in CATS, labels
+    row = until(driver, lambda d: (r := result_row(d, name)) and r["loaded"] and r, timeout=90)
+    assert len(row["labels"]) == 5 and row["labels"][0] in CATS, row["labels"]
     assert driver.execute_script("return window.__sightlineNoReload === true"), "the page reloaded"
-    assert row is not None
     # An object named like markup shows as text and runs nothing.
     gcs.upload(
         cfg, name=f"{folder}/<script>alert(1)</script>.png", data=photos["chelsea.png"], content_type="image/png"
     )
     until(driver, lambda d: result_row(d, f"{folder}/<script>alert(1)</script>.png"), timeout=90)
-    assert "<script>alert(1)</script>.png" in result_row(driver, f"{folder}/<script>alert(1)</script>.png").text
+    assert "<script>alert(1)</script>.png" in result_row(driver, f"{folder}/<script>alert(1)</script>.png")["text"]
     assert no_alert(driver)
     until(driver, lambda d: all(result_row(d, f"{folder}/{p}") for p in photos), timeout=90)
     screenshot(driver, "dashboard")
