@@ -26,13 +26,16 @@ def queue(cfg: Config) -> Queue:
 
 
 def _live(q: Queue, job: Job) -> bool:
-    """Its status says live, and RQ's own structures agree. A worker killed after taking jobs off the queue but
-    before starting them (a batching worker holds several) leaves them QUEUED in no queue: orphans, not live."""
+    """Its status says live, and RQ's own structures agree: a job whose status lies (its key survived while the
+    queue was lost, or it was left behind by hand) is not live and may be enqueued again."""
     status = job.get_status(refresh=False)
     if status not in LIVE_STATUSES:
         return False
     if status == JobStatus.QUEUED:
-        return q.connection.lpos(q.key, job.id) is not None
+        # Dequeued but not started yet (a batching worker holds several) is in rq's intermediate list: still live;
+        # rq's maintenance hands it back if its worker died.
+        redis = q.connection
+        return redis.lpos(q.key, job.id) is not None or redis.lpos(q.intermediate_queue_key, job.id) is not None
     if status == JobStatus.SCHEDULED:
         return q.connection.zscore(q.scheduled_job_registry.key, job.id) is not None
     if status == JobStatus.STARTED:

@@ -47,3 +47,15 @@ def drain(cfg: Config) -> None:
 
     q = queue(cfg)
     SimpleWorker([q], connection=q.connection, serializer=JSONSerializer).work(burst=True, logging_level="WARNING")
+
+
+QUIET_BUCKET = "sightline-test-quiet"
+
+
+def quiet(cfg: Config) -> Config:
+    """The same pipeline with a bucket nobody is notified about: in-process tests run their jobs themselves, and
+    the session's real listener and worker (when a test started them) never race them for these objects."""
+    import dataclasses
+
+    gcs.bucket_create(cfg, QUIET_BUCKET)
+    return dataclasses.replace(cfg, bucket=QUIET_BUCKET)

@@ -26,29 +26,36 @@ def redis_(cfg, stack):
     return ledger.connection(cfg)
 
 
+@pytest.fixture
+def qcfg(cfg, stack):
+    return contract.quiet(cfg)
+
+
 def _run(key: str) -> dict:
     bucket, name, generation = ledger.parse_key(key)
     return jobs.classify_object(bucket, name, generation)
 
 
-def test_a_job_run_twice_writes_one_row(cfg, stack, photos, prefix):
-    key = contract.upload(cfg, f"{prefix}twice.png", photos["chelsea.png"], "image/png")
+def test_a_job_run_twice_writes_one_row(cfg, stack, photos, prefix, qcfg):
+    key = contract.upload(qcfg, f"{prefix}twice.png", photos["chelsea.png"], "image/png")
     assert _run(key)["outcome"] == "row"
     assert _run(key) == {"outcome": "duplicate", "key": key, "previous": "row"}
     assert contract.violations(cfg, {key: "row"}) == {}
 
 
-def test_duplicate_notifications_enqueue_one_job(cfg, stack, photos, prefix):
-    key = contract.upload(cfg, f"{prefix}dup.png", photos["coffee.png"], "image/png")
+def test_duplicate_notifications_enqueue_one_job(cfg, stack, photos, prefix, qcfg):
+    lonely = dataclasses.replace(cfg, queue_name=f"dups-{prefix.strip('/')}")  # no worker serves it
+    key = contract.upload(qcfg, f"{prefix}dup.png", photos["coffee.png"], "image/png")
     bucket, name, generation = ledger.parse_key(key)
     args = dict(bucket=bucket, name=name, generation=generation, event_time=None)
-    first = enqueue_classification(cfg, **args)
-    second = enqueue_classification(cfg, **args)
+    first = enqueue_classification(lonely, **args)
+    second = enqueue_classification(lonely, **args)
     assert first[1] is True and second == (first[0], False)
+    queue(lonely).empty()
 
 
-def test_concurrent_jobs_for_one_key_write_one_row(cfg, stack, photos, prefix):
-    key = contract.upload(cfg, f"{prefix}concurrent.png", photos["chelsea.png"], "image/png")
+def test_concurrent_jobs_for_one_key_write_one_row(cfg, stack, photos, prefix, qcfg):
+    key = contract.upload(qcfg, f"{prefix}concurrent.png", photos["chelsea.png"], "image/png")
     results: list[dict] = []
     threads = [threading.Thread(target=lambda: results.append(_run(key))) for _ in range(3)]
     for t in threads:
@@ -59,9 +66,9 @@ def test_concurrent_jobs_for_one_key_write_one_row(cfg, stack, photos, prefix):
     assert contract.violations(cfg, {key: "row"}) == {}
 
 
-def test_death_between_insert_and_outcome_does_not_double_the_row(cfg, redis_, photos, prefix):
+def test_death_between_insert_and_outcome_does_not_double_the_row(cfg, redis_, photos, prefix, qcfg):
     """The crash window: the insert landed, the process died before the ledger heard of it (claim left behind)."""
-    key = contract.upload(cfg, f"{prefix}crash.png", photos["rocket.jpg"], "image/jpeg")
+    key = contract.upload(qcfg, f"{prefix}crash.png", photos["rocket.jpg"], "image/jpeg")
 
     class Killed(BaseException):
         pass
@@ -81,8 +88,8 @@ def test_death_between_insert_and_outcome_does_not_double_the_row(cfg, redis_, p
     assert contract.violations(cfg, {key: "row"}) == {}
 
 
-def test_death_before_the_insert_lets_the_retry_insert(cfg, redis_, photos, prefix):
-    key = contract.upload(cfg, f"{prefix}early.png", photos["coffee.png"], "image/png")
+def test_death_before_the_insert_lets_the_retry_insert(cfg, redis_, photos, prefix, qcfg):
+    key = contract.upload(qcfg, f"{prefix}early.png", photos["coffee.png"], "image/png")
     with (
         mock.patch.object(bigquery, "insert_row", autospec=True, side_effect=gexc.ServiceUnavailable("down")),
         pytest.raises(gexc.ServiceUnavailable),
@@ -93,9 +100,9 @@ def test_death_before_the_insert_lets_the_retry_insert(cfg, redis_, photos, pref
     assert contract.violations(cfg, {key: "row"}) == {}
 
 
-def test_a_lost_ledger_is_checked_against_bigquery(cfg, redis_, photos, prefix):
+def test_a_lost_ledger_is_checked_against_bigquery(cfg, redis_, photos, prefix, qcfg):
     """After a Redis flush, a redelivered notification for a done object must not insert a second row."""
-    key = contract.upload(cfg, f"{prefix}flushed.png", photos["chelsea.png"], "image/png")
+    key = contract.upload(qcfg, f"{prefix}flushed.png", photos["chelsea.png"], "image/png")
     assert _run(key)["outcome"] == "row"
     ledger.outcome_clear(redis_, key)
     redis_.delete(ledger.EPOCH_KEY)
@@ -107,8 +114,8 @@ def test_a_lost_ledger_is_checked_against_bigquery(cfg, redis_, photos, prefix):
     assert contract.violations(cfg, {key: "row"}) == {}
 
 
-def test_a_live_claim_makes_the_job_wait_then_retry(cfg, redis_, photos, prefix, monkeypatch):
-    key = contract.upload(cfg, f"{prefix}busy.png", photos["chelsea.png"], "image/png")
+def test_a_live_claim_makes_the_job_wait_then_retry(cfg, redis_, photos, prefix, monkeypatch, qcfg):
+    key = contract.upload(qcfg, f"{prefix}busy.png", photos["chelsea.png"], "image/png")
     monkeypatch.setattr(jobs, "CLAIM_WAIT_S", 0.5)
     redis_.set(ledger.CLAIM_PREFIX + key, "local:someone-else", ex=30)
     with pytest.raises(jobs.ClaimBusy):
@@ -118,12 +125,12 @@ def test_a_live_claim_makes_the_job_wait_then_retry(cfg, redis_, photos, prefix,
     assert contract.violations(cfg, {key: "row"}) == {}
 
 
-def test_an_overwrite_is_a_new_row_and_the_gone_generation_a_failure(cfg, stack, photos, prefix):
+def test_an_overwrite_is_a_new_row_and_the_gone_generation_a_failure(cfg, stack, photos, prefix, qcfg):
     name = f"{prefix}overwritten.png"
-    first = contract.upload(cfg, name, photos["chelsea.png"], "image/png")
+    first = contract.upload(qcfg, name, photos["chelsea.png"], "image/png")
     assert _run(first)["outcome"] == "row"
-    second = contract.upload(cfg, name, photos["coffee.png"], "image/png")
-    third = contract.upload(cfg, name, photos["rocket.jpg"], "image/jpeg")
+    second = contract.upload(qcfg, name, photos["coffee.png"], "image/png")
+    third = contract.upload(qcfg, name, photos["rocket.jpg"], "image/jpeg")
     assert len({first, second, third}) == 3
     # The second generation was replaced before its job ran: it no longer exists.
     assert _run(second)["reason_code"] == "object_gone"
@@ -145,8 +152,8 @@ def test_an_overwrite_is_a_new_row_and_the_gone_generation_a_failure(cfg, stack,
     ],
     ids=lambda e: type(e).__name__,
 )
-def test_transient_errors_raise_for_rq_to_retry_and_record_nothing(cfg, stack, photos, prefix, error):
-    key = contract.upload(cfg, f"{prefix}transient.png", photos["chelsea.png"], "image/png")
+def test_transient_errors_raise_for_rq_to_retry_and_record_nothing(cfg, stack, photos, prefix, error, qcfg):
+    key = contract.upload(qcfg, f"{prefix}transient.png", photos["chelsea.png"], "image/png")
     with mock.patch.object(gcs, "download", autospec=True, side_effect=error), pytest.raises(type(error)):
         _run(key)
     assert contract.found(cfg, [key]) == {key: []}
@@ -170,10 +177,10 @@ def test_exhausted_retries_leave_one_failure_record(cfg, stack, prefix):
     assert held == {key: ["failure:transient_exhausted"]}
 
 
-def test_a_job_taken_off_the_queue_by_a_dead_worker_is_enqueued_again(cfg, redis_, photos, prefix):
-    """A killed (batching) worker can leave a job QUEUED in no queue: it is not live, so it can be enqueued again."""
+def test_a_queued_job_that_no_list_holds_is_enqueued_again(cfg, redis_, photos, prefix, qcfg):
+    """A job whose status says QUEUED but that no list of rq holds is not live: it can be enqueued again."""
     lonely = dataclasses.replace(cfg, queue_name=f"orphans-{prefix.strip('/')}")  # no worker serves it
-    key = contract.upload(cfg, f"{prefix}orphan.png", photos["chelsea.png"], "image/png")
+    key = contract.upload(qcfg, f"{prefix}orphan.png", photos["chelsea.png"], "image/png")
     bucket, name, generation = ledger.parse_key(key)
     args = dict(bucket=bucket, name=name, generation=generation, event_time=None)
     job_id, created = enqueue_classification(lonely, **args)

@@ -19,6 +19,7 @@ from classifier.cloud import gcs, pubsub
 from controlplane.deadletters import dead_letter_list
 from controlplane.reconcile import reconcile_run
 from tests import contract
+from tests.conftest import wait_for
 
 
 @pytest.fixture
@@ -42,7 +43,8 @@ def test_reconcile_backfills_what_has_neither_row_nor_failure(old_bucket, photos
 
     run = reconcile_run(cfg=cfg, dry_run=False, page_size=3)
     assert (run.missing, run.enqueued + run.in_flight) == (3, 3)
-    contract.drain(cfg)
+    contract.drain(cfg)  # the session's worker, when running, may take some of them: wait for it too
+    wait_for(lambda: contract.settled(cfg, keys), timeout=60, every=0.5)
     assert contract.violations(cfg, keys) == {}
 
     again = reconcile_run(cfg=cfg, dry_run=False)
