@@ -12,14 +12,17 @@ message whose listener died is redelivered in seconds instead of a minute.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
 import pytest
+import redis as redis_lib
 from rq import Worker
 from rq.registry import StartedJobRegistry
 from rq.serializers import JSONSerializer
@@ -28,6 +31,7 @@ from classifier import jobs, ledger
 from classifier.cloud import bigquery, gcs, pubsub
 from classifier.config import Config
 from classifier.queue import queue
+from controlplane import listener as listener_module
 from controlplane import localstack
 from controlplane.deadletters import dead_letter_list
 from controlplane.reconcile import reconcile_run
@@ -170,31 +174,57 @@ def test_worker_sigkilled_mid_job(faulty, photos, prefix):
     print(f"FAULT worker SIGKILL: {len(abandoned)} job(s) killed mid-run, {held} taken but not started; all retried")
 
 
+def _listener_ready(f: Faulty) -> bool:
+    raw = ledger.connection(f.cfg).get(listener_module.HEARTBEAT_KEY)
+    beat = json.loads(raw) if raw else {}
+    return bool(f.listener.proc) and beat.get("pid") == f.listener.proc.pid and beat.get("state") == "running"
+
+
+@contextlib.contextmanager
+def _slow_redis(f: Faulty, step_s: float = 0.5) -> Iterator[None]:
+    """Redis answers every command up to `step_s` late (back-to-back DEBUG SLEEPs): the listener's enqueue of a
+    pulled message takes seconds, so it holds messages pulled and not yet acked for a while."""
+    stop = threading.Event()
+    sleeper = redis_lib.Redis.from_url(f.cfg.redis_url)
+
+    def loop() -> None:
+        while not stop.is_set():
+            sleeper.execute_command("DEBUG", "SLEEP", step_s)
+
+    thread = threading.Thread(target=loop, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join(5)
+
+
 def test_listener_sigkilled_after_pull_before_ack(faulty, photos, prefix):
-    """Redis is frozen (SIGSTOP) while the listener waits in its long-poll pull: the pull returns the new
-    notifications, the enqueue hangs, so nothing is acked; then the listener dies. Pub/Sub redelivers them."""
+    """The listener dies holding notifications it pulled and has not acked: Pub/Sub redelivers them after the
+    ack deadline to the next listener, and enqueueing again is idempotent."""
     f = faulty
     f.up()
-    redis_service = f.service("redis")
     expected: dict[str, str] = {}
     for attempt in range(3):
-        time.sleep(1.5)
-        redis_service.kill(signal.SIGSTOP)
-        try:
-            expected |= _upload_batch(f, photos, f"{prefix}{attempt}-", 3)
-            time.sleep(1.5)
+        assert wait_for(lambda: _listener_ready(f), timeout=60), "the listener did not start"
+        log_start = f.listener.log_path.stat().st_size
+        with _slow_redis(f):
+            batch = _upload_batch(f, photos, f"{prefix}{attempt}-", 3)
+            time.sleep(2.5)
             f.listener.kill(signal.SIGKILL)
-        finally:
-            redis_service.kill(signal.SIGCONT)
-        # Leased messages are invisible to another pull: none found means the dead listener had pulled them all.
-        not_pulled = pubsub.peek(f.cfg, f.cfg.subscription, limit=10, timeout_s=1)
+        expected |= batch
+        acked = f.listener.log_path.read_bytes()[log_start:].decode(errors="replace").count("enqueued ")
+        # Leased messages are invisible to another pull: what this pull sees had not been pulled (it nacks them).
+        visible = len(pubsub.peek(f.cfg, f.cfg.subscription, limit=10, timeout_s=1))
         f.listener.start()
-        if not not_pulled:
+        held = len(batch) - acked - visible
+        if held > 0:
             break
     else:
-        pytest.fail("the listener had not pulled the notifications when it was killed, three times")
+        pytest.fail("the listener never held a pulled, unacked notification when it was killed")
     assert f.settle(expected) == {}
-    print(f"FAULT listener SIGKILL: {len(expected)} notifications pulled, never acked, redelivered (attempt {attempt})")
+    print(f"FAULT listener SIGKILL: {held} of {len(batch)} pulled and unacked at the kill ({acked} acked), redelivered")
 
 
 def test_pubsub_emulator_restart(faulty, photos, prefix):
