@@ -36,6 +36,7 @@ def _args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--workers", type=int, default=None, help="worker processes (default: WORKERS, i.e. 2)")
     parser.add_argument("--threads", type=int, default=None, help="threads per worker (default cores / workers)")
     parser.add_argument("--backend", default="auto", choices=("auto", "torch", "onnx"), help="the workers' backend")
+    parser.add_argument("--batch", type=int, default=None, help="jobs per forward pass (default: BATCH_SIZE, i.e. 8)")
     parser.add_argument("--fork", action="store_true", help="rq's forking worker (a work horse per job; torch)")
     parser.add_argument("--seconds", type=float, default=8.0, help="seconds per bare/original measurement")
     parser.add_argument("--batches", default="1,8", help="batch sizes for the bare model (default 1,8)")
@@ -99,6 +100,7 @@ def run_model(args: argparse.Namespace, name: str, stack: Any, photos: dict[str,
     cfg = dataclasses.replace(get_config(), model=name)
     workers = args.workers or cfg.workers
     threads = args.threads or max(1, args.cores // workers)
+    batch = 1 if args.fork else (args.batch or cfg.batch_size)
     batches = tuple(int(b) for b in args.batches.split(","))
     report: dict[str, Any] = {"model": name, "load_before": _load()}
 
@@ -128,8 +130,9 @@ def run_model(args: argparse.Namespace, name: str, stack: Any, photos: dict[str,
         "TORCH_THREADS": str(threads),
         "INFERENCE_BACKEND": "torch" if args.fork else args.backend,
         "WORKER_FORK": "1" if args.fork else "0",
+        "BATCH_SIZE": str(batch),
     }
-    report["pipeline"] = {"workers": workers, "threads_per_worker": threads, "fork": args.fork}
+    report["pipeline"] = {"workers": workers, "threads_per_worker": threads, "fork": args.fork, "batch": batch}
     started = time.monotonic()
     with pipeline.apps(cfg, overrides, workers) as services:
         report["pipeline"]["start_s"] = round(time.monotonic() - started, 1)
@@ -168,6 +171,22 @@ def _ratios(report: dict) -> None:
     }
     if "original" in report:
         report["ratios"]["pipeline_over_original"] = round(pipe / report["original"]["images_per_s"], 3)
+    # CPU time per image is what a busy machine distorts least: the same comparison in CPU-ms.
+    bare_cpu = min(c for cpus in report["bare"]["cpu_ms_per_image"].values() for c in cpus.values())
+    pipe_cpu = report["burst"]["cpu_ms_per_image"]
+    workers_cpu = sum(v for k, v in pipe_cpu.items() if k.startswith("worker"))
+    report["cpu"] = {
+        "bare_best_ms_per_image": bare_cpu,
+        "pipeline_total_ms_per_image": pipe_cpu["total"],
+        "pipeline_workers_ms_per_image": round(workers_cpu, 1),
+        "bare_over_pipeline_total": round(bare_cpu / pipe_cpu["total"], 3),
+        "bare_over_pipeline_workers": round(bare_cpu / workers_cpu, 3) if workers_cpu else None,
+    }
+    if "original" in report:
+        report["cpu"]["original_ms_per_image"] = report["original"]["cpu_ms_per_image"]
+        report["cpu"]["original_over_pipeline_total"] = round(
+            report["original"]["cpu_ms_per_image"] / pipe_cpu["total"], 3
+        )
     if "steady" in report and report["steady"]["latency_s"]["median"] is not None:
         budget = 1.5 * report["single_image_s"] + 0.3
         report["ratios"]["steady_latency_budget_s"] = round(budget, 3)

@@ -18,14 +18,19 @@ log = logging.getLogger("bench")
 
 
 def _rate(run: Any, per_call: int, seconds: float) -> float:
+    return _rate_cpu(run, per_call, seconds)[0]
+
+
+def _rate_cpu(run: Any, per_call: int, seconds: float) -> tuple[float, float]:
+    """Images per second (wall clock), and CPU milliseconds per image (all threads: robust to a busy machine)."""
     run()  # first-call costs are not the steady rate
-    calls, start = 0, time.perf_counter()
+    calls, start, cpu = 0, time.perf_counter(), time.process_time()
     while True:
         run()
         calls += 1
         elapsed = time.perf_counter() - start
         if elapsed >= seconds and calls >= 3:
-            return calls * per_call / elapsed
+            return calls * per_call / elapsed, (time.process_time() - cpu) * 1000 / (calls * per_call)
 
 
 def preprocess_ms(clf: model.Classifier, photos: dict[str, bytes]) -> dict[str, float]:
@@ -44,18 +49,20 @@ def bare(
 ) -> dict[str, Any]:
     """Images per second per backend and batch size, no I/O: the same preprocessed photos, again and again."""
     torch.set_num_threads(threads)
-    results: dict[str, Any] = {"threads": threads, "images_per_s": {}}
+    results: dict[str, Any] = {"threads": threads, "images_per_s": {}, "cpu_ms_per_image": {}}
     for backend in ("torch", "onnx"):
         clf = model.load(dataclasses.replace(cfg, inference_backend=backend, torch_threads=threads))
         if backend == "torch":
             results["preprocess_ms"] = preprocess_ms(clf, photos)
         tensors = [clf.preprocess(data) for data in photos.values()]
-        rates = {}
+        rates, cpus = {}, {}
         for size in batches:
             batch = [tensors[i % len(tensors)] for i in range(size)]
-            rates[str(size)] = round(_rate(lambda b=batch, c=clf: c.predict(b), size, seconds), 2)
-            log.info("bare %s %s batch %d: %.2f images/s", cfg.model, clf.backend, size, rates[str(size)])
+            rate, cpu = _rate_cpu(lambda b=batch, c=clf: c.predict(b), size, seconds)
+            rates[str(size)], cpus[str(size)] = round(rate, 2), round(cpu, 1)
+            log.info("bare %s %s batch %d: %.2f images/s, %.1f CPU ms each", cfg.model, clf.backend, size, rate, cpu)
         results["images_per_s"][clf.backend] = rates
+        results["cpu_ms_per_image"][clf.backend] = cpus
         del clf
         gc.collect()
     return results
@@ -130,6 +137,6 @@ def original(
     else:
         classify, how = _recipe(cfg), "ImageAI 3.0.3's classifyImage recipe re-created (ImageAI has no such model)"
     counter = iter(range(10**9))
-    rate = _rate(lambda: classify(paths[next(counter) % len(paths)]), 1, seconds)
-    log.info("original %s (%s): %.2f images/s", cfg.model, how, rate)
-    return {"how": how, "images_per_s": round(rate, 2), "threads": threads}
+    rate, cpu = _rate_cpu(lambda: classify(paths[next(counter) % len(paths)]), 1, seconds)
+    log.info("original %s (%s): %.2f images/s, %.1f CPU ms each", cfg.model, how, rate, cpu)
+    return {"how": how, "images_per_s": round(rate, 2), "cpu_ms_per_image": round(cpu, 1), "threads": threads}

@@ -34,7 +34,7 @@ def table(results: dict[str, Any]) -> str:
             (
                 f"pipeline burst of {burst['images']} (img/s)",
                 f"{burst['images_per_s']:.2f}  ({p['workers']} workers x {p['threads_per_worker']} threads"
-                f"{', fork' if p['fork'] else ', in-process'}; {burst['rows']} rows, {len(burst['failures'])} failures;"
+                f"{', fork' if p['fork'] else ', in-process'}, batch {p.get('batch', 1)}; {burst['rows']} rows, {len(burst['failures'])} failures;"
                 f" uploads {burst['uploads_per_s']:.1f}/s)",
             ),
             ("pipeline / bare (best backend, best batch)", f"{r['pipeline_over_bare_best']:.2f}"),
@@ -52,6 +52,16 @@ def table(results: dict[str, Any]) -> str:
             (
                 "burst CPU ms per image, by process",
                 ", ".join(f"{k} {v:.0f}" for k, v in burst.get("cpu_ms_per_image", {}).items()),
+            ),
+            (
+                "CPU ms per image: bare best / pipeline workers / pipeline all processes",
+                f"{m['cpu']['bare_best_ms_per_image']:.0f} / {m['cpu']['pipeline_workers_ms_per_image']:.0f} / "
+                f"{m['cpu']['pipeline_total_ms_per_image']:.0f}"
+                + (
+                    f"  (original {m['cpu']['original_ms_per_image']:.0f})"
+                    if "original_ms_per_image" in m["cpu"]
+                    else ""
+                ),
             ),
             ("peak RSS MiB", ", ".join(f"{k} {v:.0f}" for k, v in m["peak_rss_mib"].items() if v is not None)),
             (
