@@ -70,10 +70,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     from controlplane import localstack
 
     cfg = get_config()
+    others = _others()
     stack = localstack.start(cfg)
     ledger.trust(ledger.connection(cfg))
     photos = list(sample.load().items())
-    report: dict[str, Any] = {"images": args.images, "duplicates": args.duplicates, "others_at_start": _others()}
+    report: dict[str, Any] = {"images": args.images, "duplicates": args.duplicates, "others_at_start": others}
     overrides = {"WORKERS": str(args.workers)} if args.workers else {}
     workers = args.workers or cfg.workers
     try:
@@ -111,6 +112,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             report["peak_rss_mib"] = {s.name: peak_rss_mib(s.proc.pid) for s in [*stack.services, *services] if s.proc}
             report["peak_rss_mib"]["load_burst (uploads, polling)"] = peak_rss_mib(os.getpid())
             report["workers"] = workers
+            listener_log = services[0].log_path.read_text(errors="replace")
+            report["listener_duplicates_skipped"] = listener_log.count("duplicate notification")
             report["load_after"] = os.getloadavg()[:2]
     finally:
         stack.stop()
