@@ -293,8 +293,19 @@ def _job_summary(bucket: str, name: str, generation: int) -> dict[str, Any] | No
     }
 
 
-def object_story(*, name: str) -> dict[str, Any]:
-    """Everything known about one object name: each generation's job, ledger outcome, row and failures."""
+def object_for_job(*, job_id: str) -> tuple[str, str, int] | None:
+    """(bucket, name, generation) of a job id, while RQ still has the job (a day after it ended)."""
+    q = queue(_cfg())
+    if not job_id.startswith("classify-") or not Job.exists(job_id, q.connection):
+        return None
+    kwargs = Job.fetch(job_id, connection=q.connection, serializer=JSONSerializer).kwargs
+    return str(kwargs["bucket"]), str(kwargs["name"]), int(kwargs["generation"])
+
+
+def object_story(*, name: str, known: tuple[str, int] | None = None) -> dict[str, Any]:
+    """Everything known about one object name: each generation's job, ledger outcome, row and failures.
+
+    `known` adds a (bucket, generation) found elsewhere, e.g. from a job id, that has no row, failure or object yet."""
     cfg = _cfg()
     rows = classification_list_for_name(name=name)
     failures = failure_list_for_name(name=name)
@@ -312,6 +323,8 @@ def object_story(*, name: str) -> dict[str, Any]:
         entry(failure["bucket"], failure["generation"])["failures"].append(failure)
     if current is not None:
         entry(cfg.bucket, current.generation)["object"] = current
+    if known is not None:
+        entry(*known)
     redis = _redis()
     for (bucket, generation), item in generations.items():
         item["job"] = _job_summary(bucket, name, generation)

@@ -296,9 +296,15 @@ def failure_requeue_all(request: HttpRequest) -> HttpResponse:
 @require_GET
 def object_find(request: HttpRequest) -> HttpResponse:
     name = request.GET.get("name", "").strip()[:1024]
+    known = None
+    if name.startswith("classify-"):  # a job id: find its object
+        found, _ = _read(selectors.object_for_job, None, job_id=name)
+        if found:
+            bucket, name, generation = found
+            known = (bucket, generation)
     context: dict[str, Any] = {"name": name}
     if name:
-        context["story"], context["error"] = _read(selectors.object_story, None, name=name)
+        context["story"], context["error"] = _read(selectors.object_story, None, name=name, known=known)
         story = context["story"]
         if story is not None and not story["generations"]:
             context["suggestions"], _ = _read(selectors.object_names_like, [], text=name)

@@ -14,11 +14,13 @@ from django.test import Client
 from django.urls import reverse
 from PIL import Image
 from rq.job import Job
+from rq.serializers import JSONSerializer
 
 from classifier import jobs, ledger
 from classifier.cloud import bigquery, gcs
 from classifier.config import Config
-from controlplane import charts, listener, selectors, services
+from classifier.queue import enqueue_classification
+from controlplane import charts, listener, localstack, selectors, services
 from tests.conftest import failures_for, wait_for
 
 XSS_NAME = "<script>alert(1)</script>.png"
@@ -89,6 +91,14 @@ def png(size: tuple[int, int] = (64, 48), color: tuple[int, int, int] = (200, 40
     out = io.BytesIO()
     Image.new("RGB", size, color).save(out, "PNG")
     return out.getvalue()
+
+
+def drop_jobs(cfg: Config, job_ids: list[str]) -> None:
+    """Leave no queued job behind: a worker in a later test must not meet this test's objects."""
+    redis = ledger.connection(cfg)
+    for job_id in job_ids:
+        if Job.exists(job_id, redis):
+            Job.fetch(job_id, connection=redis, serializer=JSONSerializer).delete()
 
 
 @pytest.fixture
@@ -324,9 +334,18 @@ def test_staff_stop_and_start_the_listener(staff: Client, desired_restored: Any)
     assert staff.get(reverse("listener_control", kwargs={"action": "stop"})).status_code == 405
 
 
+@pytest.fixture
+def own_listener(cfg: Config, stack: Any) -> Any:
+    """A real `manage.py runlistener` for one test (not the session's pipeline: tests after this one expect none)."""
+    service = localstack.listener_service(cfg, localstack.app_env(cfg))
+    service.start()
+    yield service
+    service.stop()
+
+
 @pytest.mark.e2e
 def test_the_running_listener_obeys_the_dashboard(
-    staff: Client, cfg: Config, pipeline: Any, desired_restored: Any
+    staff: Client, cfg: Config, own_listener: Any, desired_restored: Any
 ) -> None:
     def state() -> str:
         return selectors.listener_status()["state"]
@@ -355,6 +374,7 @@ def test_requeue_one_clears_the_outcome_deletes_the_record_and_forces_a_job(
     # A worker (when one runs) may record a new failure for it; the one acted on is gone.
     assert all(f["reason_code"] != "not_an_image" for f in failures_for(cfg, [name])[name])
     assert ledger.outcome_get(redis, ledger.object_key(cfg.bucket, name, generation)) in (None, "failure:object_gone")
+    drop_jobs(cfg, [job_id])
 
 
 def test_requeue_of_an_unknown_failure_says_so(staff: Client, cfg: Config, stack: Any) -> None:
@@ -391,6 +411,8 @@ def test_requeue_all_says_how_many_and_refuses_a_stale_count(staff: Client, cfg:
     assert f"Requeued {count} failed object" in done.content.decode()
     assert all(f["reason_code"] != "not_an_image" for found in failures_for(cfg, names).values() for f in found)
     assert all(Job.exists(jobs.job_id(cfg.bucket, n, g), ledger.connection(cfg)) for n, g in generations.items())
+    # Every open failure was requeued, this test's and any other's: leave none of those jobs queued.
+    drop_jobs(cfg, [jobs.job_id(f["bucket"], f["image_name"], f["generation"]) for f in confirm.context["rows"]])
 
 
 def test_streaming_buffer_refusal_hides_instead(staff: Client, cfg: Config, stack: Any, monkeypatch: Any) -> None:
@@ -422,6 +444,15 @@ def test_object_story_shows_rows_failures_job_and_outcome(staff: Client, cfg: Co
     assert story["generations"][0]["outcome"] == "row" and story["generations"][0]["rows"]
     assert "tabby" in html and "undecodable" in html and "live" in html
     assert jobs.job_id(cfg.bucket, name, generation) in html  # the deterministic job id, even without a job
+
+
+def test_find_by_job_id(staff: Client, cfg: Config, stack: Any) -> None:
+    name = f"t-{uuid.uuid4().hex[:8]}/by-job.png"
+    job_id, _ = enqueue_classification(cfg, bucket=cfg.bucket, name=name, generation=3, event_time=None)
+    response = staff.get(reverse("object_find"), {"name": job_id})
+    assert response.context["name"] == name
+    assert job_id in response.content.decode() and "Notification handled" in response.content.decode()
+    drop_jobs(cfg, [job_id])
 
 
 def test_unknown_object_suggests_names(staff: Client, cfg: Config, stack: Any) -> None:
