@@ -163,7 +163,8 @@ def run_model(args: argparse.Namespace, name: str, stack: Any, photos: dict[str,
 def _ratios(report: dict) -> None:
     bare = report["bare"]["images_per_s"]
     best = max(rate for rates in bare.values() for rate in rates.values())
-    same_backend = max(bare["onnxruntime" if report["pipeline_backend"] == "onnx" else "torch"].values())
+    name = "onnxruntime" if report["pipeline_backend"] == "onnx" else "torch"
+    same_backend = max(rate for label, rates in bare.items() if label.startswith(name) for rate in rates.values())
     pipe = report["burst"]["images_per_s"]
     report["ratios"] = {
         "pipeline_over_bare_best": round(pipe / best, 3),

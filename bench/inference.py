@@ -55,17 +55,38 @@ def bare(
         if backend == "torch":
             results["preprocess_ms"] = preprocess_ms(clf, photos)
         tensors = [clf.preprocess(data) for data in photos.values()]
-        rates, cpus = {}, {}
-        for size in batches:
-            batch = [tensors[i % len(tensors)] for i in range(size)]
-            rate, cpu = _rate_cpu(lambda b=batch, c=clf: c.predict(b), size, seconds)
-            rates[str(size)], cpus[str(size)] = round(rate, 2), round(cpu, 1)
-            log.info("bare %s %s batch %d: %.2f images/s, %.1f CPU ms each", cfg.model, clf.backend, size, rate, cpu)
-        results["images_per_s"][clf.backend] = rates
-        results["cpu_ms_per_image"][clf.backend] = cpus
+        _bare_rates(clf, tensors, batches, seconds, results, clf.backend, 1)
         del clf
         gc.collect()
+        if threads > 1:
+            # The ceiling of `threads` cores may be as many single-threaded processes: one measured, times the cores.
+            torch.set_num_threads(1)
+            clf = model.load(dataclasses.replace(cfg, inference_backend=backend, torch_threads=1))
+            label = f"{clf.backend}, 1 thread x {threads} processes"
+            _bare_rates(clf, tensors, batches, seconds, results, label, threads)
+            del clf
+            gc.collect()
+            torch.set_num_threads(threads)
     return results
+
+
+def _bare_rates(
+    clf: model.Classifier,
+    tensors: list[torch.Tensor],
+    batches: tuple[int, ...],
+    seconds: float,
+    results: dict[str, Any],
+    label: str,
+    processes: int,
+) -> None:
+    rates, cpus = {}, {}
+    for size in batches:
+        batch = [tensors[i % len(tensors)] for i in range(size)]
+        rate, cpu = _rate_cpu(lambda b=batch, c=clf: c.predict(b), size, seconds)
+        rates[str(size)], cpus[str(size)] = round(rate * processes, 2), round(cpu, 1)
+        log.info("bare %s batch %d: %.2f images/s, %.1f CPU ms each", label, size, rate * processes, cpu)
+    results["images_per_s"][label] = rates
+    results["cpu_ms_per_image"][label] = cpus
 
 
 def single_image_s(cfg: Config, photos: dict[str, bytes], *, backend: str, threads: int, repeat: int = 20) -> float:

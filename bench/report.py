@@ -17,14 +17,18 @@ def table(results: dict[str, Any]) -> str:
     lines = []
     for m in results["models"]:
         bare = m["bare"]["images_per_s"]
+        threads = m["bare"]["threads"]
         p = m["pipeline"]
         r = m["ratios"]
         burst = m["burst"]
         rows = [
             ("model", f"{m['model']} (pipeline backend: {m['pipeline_backend']})"),
             *[
-                (f"bare {backend}, batch {b} (img/s, {m['bare']['threads']} threads)", f"{rate:.2f}")
-                for backend, rates in bare.items()
+                (
+                    f"bare {label if 'process' in label else f'{label}, {threads} threads'}, batch {b} (img/s)",
+                    f"{rate:.2f}  ({m['bare']['cpu_ms_per_image'][label][b]:.0f} CPU ms/img)",
+                )
+                for label, rates in bare.items()
                 for b, rate in rates.items()
             ],
             ("single image through the model (s)", f"{m['single_image_s']:.3f}"),
