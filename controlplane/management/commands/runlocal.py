@@ -16,6 +16,7 @@ from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
 
 from controlplane import localstack
+from controlplane.reconcile import reconcile_run
 
 log = logging.getLogger("controlplane.runlocal")
 
@@ -50,6 +51,8 @@ class Command(BaseCommand):
             for service in apps:
                 service.start()
                 stack.services.append(service)
+            # The Pub/Sub emulator keeps nothing across restarts: catch up on what arrived while the stack was down.
+            self.stdout.write(f"reconcile: {reconcile_run(cfg=cfg, dry_run=False).summary()}")
             self.stdout.write(
                 self.style.SUCCESS(f"\nSightline is up: http://{options['addr']}/  (log in as admin / {password})\n")
                 + f"Bucket gs://{cfg.bucket} on {cfg.storage_emulator_host}; logs in {cfg.data_dir / 'logs'}; Ctrl-C stops.\n"
