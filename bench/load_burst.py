@@ -68,6 +68,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     from classifier.cloud import gcs, pubsub
     from classifier.config import get_config
     from controlplane import localstack
+    from controlplane.reconcile import reconcile_run
 
     cfg = get_config()
     others = _others()
@@ -114,6 +115,14 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             report["workers"] = workers
             listener_log = services[0].log_path.read_text(errors="replace")
             report["listener_duplicates_skipped"] = listener_log.count("duplicate notification")
+            check = reconcile_run(cfg=cfg, dry_run=True, page_size=100)
+            report["reconcile_dry_run"] = {
+                "listed": check.listed,
+                "pages": check.pages,
+                "bigquery_queries": check.queries,
+                "missing": check.missing,
+                "seconds": round(check.elapsed_s, 2),
+            }
             report["load_after"] = os.getloadavg()[:2]
     finally:
         stack.stop()
