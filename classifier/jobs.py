@@ -86,10 +86,10 @@ def _claim(redis: Redis, key: str, token: str) -> bool:
     while not ledger.claim(redis, key, token, CLAIM_TTL_S):
         holder = redis.get(ledger.CLAIM_PREFIX + key)
         if holder is not None and _holder_dead(redis, holder.decode()):
-            # A compare-and-set would be tidier; a lost race here only means both ask BigQuery first.
-            log.warning("claim on %s held by dead execution %s: taking it over", key, holder.decode())
-            redis.set(ledger.CLAIM_PREFIX + key, token, ex=CLAIM_TTL_S)
-            return True
+            if ledger.claim_takeover(redis, key, holder.decode(), token, CLAIM_TTL_S):
+                log.warning("claim on %s held by dead execution %s: taken over", key, holder.decode())
+                return True
+            continue  # another contender took it first: look again
         if ledger.outcome_get(redis, key) is not None:
             return False
         if time.monotonic() > deadline:

@@ -27,6 +27,10 @@ TTL_S = 30 * 24 * 3600  # longer than Pub/Sub's 7-day retention: a redelivery al
 
 # Compare-and-delete: release a claim only if it is still ours (it may have expired and been taken).
 _RELEASE = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) else return 0 end"
+_TAKEOVER = (
+    "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('set', KEYS[1], ARGV[2], 'EX', ARGV[3]) "
+    "else return false end"
+)
 
 
 def object_key(bucket: str, name: str, generation: int) -> str:
@@ -88,6 +92,11 @@ def claim(redis: Redis, key: str, token: str, ttl_s: int) -> bool:
 
 def claim_release(redis: Redis, key: str, token: str) -> None:
     redis.eval(_RELEASE, 1, CLAIM_PREFIX + key, token)
+
+
+def claim_takeover(redis: Redis, key: str, old: str, new: str, ttl_s: int) -> bool:
+    """Replace a dead holder's claim with ours, only if it is still that holder's (one of two contenders wins)."""
+    return bool(redis.eval(_TAKEOVER, 1, CLAIM_PREFIX + key, old, new, ttl_s))
 
 
 def claimed(redis: Redis, key: str) -> bool:

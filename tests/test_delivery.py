@@ -190,3 +190,14 @@ def test_a_queued_job_that_no_list_holds_is_enqueued_again(cfg, redis_, photos, 
     assert enqueue_classification(lonely, **args) == (job_id, True)
     assert q.get_job_ids() == [job_id]
     q.empty()
+
+
+def test_only_one_contender_takes_over_a_dead_claim(redis_, prefix):
+    key = f"b/{prefix}takeover.png#1"
+    dead = "classify-x:dead-execution:classify"
+    redis_.set(ledger.CLAIM_PREFIX + key, dead, ex=30)
+    assert ledger.claim_takeover(redis_, key, dead, "first", 30) is True
+    assert ledger.claim_takeover(redis_, key, dead, "second", 30) is False
+    assert redis_.get(ledger.CLAIM_PREFIX + key) == b"first"
+    ledger.claim_release(redis_, key, "first")
+    assert not ledger.claimed(redis_, key)
