@@ -174,8 +174,16 @@ def failure_list_for_name(*, name: str) -> list[dict[str, Any]]:
 
 
 def failure_count() -> int:
+    """Open failures: the records in BigQuery, less those resolved but not yet deletable (few, short-lived)."""
     cfg = _cfg()
-    return int(bigquery.query(cfg, f"SELECT COUNT(*) AS n FROM `{cfg.failures_table_id}`")[0]["n"])
+    total = int(bigquery.query(cfg, f"SELECT COUNT(*) AS n FROM `{cfg.failures_table_id}`")[0]["n"])
+    keys = [k.decode().removeprefix(RESOLVED_PREFIX) for k in _redis().scan_iter(RESOLVED_PREFIX + "*", count=1000)]
+    if not keys:
+        return total
+    names = sorted({ledger.parse_key(k)[1] for k in keys})
+    sql = f"SELECT {_FAILURE_COLUMNS} FROM `{cfg.failures_table_id}` WHERE image_name IN UNNEST(@names)"
+    rows = bigquery.query(cfg, sql, [bigquery.bigquery.ArrayQueryParameter("names", "STRING", names)])
+    return total - (len(rows) - len(_visible(rows)))
 
 
 # --- Pipeline health ------------------------------------------------------------------------------------------------

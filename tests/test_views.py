@@ -426,6 +426,13 @@ def test_streaming_buffer_refusal_hides_instead(staff: Client, cfg: Config, stac
     services.failure_dismiss(bucket=cfg.bucket, name=name, generation=generation, user="test")
     assert failures_for(cfg, [name])[name]  # still in BigQuery...
     assert selectors.failure_list(name=name)[0] == []  # ...but no longer shown as open
+    monkeypatch.undo()
+    before = selectors.failure_count()
+    insert_failure(cfg, name + ".2")
+    assert selectors.failure_count() == before + 1  # the hidden one is not counted as open
+    redis = ledger.connection(cfg)
+    redis.delete(selectors.RESOLVED_PREFIX + ledger.object_key(cfg.bucket, name, generation))
+    assert selectors.failure_count() == before + 2
 
 
 # --- the object's story ---------------------------------------------------------------------------------------------
