@@ -137,7 +137,7 @@ def _health_context() -> dict[str, Any]:
 @login_required
 @require_GET
 def dashboard(request: HttpRequest) -> HttpResponse:
-    context = {**_recent_context(request), **_health_context(), "upload_max_mb": settings.SIGHTLINE.max_image_bytes}
+    context = {**_recent_context(request), **_health_context(), "upload_max_bytes": settings.SIGHTLINE.max_image_bytes}
     return render(request, "controlplane/dashboard.html", context)
 
 
