@@ -81,7 +81,7 @@ class Listener:
         self._lock = threading.Lock()
 
     def handle_message(self, message: pubsub.Message) -> str:
-        """Enqueue, then ack. Any failure to enqueue nacks, so Pub/Sub redelivers: nothing is dropped."""
+        """Enqueue, then ack. A failure to enqueue leaves it unacked, so Pub/Sub redelivers: nothing is dropped."""
         with self._lock:
             self.received += 1
         attributes = dict(message.attributes)
@@ -102,9 +102,10 @@ class Listener:
                 event_time=notification.event_time,
             )
         except Exception:
-            log.exception("could not enqueue gs://%s/%s; nacked for redelivery", notification.bucket, notification.name)
-            message.nack()
-            return "nacked"
+            # Not nacked: redelivered at once it would fail the same way and burn Pub/Sub's 5 delivery attempts (then
+            # the dead-letter topic) within a second of a Redis restart. Unacked, it comes back after the ack deadline.
+            log.exception("could not enqueue gs://%s/%s; left for redelivery", notification.bucket, notification.name)
+            return "unacked"
         message.ack()
         key = ledger.object_key(notification.bucket, notification.name, notification.generation)
         if created:

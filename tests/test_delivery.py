@@ -18,6 +18,7 @@ from google.api_core import exceptions as gexc
 from classifier import jobs, ledger, outcomes
 from classifier.cloud import bigquery, gcs
 from classifier.queue import enqueue_classification, queue
+from controlplane import localstack
 from tests import contract
 
 
@@ -201,3 +202,15 @@ def test_only_one_contender_takes_over_a_dead_claim(redis_, prefix):
     assert redis_.get(ledger.CLAIM_PREFIX + key) == b"first"
     ledger.claim_release(redis_, key, "first")
     assert not ledger.claimed(redis_, key)
+
+
+def test_a_notification_that_cannot_be_enqueued_is_left_unacked_not_nacked(cfg):
+    """Nacking would have Pub/Sub redeliver at once and burn its 5 delivery attempts during a Redis restart."""
+    from controlplane.listener import Listener
+
+    no_redis = dataclasses.replace(cfg, redis_url=f"redis://127.0.0.1:{localstack.free_port()}/0")
+    attributes = {"eventType": "OBJECT_FINALIZE", "bucketId": "b", "objectId": "x.png", "objectGeneration": "1"}
+    message = mock.Mock(attributes=attributes, data=b"{}", message_id="m1")
+    assert Listener(no_redis).handle_message(message) == "unacked"
+    message.ack.assert_not_called()
+    message.nack.assert_not_called()

@@ -314,3 +314,23 @@ def test_unparseable_notifications_are_dead_lettered_and_listed(faulty):
     assert listed, found
     assert found == ["missing attribute objectGeneration", "no eventType attribute: not a Cloud Storage notification"]
     assert f.listener.alive() and f.worker.alive()
+
+
+def test_redis_down_for_a_few_seconds(faulty, photos, prefix):
+    """Redis restarts (its append-only file keeps queue and ledger): notifications that arrive meanwhile must not
+    be burnt through Pub/Sub's 5 delivery attempts into the dead-letter topic."""
+    f = faulty
+    f.up()
+    assert wait_for(lambda: _listener_ready(f), timeout=60), "the listener did not start"
+    redis_service = f.service("redis")
+    redis_service.stop()
+    try:
+        expected = _upload_batch(f, photos, prefix, 3)
+        time.sleep(4)
+    finally:
+        redis_service.start()
+    f.up()  # a process that died of it is restarted, as runlocal's supervisor does
+    assert f.settle(expected, timeout=120) == {}
+    names = {ledger.parse_key(k)[1] for k in expected}
+    assert not [m for m in dead_letter_list(f.cfg, 100) if m["object"] in names]
+    print(f"FAULT redis restart: listener alive {f.listener.alive()}, worker alive {f.worker.alive()}")
