@@ -11,6 +11,7 @@ from typing import Any
 
 from django.conf import settings
 from django.core.management.base import BaseCommand
+from redis.exceptions import RedisError
 
 from classifier.cloud import pubsub
 from controlplane.listener import Listener
@@ -43,12 +44,17 @@ class Command(BaseCommand):
         log.info("listening on %s (queue %s at %s)", cfg.subscription_path, cfg.queue_name, cfg.redis_url)
         failures = 0
         while not stop.is_set():
-            if listener.desired() == "paused":
-                # Paused from the dashboard: pull nothing (Pub/Sub keeps the messages) and keep reporting.
-                listener.heartbeat("paused")
+            try:
+                paused = listener.desired() == "paused"
+                listener.heartbeat("paused" if paused else "running")
+            except RedisError as exc:  # Redis restarting: pull nothing (it could not be enqueued), wait, retry
+                log.error("redis unavailable: %r; retrying in %ss", exc, TICK_S)
                 stop.wait(TICK_S)
                 continue
-            listener.heartbeat("running")
+            if paused:
+                # Paused from the dashboard: pull nothing (Pub/Sub keeps the messages) and keep reporting.
+                stop.wait(TICK_S)
+                continue
             started = time.monotonic()
             try:
                 messages = pubsub.pull(cfg, max_messages=options["max_messages"], wait_s=TICK_S)
