@@ -18,6 +18,12 @@ from classifier.config import Config
 from controlplane import localstack
 
 
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """After pytest-django put database tests first: tests marked runs_last go to the very end."""
+    items.sort(key=lambda item: item.get_closest_marker("runs_last") is not None)
+
+
 @pytest.fixture(scope="session")
 def cfg() -> Config:
     return settings.SIGHTLINE

@@ -1,6 +1,6 @@
 """Destroy then apply on the session's own stack, then the pipeline end to end again.
 
-Named to run last: it deletes the session's bucket, topics, subscriptions and tables (with their data). The other
+Marked runs_last (see conftest): it deletes the session's bucket, topics, subscriptions and tables (with their data). The other
 modules' objects and rows go with them, but nothing else is lost: the Pub/Sub emulator keeps no state of its own,
 and the listener and worker processes keep running (the listener backs off while its subscription is gone).
 """
@@ -15,7 +15,7 @@ from controlplane.infra import spec as s
 from controlplane.infra.services import Actor, stack_apply, stack_destroy
 from tests.conftest import rows_for, wait_for_all
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.runs_last]
 
 CATS = {"Egyptian cat", "tiger cat", "tabby", "Persian cat", "Siamese cat", "lynx"}
 
