@@ -11,6 +11,7 @@ import io
 import struct
 import zlib
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -154,7 +155,15 @@ def test_an_object_over_the_byte_limit_is_refused_before_download(cfg, stack, pr
     assert contract.violations(cfg, {key: "failure:too_large"}) == {}
 
 
-E2E_SUBSET = ["zero-bytes.jpg", "text-named.jpg", "bomb.png", "exif-rotated.jpg", "<script>alert('x')</script>.png"]
+E2E_SUBSET = [
+    "zero-bytes.jpg",
+    "text-named.jpg",
+    "bomb.png",
+    "exif-rotated.jpg",
+    "huge-6000x4000.jpg",
+    "<script>alert('x')</script>.png",
+]
+WORKER_PEAK_RSS_MIB = 2048  # a worker holds the model (~1.2 GB); no input may add more than a few hundred MB
 
 
 @pytest.mark.e2e
@@ -167,3 +176,14 @@ def test_hostile_inputs_through_the_real_processes(cfg, pipeline, prefix, corpus
     wait_for(lambda: contract.settled(cfg, expected), timeout=90, every=0.5)
     assert contract.violations(cfg, expected) == {}
     assert all(service.alive() for service in pipeline.values())
+    for name, service in pipeline.items():
+        peak = _peak_rss_mib(service.proc.pid) if service.proc else None
+        assert peak is None or peak < WORKER_PEAK_RSS_MIB, f"{name} peaked at {peak} MiB"
+
+
+def _peak_rss_mib(pid: int) -> float | None:
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return None
+    return next((int(line.split()[1]) / 1024 for line in status.splitlines() if line.startswith("VmHWM:")), None)
