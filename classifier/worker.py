@@ -17,6 +17,7 @@ from rq import Queue, SimpleWorker, Worker
 from rq.job import Job
 from rq.serializers import JSONSerializer
 from rq.timeouts import JobTimeoutException
+from rq.worker import WorkerStatus
 
 from classifier import runtime
 from classifier.config import get_config
@@ -63,16 +64,29 @@ class ClassifierWorker(SimpleWorker):
 
     def execute_job(self, job: Job, queue: Queue) -> None:
         cfg = get_config()
+        # BUSY for the whole batch: a SIGTERM then asks for a warm stop after it, instead of stopping with jobs taken
+        # from the queue but not run (rq would only fail them over from its intermediate queue minutes later).
+        self.set_state(WorkerStatus.BUSY)
         batch = [(job, queue)]
         while len(batch) < cfg.batch_size and not self._stop_requested:
-            more = self.dequeue_job_and_maintain_ttl(None)  # non-blocking: only what is already queued
+            more = self.queue_class.dequeue_any(  # non-blocking: only what is already queued
+                self._ordered_queues,
+                None,
+                connection=self.connection,
+                job_class=self.job_class,
+                serializer=self.serializer,
+                death_penalty_class=self.death_penalty_class,
+            )
             if more is None:
                 break
+            more[0].redis_server_version = self.get_redis_server_version()
             batch.append(more)
         if len(batch) > 1:
             self._prefetch([queued for queued, _ in batch], cfg.job_timeout_s)
-        for queued, origin in batch:
-            super().execute_job(queued, origin)
+        for i, (queued, origin) in enumerate(batch):
+            super().execute_job(queued, origin)  # ends by setting IDLE
+            if i + 1 < len(batch):
+                self.set_state(WorkerStatus.BUSY)
             self.heartbeat()
 
     def _prefetch(self, batch: list[Job], timeout_s: int) -> None:
