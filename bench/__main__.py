@@ -12,6 +12,7 @@ import gc
 import json
 import logging
 import os
+import shutil
 import signal
 import sys
 import tempfile
@@ -43,6 +44,7 @@ def _args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--skip-original", action="store_true")
     parser.add_argument("--weights", type=Path, default=None, help="real resnet50-19c8e357.pth (default: random)")
     parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument("--keep", action="store_true", help="keep the temporary stack folder (logs) after a good run")
     args = parser.parse_args(argv)
     args.cores = cores
     return args
@@ -236,6 +238,8 @@ def main(argv: list[str] | None = None) -> int:
     out.chart(results, stem.with_suffix(".png"))
     print(out.table(results))
     print(f"\nreport: {stem.with_suffix('.json')}\nchart:  {stem.with_suffix('.png')}")
+    if not args.keep:
+        shutil.rmtree(workdir, ignore_errors=True)  # kept when a run fails: its logs are under data/logs
     return 0
 
 
