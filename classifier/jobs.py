@@ -14,7 +14,7 @@ import os
 import time
 import uuid
 from datetime import UTC, datetime
-from types import TracebackType
+from types import ModuleType, TracebackType
 from typing import Any
 
 from redis import Redis
@@ -22,10 +22,10 @@ from rq import Retry, get_current_job
 from rq.job import Job
 from rq.registry import StartedJobRegistry
 
-from classifier import ledger, outcomes, runtime
+from classifier import ledger, outcomes
 from classifier.cloud import bigquery, gcs
 from classifier.config import Config, get_config
-from classifier.model import BadImage
+from classifier.weights import BadImage
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +45,14 @@ def job_id(bucket: str, name: str, generation: int) -> str:
     """Deterministic: a redelivered notification maps to the same job and is not enqueued twice."""
     digest = hashlib.sha256(ledger.object_key(bucket, name, generation).encode()).hexdigest()[:32]
     return f"classify-{digest}"
+
+
+def _runtime() -> ModuleType:
+    """The model's runtime, imported where a job runs: the listener and the web app import this module only to
+    enqueue, and must not load torch for that (it costs them ~800 MB each)."""
+    from classifier import runtime
+
+    return runtime
 
 
 def _now() -> str:
@@ -148,7 +156,7 @@ def record_failure(
         "reason_code": code,
         "reason": reason,
         "attempts": attempts,
-        "model": runtime.get_classifier().name,
+        "model": _runtime().get_classifier().name,
         "failed_at": _now(),
     }
     written, outcome = _write_once(
@@ -177,6 +185,7 @@ def classify_object(bucket: str, name: str, generation: int, event_time: str | N
         log.info("skipped %s: already ended as %s", key, previous)
         return {"outcome": "duplicate", "key": key, "previous": previous}
 
+    runtime = _runtime()
     clf = runtime.get_classifier()
     fail = dict(bucket=bucket, name=name, generation=generation, upload=event_time, attempts=_attempt())
     try:

@@ -16,23 +16,13 @@ from torchvision.transforms.v2 import functional as TF
 
 from classifier import onnx_backend
 from classifier.config import Config
+from classifier.weights import RESNET50_FILES, BadImage, find_resnet_weights, resolve_model_name
 
 log = logging.getLogger(__name__)
 
-RESNET50_FILES = ("resnet50-19c8e357.pth", "resnet50-0676ba61.pth")
-RESNET50_URL = "https://download.pytorch.org/models/resnet50-19c8e357.pth"
 CATEGORIES: list[str] = list(ResNet50_Weights.IMAGENET1K_V1.meta["categories"])
 TOP_K = 5
 RESIZE, CROP = 256, 224
-
-
-class BadImage(Exception):
-    """The upload is not a decodable image; permanent, never retried. `code` is machine-readable."""
-
-    def __init__(self, code: str, reason: str) -> None:
-        super().__init__(reason)
-        self.code = code
-        self.reason = reason
 
 
 class ModelUnavailable(Exception):
@@ -132,26 +122,12 @@ def _to_tensor(img: Image.Image, *, mean: tuple[float, float, float], std: tuple
     return TF.normalize(tensor, list(mean), list(std))
 
 
-def _find_resnet_weights(models_dir: Path) -> Path | None:
-    for name in RESNET50_FILES:
-        path = models_dir / name
-        if path.is_file():
-            return path
-    return None
-
-
 def _device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
-def resolve_model_name(cfg: Config) -> str:
-    if cfg.model != "auto":
-        return cfg.model
-    return "resnet50" if _find_resnet_weights(cfg.models_dir) else "efficientnet_lite0"
-
-
 def _load_resnet50(cfg: Config) -> tuple[torch.nn.Module, str, Path]:
-    path = _find_resnet_weights(cfg.models_dir)
+    path = find_resnet_weights(cfg.models_dir)
     if path is None:
         raise ModelUnavailable(
             f"MODEL=resnet50 but none of {', '.join(RESNET50_FILES)} is in {cfg.models_dir}: "

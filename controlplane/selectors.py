@@ -17,8 +17,8 @@ from rq.serializers import JSONSerializer
 from classifier import jobs, ledger
 from classifier.cloud import bigquery, gcs
 from classifier.config import Config
-from classifier.model import resolve_model_name
 from classifier.queue import queue
+from classifier.weights import resolve_model_name
 from controlplane import listener
 
 # A heartbeat older than this (the listener beats every second) means the process is gone or hung.

@@ -18,7 +18,7 @@ def test_missing_pubsub_emulator_says_what_to_install(monkeypatch, tmp_path):
 
 def test_missing_gcloud_says_what_to_install(monkeypatch, tmp_path):
     monkeypatch.setenv("PATH", str(tmp_path))
-    with pytest.raises(localstack.StackError, match="gcloud is not on PATH.*pubsub-emulator"):
+    with pytest.raises(localstack.StackError, match=r"gcloud is not on PATH.*pubsub-emulator"):
         localstack.pubsub_emulator_script()
 
 

@@ -8,7 +8,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 from torch.hub import download_url_to_file
 
-from classifier.model import RESNET50_FILES, RESNET50_URL
+from classifier.weights import RESNET50_FILES, RESNET50_URL
 
 
 class Command(BaseCommand):
