@@ -14,6 +14,7 @@ urlpatterns = [
     path("failures/requeue/", views.failure_requeue, name="failure_requeue"),
     path("failures/requeue-all/", views.failure_requeue_all, name="failure_requeue_all"),
     path("failures/dismiss/", views.failure_dismiss, name="failure_dismiss"),
+    path("reconcile/", views.reconcile, name="reconcile"),
     path("objects/", views.object_find, name="object_find"),
     path("objects/image/", views.object_image, name="object_image"),
     path("metrics", views.prometheus_metrics, name="metrics"),

@@ -24,16 +24,20 @@ from django.http import Http404, HttpRequest, HttpResponse, StreamingHttpRespons
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.cache import never_cache
-from django.views.decorators.http import require_GET, require_POST
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from PIL import Image, UnidentifiedImageError
 
 from classifier.cloud import gcs
-from controlplane import charts, metrics, selectors, services
+from controlplane import charts, deadletters, metrics, selectors, services
+from controlplane.deadletters import dead_letter_list
+from controlplane.reconcile import reconcile_run
 
 log = logging.getLogger(__name__)
 
 PAGE_SIZE = 20
 FAILURES_PAGE_SIZE = 50
+DEAD_LETTERS_SHOWN = 50
+RECONCILE_SHOWN = 20
 HEALTH_MINUTES = 15
 HEALTH_CACHE_S = 5
 THUMB_PX = 112
@@ -225,8 +229,17 @@ def failures(request: HttpRequest) -> HttpResponse:
         selectors.failure_list, ([], False), name=name, limit=FAILURES_PAGE_SIZE, offset=(page - 1) * FAILURES_PAGE_SIZE
     )
     total, _ = _read(selectors.failure_count, None)
+    # Pub/Sub, not BigQuery: read on its own so either one failing leaves the other on the page.
+    dead_letters, dead_letters_error = _read(dead_letter_list, [], cfg=settings.SIGHTLINE, limit=DEAD_LETTERS_SHOWN)
+    # Attributes as sorted pairs: a template looks up `.items` as a key first, and these keys are the sender's.
+    dead_letters = [{**m, "attributes": sorted(m["attributes"].items())} for m in dead_letters]
     query = {"name": name} if name else {}
     context = {
+        "dead_letters": dead_letters,
+        "dead_letters_error": dead_letters_error,
+        "dead_letters_shown": DEAD_LETTERS_SHOWN,
+        "dead_letter_preview": deadletters.PREVIEW_CHARS,
+        "dead_letter_subscription": settings.SIGHTLINE.dead_letter_subscription,
         "rows": rows,
         "error": error,
         "name": name,
@@ -289,6 +302,44 @@ def failure_requeue_all(request: HttpRequest) -> HttpResponse:
         return redirect("failures")
     rows, error = _read(selectors.failure_list_all, [])
     return render(request, "controlplane/failure_requeue_all.html", {"rows": rows, "count": len(rows), "error": error})
+
+
+@never_cache
+@login_required
+@staff_required
+@require_http_methods(["GET", "HEAD", "POST"])
+def reconcile(request: HttpRequest) -> HttpResponse:
+    """GET: a dry run to confirm (what would be enqueued); POST: enqueue every object with neither row nor failure."""
+    source = request.POST if request.method == "POST" else request.GET
+    since_raw = source.get("since", "").strip()[:40]
+    since = _when(since_raw)
+    if since_raw and since is None:
+        messages.error(request, f"Not a date and time: {since_raw!r} (expected YYYY-MM-DDTHH:MM, UTC).")
+        return redirect("reconcile")
+    cfg = settings.SIGHTLINE
+    if request.method == "POST":
+        try:
+            report = reconcile_run(cfg=cfg, since=since, dry_run=False)
+        except Exception as exc:
+            log.exception("reconcile failed")
+            messages.error(request, f"Reconcile failed: {exc.__class__.__name__}: {exc}")
+            return redirect(f"{reverse('reconcile')}?{urlencode({'since': since_raw})}" if since_raw else "reconcile")
+        scope = f" (objects created since {since:%Y-%m-%d %H:%M} UTC)" if since else ""
+        messages.success(
+            request,
+            f"Reconcile{scope}: listed {report.listed} object{'s' if report.listed != 1 else ''}, "
+            f"{report.done} with a row or failure, {report.missing} with neither; "
+            f"enqueued {report.enqueued}, {report.in_flight} already queued or running.",
+        )
+        return redirect("dashboard")
+    report, error = _read(reconcile_run, None, cfg=cfg, since=since, dry_run=True)
+    context = {
+        "report": report,
+        "error": error,
+        "since": since_raw,
+        "missing_shown": report.missing_keys[:RECONCILE_SHOWN] if report else [],
+    }
+    return render(request, "controlplane/reconcile.html", context)
 
 
 @never_cache
