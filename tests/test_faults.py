@@ -235,8 +235,13 @@ def test_pubsub_emulator_restart(faulty, photos, prefix):
     emulator = f.service("pubsub-emulator")
     probe = f"probe-{prefix.strip('/')}"
     pubsub.subscription_ensure(f.cfg, probe, f.cfg.topic)
-    f.listener.kill(signal.SIGSTOP)  # notifications now wait in the emulator
+    # Paused, the live listener has no pull in flight (a SIGSTOP could freeze one whose answer already holds the
+    # messages): notifications now wait in the emulator only, and the listener must reconnect after its restart.
+    redis = ledger.connection(f.cfg)
+    listener_module.desired_set(redis, "paused")
     try:
+        paused = lambda: json.loads(redis.get(listener_module.HEARTBEAT_KEY) or "{}").get("state") == "paused"  # noqa: E731
+        assert wait_for(paused, timeout=20), "the listener did not pause"
         lost = _upload_batch(f, photos, f"{prefix}lost-", 2)
         names = {ledger.parse_key(k)[1] for k in lost}
         published = lambda: names <= {m.attributes.get("objectId") for m in pubsub.peek(f.cfg, probe, limit=20)}  # noqa: E731
@@ -244,7 +249,7 @@ def test_pubsub_emulator_restart(faulty, photos, prefix):
         emulator.stop()
         emulator.start()
     finally:
-        f.listener.kill(signal.SIGCONT)
+        listener_module.desired_set(redis, "running")
     after = _upload_batch(f, photos, f"{prefix}after-", 3)
     assert f.settle(after, timeout=60) == {}  # the listener reconnected by itself
     reached = [k for k, v in contract.found(f.cfg, lost).items() if v]
