@@ -154,14 +154,9 @@ def failure_get(*, bucket: str, name: str, generation: int) -> list[dict[str, An
     cfg = _cfg()
     sql = (
         f"SELECT {_FAILURE_COLUMNS} FROM `{cfg.failures_table_id}` "
-        "WHERE bucket = @bucket AND image_name = @name AND generation = @generation ORDER BY failed_at DESC"
+        f"WHERE {bigquery.OBJECT_MATCH} ORDER BY failed_at DESC"
     )
-    params = [
-        bigquery.param("bucket", "STRING", bucket),
-        bigquery.param("name", "STRING", name),
-        bigquery.param("generation", "INT64", generation),
-    ]
-    return _visible(bigquery.query(cfg, sql, params))
+    return _visible(bigquery.query(cfg, sql, bigquery.object_params(bucket, name, generation)))
 
 
 def failure_list_for_name(*, name: str) -> list[dict[str, Any]]:

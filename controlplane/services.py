@@ -49,16 +49,8 @@ def _failure_rows_delete(*, bucket: str, name: str, generation: int, before: dat
     """Delete the failure rows the operator acted on, never one that a new attempt recorded since `before`."""
     cfg = _cfg()
     key = ledger.object_key(bucket, name, generation)
-    sql = (
-        f"DELETE FROM `{cfg.failures_table_id}` "
-        "WHERE bucket = @bucket AND image_name = @name AND generation = @generation AND failed_at < @before"
-    )
-    params = [
-        bigquery.param("bucket", "STRING", bucket),
-        bigquery.param("name", "STRING", name),
-        bigquery.param("generation", "INT64", generation),
-        bigquery.param("before", "TIMESTAMP", before),
-    ]
+    sql = f"DELETE FROM `{cfg.failures_table_id}` WHERE {bigquery.OBJECT_MATCH} AND failed_at < @before"
+    params = [*bigquery.object_params(bucket, name, generation), bigquery.param("before", "TIMESTAMP", before)]
     try:
         bigquery.dml(cfg, sql, params)
     except bigquery.StreamingBufferBusy:

@@ -108,18 +108,18 @@ def wait_for_all(fetch: Callable[[], dict[str, list[Any]]], *, timeout: float = 
     return last
 
 
-def rows_for(cfg: Config, names: list[str]) -> dict[str, list[dict[str, Any]]]:
-    """Classification rows by image name: a list, so a doubled row shows as two."""
-    sql = f"SELECT * FROM `{cfg.table_id}` WHERE image_name IN UNNEST(@names)"
+def _by_name(cfg: Config, table_id: str, names: list[str]) -> dict[str, list[dict[str, Any]]]:
+    """Rows of `table_id` by image name: a list, so a doubled row shows as two."""
+    sql = f"SELECT * FROM `{table_id}` WHERE image_name IN UNNEST(@names)"
     found: dict[str, list[dict[str, Any]]] = {n: [] for n in names}
     for row in bigquery.query(cfg, sql, [bigquery.bigquery.ArrayQueryParameter("names", "STRING", names)]):
         found[row["image_name"]].append(row)
     return found
+
+
+def rows_for(cfg: Config, names: list[str]) -> dict[str, list[dict[str, Any]]]:
+    return _by_name(cfg, cfg.table_id, names)
 
 
 def failures_for(cfg: Config, names: list[str]) -> dict[str, list[dict[str, Any]]]:
-    sql = f"SELECT * FROM `{cfg.failures_table_id}` WHERE image_name IN UNNEST(@names)"
-    found: dict[str, list[dict[str, Any]]] = {n: [] for n in names}
-    for row in bigquery.query(cfg, sql, [bigquery.bigquery.ArrayQueryParameter("names", "STRING", names)]):
-        found[row["image_name"]].append(row)
-    return found
+    return _by_name(cfg, cfg.failures_table_id, names)

@@ -123,6 +123,14 @@ def param(name: str, type_: str, value: Any) -> bigquery.ScalarQueryParameter:
     return bigquery.ScalarQueryParameter(name, type_, value)
 
 
+# One object generation, as `bucket = @bucket AND image_name = @name AND generation = @generation`.
+OBJECT_MATCH = "bucket = @bucket AND image_name = @name AND generation = @generation"
+
+
+def object_params(bucket: str, name: str, generation: int) -> list[bigquery.ScalarQueryParameter]:
+    return [param("bucket", "STRING", bucket), param("name", "STRING", name), param("generation", "INT64", generation)]
+
+
 # --- Live state and teardown, for the control plane's plan/apply/destroy ---
 
 
