@@ -24,6 +24,26 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     items.sort(key=lambda item: item.get_closest_marker("runs_last") is not None)
 
 
+def _logged_in(django_user_model: Any, username: str, **flags: Any) -> Any:
+    from django.test import Client
+
+    client = Client()
+    client.force_login(django_user_model.objects.create_user(username, password=f"{username}-pass-1", **flags))
+    return client
+
+
+@pytest.fixture
+def staff(db: Any, django_user_model: Any) -> Any:
+    """A logged-in test client of a staff operator (may start, stop, requeue, apply, destroy)."""
+    return _logged_in(django_user_model, "op-staff", is_staff=True)
+
+
+@pytest.fixture
+def viewer(db: Any, django_user_model: Any) -> Any:
+    """A logged-in test client of a viewer (may only look)."""
+    return _logged_in(django_user_model, "op-viewer")
+
+
 @pytest.fixture(scope="session")
 def cfg() -> Config:
     return settings.SIGHTLINE

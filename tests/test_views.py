@@ -102,22 +102,6 @@ def drop_jobs(cfg: Config, job_ids: list[str]) -> None:
 
 
 @pytest.fixture
-def staff(db: Any, django_user_model: Any) -> Client:
-    user = django_user_model.objects.create_user("op-staff", password="x-staff-pass-1", is_staff=True)
-    client = Client()
-    client.force_login(user)
-    return client
-
-
-@pytest.fixture
-def viewer(db: Any, django_user_model: Any) -> Client:
-    user = django_user_model.objects.create_user("op-viewer", password="x-viewer-pass-1")
-    client = Client()
-    client.force_login(user)
-    return client
-
-
-@pytest.fixture
 def desired_restored(cfg: Config, stack: Any) -> Any:
     redis = ledger.connection(cfg)
     yield redis

@@ -29,22 +29,6 @@ XSS = "<script>alert('dl')</script>"
 
 
 @pytest.fixture
-def staff(db: Any, django_user_model: Any) -> Client:
-    user = django_user_model.objects.create_user("ops-staff", password="x-staff-pass-1", is_staff=True)
-    client = Client()
-    client.force_login(user)
-    return client
-
-
-@pytest.fixture
-def viewer(db: Any, django_user_model: Any) -> Client:
-    user = django_user_model.objects.create_user("ops-viewer", password="x-viewer-pass-1")
-    client = Client()
-    client.force_login(user)
-    return client
-
-
-@pytest.fixture
 def own_bucket(cfg: Config, stack: Any, settings: Any) -> Iterator[Config]:
     """The app's config with a fresh, un-notified bucket; jobs this test enqueues are removed afterwards."""
     name = f"sightline-ops-{uuid.uuid4().hex[:8]}"

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
+
+from django.core.management.base import BaseCommand
 
 from controlplane.infra.apply import Step
 from controlplane.infra.plan import Change, Plan
@@ -32,3 +35,14 @@ def step_line(step: Step) -> str:
 def write_all(write: Callable[[str], None], lines: list[str]) -> None:
     for line in lines:
         write(line)
+
+
+def show_plan(command: BaseCommand, make_plan: Callable[[], Plan]) -> Plan:
+    """Read the live state into a plan and print it; when it cannot be read, one line and exit 1."""
+    try:
+        plan = make_plan()
+    except Exception as exc:
+        command.stderr.write(f"Error: {exc}")
+        sys.exit(EXIT_ERROR)
+    write_all(command.stdout.write, plan_lines(plan))
+    return plan

@@ -23,12 +23,7 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         spec, actor = default_spec(), Actor.cli()
-        try:
-            plan = stack_plan(spec=spec, actor=actor)
-        except Exception as exc:
-            self.stderr.write(f"Error: {exc}")
-            sys.exit(cli.EXIT_ERROR)
-        cli.write_all(self.stdout.write, cli.plan_lines(plan))
+        plan = cli.show_plan(self, lambda: stack_plan(spec=spec, actor=actor))
         if not plan.has_changes:
             self.stdout.write("No changes: the resources match the desired state.")
             sys.exit(cli.EXIT_OK)

@@ -22,10 +22,6 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         spec = default_spec()
-        try:
-            plan = (stack_destroy_plan if options["destroy"] else stack_plan)(spec=spec, actor=Actor.cli())
-        except Exception as exc:
-            self.stderr.write(f"Error: {exc}")
-            sys.exit(cli.EXIT_ERROR)
-        cli.write_all(self.stdout.write, cli.plan_lines(plan))
+        make = stack_destroy_plan if options["destroy"] else stack_plan
+        plan = cli.show_plan(self, lambda: make(spec=spec, actor=Actor.cli()))
         sys.exit(cli.EXIT_CHANGES if plan.has_changes else cli.EXIT_OK)
