@@ -73,5 +73,6 @@ def test_a_redelivered_notification_does_not_double_the_row(cfg, pipeline, photo
     for _ in range(3):  # at-least-once delivery, as Pub/Sub may do it
         pubsub.publish(cfg, cfg.topic, b"{}", **attributes)
     log = pipeline["listener"].log_path
-    wait_for(lambda: log.read_text().count(f"duplicate notification for {cfg.bucket}/{name}#{generation}") >= 3, timeout=30)
+    seen = f"duplicate notification for {cfg.bucket}/{name}#{generation}"
+    assert wait_for(lambda: log.read_text().count(seen) >= 3, timeout=30), "the listener never saw the redeliveries"
     assert len(rows_for(cfg, [name])[name]) == 1
