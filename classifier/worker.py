@@ -10,6 +10,7 @@ Several workers on one machine each get TORCH_THREADS = cores / WORKERS (see cla
 from __future__ import annotations
 
 import logging
+import sys
 import time
 from typing import Any
 
@@ -20,7 +21,8 @@ from rq.timeouts import JobTimeoutException
 from rq.worker import WorkerStatus
 
 from classifier import runtime
-from classifier.config import get_config
+from classifier.config import ConfigError, get_config
+from classifier.model import ModelUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -40,8 +42,12 @@ def _log_like_rq() -> None:
 
 def _prepare(worker: Worker) -> None:
     _log_like_rq()
-    cfg = get_config()
-    clf = runtime.load_and_warm(cfg)
+    try:
+        cfg = get_config()
+        clf = runtime.load_and_warm(cfg)
+    except (ConfigError, ModelUnavailable) as exc:
+        # A wrong setting or missing weights stop the worker with one line that says what to fix, not a traceback.
+        sys.exit(f"sightline worker cannot start: {exc}")
     worker.log.info(
         "classifier ready: %s on %s with %s, %d threads, %s",
         clf.name,

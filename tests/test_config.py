@@ -73,3 +73,21 @@ def test_env_example_lists_every_variable_the_code_reads():
     assert {"GCP_PROJECT", "BUCKET_NAME", "DJANGO_SECRET_KEY", "STORAGE_EMULATOR_HOST"} <= read
     missing = sorted(name for name in read if f"{name}=" not in example)
     assert not missing, f".env.example lacks {missing}"
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        ({"BUCKET_NAME": None}, "BUCKET_NAME is required"),
+        ({"MODEL": "resnet50", "MODELS_DIR": "/nonexistent"}, "fetchweights"),
+    ],
+)
+def test_rq_worker_stops_with_one_line_naming_the_problem(cfg, stack, change, expected):
+    env = {k: v for k, v in os.environ.items() if change.get(k, "") is not None}
+    env.update({k: v for k, v in change.items() if v is not None})
+    rq = str(Path(sys.executable).with_name("rq"))
+    argv = [rq, "worker", "-w", "classifier.worker.ClassifierWorker", "--url", cfg.redis_url, "--burst", "x-none"]
+    out = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert out.returncode == 1
+    assert out.stderr.strip().splitlines()[-1].startswith("sightline worker cannot start:")
+    assert expected in out.stderr and "Traceback" not in out.stderr
