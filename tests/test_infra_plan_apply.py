@@ -44,7 +44,9 @@ def test_plan_on_an_empty_project_lists_every_resource_to_create(icfg, db):
         ("provided", s.NOTIFICATION, f"gs://{icfg.bucket} -> {icfg.topic}"),
     ]
     assert plan.summary == "Plan: 8 to create, 0 to change, 0 to destroy."
-    assert all("fake-gcs-server event flags" in c.reason for c in plan.changes if c.action == "provided")
+    provided = {c.kind: c.reason for c in plan.changes if c.action == "provided"}
+    assert all(reason.startswith("provided by the local stack") for reason in provided.values())
+    assert "fake-gcs-server event flags" in provided[s.NOTIFICATION] and "IAM API" in provided[s.TOPIC_IAM]
     assert AuditLog.objects.get().action == "plan"
 
 

@@ -22,7 +22,10 @@ NOOP = "no-op"
 PROVIDED = "provided"
 
 SYMBOLS = {CREATE: "+", UPDATE: "~", DELETE: "-", REPLACE: "-/+", NOOP: "=", PROVIDED: "="}
-LOCAL_PROVIDED = "provided by the local stack (fake-gcs-server event flags): the emulators have no {what} API"
+LOCAL_PROVIDED = {
+    "notification-config": "provided by the local stack (fake-gcs-server event flags): no emulator has the notification-config API",
+    "IAM": "provided by the local stack (the emulators take anonymous calls): no emulator has the IAM API",
+}
 
 
 class PlanError(RuntimeError):
@@ -244,7 +247,7 @@ def _iam_target_exists(spec: s.StackSpec, r: s.Resource) -> bool:
 
 def _plan_iam(spec: s.StackSpec, r: s.Resource) -> list[Change]:
     if spec.local:
-        return [Change(PROVIDED, r.kind, r.name, LOCAL_PROVIDED.format(what="IAM"))]
+        return [Change(PROVIDED, r.kind, r.name, LOCAL_PROVIDED["IAM"])]
     member = iam_member(spec, r)
     if not _iam_target_exists(spec, r):
         return [Change(CREATE, r.kind, r.name, "granted once the resource it is on exists", target=member)]
@@ -268,7 +271,7 @@ def _matches(n: gcs.Notification, r: s.Resource) -> bool:
 
 def _plan_notification(spec: s.StackSpec, r: s.Resource) -> list[Change]:
     if spec.local:
-        return [Change(PROVIDED, r.kind, r.name, LOCAL_PROVIDED.format(what="notification-config"))]
+        return [Change(PROVIDED, r.kind, r.name, LOCAL_PROVIDED["notification-config"])]
     if gcs.bucket_get(spec.cfg, r.attrs["bucket"]) is None:
         return [Change(CREATE, r.kind, r.name, "the bucket is created first, then its notification config")]
     ours = [n for n in gcs.notifications_list(spec.cfg, r.attrs["bucket"]) if n.topic == r.attrs["topic"]]
@@ -353,7 +356,7 @@ def _destroy_simple(get: Callable[[s.StackSpec, str], Any]) -> Callable[[s.Stack
 
 def _destroy_iam(spec: s.StackSpec, r: s.Resource) -> list[Change]:
     if spec.local:
-        return [Change(PROVIDED, r.kind, r.name, LOCAL_PROVIDED.format(what="IAM"))]
+        return [Change(PROVIDED, r.kind, r.name, LOCAL_PROVIDED["IAM"])]
     if not _iam_target_exists(spec, r):
         return _absent(r)
     member = iam_member(spec, r)
@@ -371,7 +374,7 @@ def _destroy_bucket(spec: s.StackSpec, r: s.Resource) -> list[Change]:
 
 def _destroy_notification(spec: s.StackSpec, r: s.Resource) -> list[Change]:
     if spec.local:
-        return [Change(PROVIDED, r.kind, r.name, LOCAL_PROVIDED.format(what="notification-config"))]
+        return [Change(PROVIDED, r.kind, r.name, LOCAL_PROVIDED["notification-config"])]
     if gcs.bucket_get(spec.cfg, r.attrs["bucket"]) is None:
         return _absent(r)
     ours = [n for n in gcs.notifications_list(spec.cfg, r.attrs["bucket"]) if n.topic == r.attrs["topic"]]
