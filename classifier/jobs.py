@@ -181,6 +181,9 @@ def classify_object(bucket: str, name: str, generation: int, event_time: str | N
     redis = ledger.connection(cfg)
     key = ledger.object_key(bucket, name, generation)
     previous = ledger.outcome_get(redis, key)
+    batch_written = _batch_written.pop(key, None)
+    if previous == "row" and batch_written is not None:  # this very job's row, written with its batch
+        return _row_result(key, *batch_written)
     if previous is not None:
         log.info("skipped %s: already ended as %s", key, previous)
         return {"outcome": "duplicate", "key": key, "previous": previous}
@@ -199,7 +202,24 @@ def classify_object(bucket: str, name: str, generation: int, event_time: str | N
     except BadImage as exc:
         return record_failure(cfg, redis, code=exc.code, reason=exc.reason, blob=blob, **fail)
 
-    row = {
+    row = _classification_row(bucket, name, generation, event_time, blob, predictions, clf.name)
+    written, outcome = _write_once(cfg, redis, key=key, table_id=cfg.table_id, row=row, outcome="row")
+    if not written:
+        log.info("skipped %s: already ended as %s", key, outcome)
+        return {"outcome": "duplicate", "key": key, "previous": outcome}
+    return _row_result(key, predictions, clf.name)
+
+
+def _classification_row(
+    bucket: str,
+    name: str,
+    generation: int,
+    event_time: str | None,
+    blob: gcs.Blob,
+    predictions: list[Any],
+    model_name: str,
+) -> dict[str, Any]:
+    return {
         "image_name": name,
         "upload": event_time or _iso(blob.time_created) or _now(),
         "classifications": [{"classification": p.classification, "confidence": p.confidence} for p in predictions],
@@ -207,16 +227,70 @@ def classify_object(bucket: str, name: str, generation: int, event_time: str | N
         "generation": generation,
         "content_type": blob.content_type,
         "size_bytes": blob.size,
-        "model": clf.name,
+        "model": model_name,
         "processed_at": _now(),
     }
-    written, outcome = _write_once(cfg, redis, key=key, table_id=cfg.table_id, row=row, outcome="row")
-    if not written:
-        log.info("skipped %s: already ended as %s", key, outcome)
-        return {"outcome": "duplicate", "key": key, "previous": outcome}
+
+
+def _row_result(key: str, predictions: list[Any], model_name: str) -> dict[str, Any]:
     top = predictions[0]
-    log.info("classified %s: %s (%.3f) by %s", key, top.classification, top.confidence, clf.name)
+    log.info("classified %s: %s (%.3f) by %s", key, top.classification, top.confidence, model_name)
     return {"outcome": "row", "key": key, "top": top.classification, "confidence": top.confidence}
+
+
+# The rows of the current batch that `write_batch` wrote before the batch's jobs ran: key -> (predictions, model).
+# Per process (the batching worker runs its jobs in-process) and only the current batch.
+_batch_written: dict[str, tuple[list[Any], str]] = {}
+
+
+def write_batch(cfg: Config, redis: Redis, objects: list[tuple[str, str, int, str | None]]) -> int:
+    """Write the rows of a batch's prefetched classifications in ONE BigQuery insert; returns how many were written.
+
+    Each (bucket, name, generation, event_time) whose image the batch classified is written under the same rules
+    as `_write_once`, key by key: a claim, no outcome yet, then the `inserting` marker, the insert (row id = key) and
+    the outcome. Anything that `_write_once` would handle specially is simply left to the object's own job, which
+    then runs `_write_once` as usual: a key whose claim is held elsewhere, a key that already has an outcome or an
+    `inserting` marker (an earlier attempt died mid-write), and every key while the ledger is untrusted. Failure
+    records are never batched. If the insert (or anything else here) fails, this raises: the markers stay, so each
+    job asks BigQuery whether its row landed before inserting it itself (the crash path of `_write_once`).
+    The jobs then run through rq; one whose key was written here returns its row result (see classify_object).
+    """
+    _batch_written.clear()
+    runtime = _runtime()
+    model_name = runtime.get_classifier().name
+    token = f"local:batch-{uuid.uuid4().hex}"  # never taken over: expires after CLAIM_TTL_S if this process dies
+    claimed: list[str] = []
+    try:
+        if not ledger.trusted(redis):
+            return 0
+        candidates: list[tuple[str, dict[str, Any], list[Any]]] = []
+        for bucket, name, generation, event_time in objects:
+            key = ledger.object_key(bucket, name, generation)
+            blob, predictions = runtime.prefetched(key)
+            if blob is None or predictions is None:
+                continue  # not classified in the batch: its job does the work and meets its own error
+            if not ledger.claim(redis, key, token, CLAIM_TTL_S):
+                continue  # a live holder: the job waits for it as usual
+            claimed.append(key)
+            if ledger.outcome_get(redis, key) is not None or ledger.inserting(redis, key):
+                continue
+            row = _classification_row(bucket, name, generation, event_time, blob, predictions, model_name)
+            candidates.append((key, row, predictions))
+        if not candidates:
+            return 0
+        for key, _, _ in candidates:
+            ledger.inserting_mark(redis, key)
+        bigquery.insert_rows(
+            cfg, cfg.table_id, [row for _, row, _ in candidates], row_ids=[k for k, _, _ in candidates]
+        )
+        for key, _, predictions in candidates:
+            ledger.outcome_set(redis, key, "row")
+            _batch_written[key] = (predictions, model_name)
+            runtime.forget(key)
+        return len(candidates)
+    finally:
+        for key in claimed:
+            ledger.claim_release(redis, key, token)
 
 
 def on_failure(

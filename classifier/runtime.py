@@ -77,6 +77,15 @@ def prefetch(objects: list[tuple[str, str, int]]) -> int:
     return sum(1 for _, p in _prefetched.values() if p is not None)
 
 
+def prefetched(key: str) -> tuple[gcs.Blob | None, list[model.Prediction] | None]:
+    """The batch's blob and predictions for this key; None where it has none."""
+    return _prefetched.get(key, (None, None))
+
+
+def forget(key: str) -> None:
+    _prefetched.pop(key, None)
+
+
 def download(cfg: Config, *, bucket: str, name: str, generation: int) -> gcs.Blob:
     """The prefetched blob of this generation, or a fresh download."""
     entry = _prefetched.get(ledger.object_key(bucket, name, generation))

@@ -20,7 +20,7 @@ from rq.serializers import JSONSerializer
 from rq.timeouts import JobTimeoutException
 from rq.worker import WorkerStatus
 
-from classifier import runtime
+from classifier import jobs, ledger, runtime
 from classifier.config import ConfigError, get_config
 from classifier.model import ModelUnavailable
 
@@ -89,17 +89,37 @@ class ClassifierWorker(SimpleWorker):
             batch.append(more)
         if len(batch) > 1:
             self._prefetch([queued for queued, _ in batch], cfg.job_timeout_s)
+            self._write_rows([queued for queued, _ in batch], cfg.job_timeout_s)
         for i, (queued, origin) in enumerate(batch):
             super().execute_job(queued, origin)  # ends by setting IDLE
             if i + 1 < len(batch):
                 self.set_state(WorkerStatus.BUSY)
             self.heartbeat()
 
+    @staticmethod
+    def _classify_jobs(batch: list[Job]) -> list[Job]:
+        return [j for j in batch if j.func_name == CLASSIFY and {"bucket", "name", "generation"} <= j.kwargs.keys()]
+
+    def _write_rows(self, batch: list[Job], timeout_s: int) -> None:
+        """One BigQuery insert for the rows of the batch's classified images (jobs.write_batch); on any error the
+        jobs write their own rows, each under its own claim, as if this had not run."""
+        objects = [
+            (j.kwargs["bucket"], j.kwargs["name"], int(j.kwargs["generation"]), j.kwargs.get("event_time"))
+            for j in self._classify_jobs(batch)
+        ]
+        started = time.perf_counter()
+        try:
+            cfg = get_config()
+            with self.death_penalty_class(timeout_s, JobTimeoutException, job_id=batch[0].id):
+                written = jobs.write_batch(cfg, ledger.connection(cfg), objects)
+        except Exception:
+            self.log.exception("batched insert of %d rows failed; each job writes its own", len(objects))
+            return
+        self.log.info("batch of %d: %d rows in one insert in %.2fs", len(batch), written, time.perf_counter() - started)
+
     def _prefetch(self, batch: list[Job], timeout_s: int) -> None:
         objects = [
-            (j.kwargs["bucket"], j.kwargs["name"], int(j.kwargs["generation"]))
-            for j in batch
-            if j.func_name == CLASSIFY and {"bucket", "name", "generation"} <= j.kwargs.keys()
+            (j.kwargs["bucket"], j.kwargs["name"], int(j.kwargs["generation"])) for j in self._classify_jobs(batch)
         ]
         started = time.perf_counter()
         try:

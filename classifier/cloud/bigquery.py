@@ -90,10 +90,15 @@ WRITE_TIMEOUT_S = 20.0
 
 
 def insert_row(cfg: Config, table_id: str, row: dict[str, Any], *, row_id: str) -> None:
+    insert_rows(cfg, table_id, [row], row_ids=[row_id])
+
+
+def insert_rows(cfg: Config, table_id: str, rows: Sequence[dict[str, Any]], *, row_ids: Sequence[str]) -> None:
+    """One insert request for all `rows` (bounded like a single one); any refused row raises for the whole call."""
     errors = client(cfg).insert_rows_json(
         table_id,
-        [row],
-        row_ids=[row_id],
+        list(rows),
+        row_ids=list(row_ids),
         retry=DEFAULT_RETRY.with_timeout(WRITE_TIMEOUT_S),
         timeout=WRITE_TIMEOUT_S / 2,
     )
