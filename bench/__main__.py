@@ -139,14 +139,14 @@ def run_model(args: argparse.Namespace, name: str, stack: Any, photos: dict[str,
     with pipeline.apps(cfg, overrides, workers) as services:
         report["pipeline"]["start_s"] = round(time.monotonic() - started, 1)
         run = uuid.uuid4().hex[:6]
-        warm = pipeline.burst(cfg, photos, f"bench-{run}/{name}/warm/", len(photos), timeout_s=180)
+        warm = pipeline.burst(cfg, photos, f"bench-{run}/{name}/warm/", len(photos), services, timeout_s=180)
         log.info("%s warm-up: %d rows, %d failures", name, len(warm.rows), len(warm.failures))
         if not warm.rows:
             raise SystemExit(f"no rows after the warm-up; listener log:\n{services[0].log_tail(20)}")
         report["load_at_burst"] = _load()
         cpu_before = pipeline.cpu_snapshot(stack, services)
         timeline = pipeline.burst(
-            cfg, photos, f"bench-{run}/{name}/burst/", args.images, timeout_s=max(600, args.images * 3)
+            cfg, photos, f"bench-{run}/{name}/burst/", args.images, services, timeout_s=max(600, args.images * 3)
         )
         report["burst"] = pipeline.burst_report(timeline)
         report["burst"]["cpu_ms_per_image"] = pipeline.cpu_per_image_ms(
@@ -154,7 +154,7 @@ def run_model(args: argparse.Namespace, name: str, stack: Any, photos: dict[str,
         )
         log.info("%s burst: %s images/s", name, report["burst"]["images_per_s"])
         if args.steady:
-            steady = pipeline.steady(cfg, photos, f"bench-{run}/{name}/steady/", args.steady, args.rate)
+            steady = pipeline.steady(cfg, photos, f"bench-{run}/{name}/steady/", args.steady, services, args.rate)
             report["steady"] = {"rate_per_s": args.rate, **pipeline.burst_report(steady)}
         report["peak_rss_mib"] = pipeline.rss_report(stack, services)
     report["load_after"] = _load()

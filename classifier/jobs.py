@@ -13,6 +13,7 @@ import logging
 import os
 import time
 import uuid
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from types import ModuleType, TracebackType
 from typing import Any
@@ -192,7 +193,9 @@ def classify_object(bucket: str, name: str, generation: int, event_time: str | N
     clf = runtime.get_classifier()
     fail = dict(bucket=bucket, name=name, generation=generation, upload=event_time, attempts=_attempt())
     try:
-        blob = runtime.download(cfg, bucket=bucket, name=name, generation=generation)  # prefetched in a batch
+        blob = runtime.download(  # prefetched in a batch
+            cfg, bucket=bucket, name=name, generation=generation, created=event_time is None
+        )
     except gcs.ObjectGone as exc:
         return record_failure(cfg, redis, code="object_gone", reason=str(exc), **fail)
     except gcs.TooLarge as exc:
@@ -243,7 +246,7 @@ def _row_result(key: str, predictions: list[Any], model_name: str) -> dict[str, 
 _batch_written: dict[str, tuple[list[Any], str]] = {}
 
 
-def write_batch(cfg: Config, redis: Redis, objects: list[tuple[str, str, int, str | None]]) -> int:
+def write_batch(cfg: Config, redis: Redis, objects: Sequence[tuple[str, str, int, str | None]]) -> int:
     """Write the rows of a batch's prefetched classifications in ONE BigQuery insert; returns how many were written.
 
     Each (bucket, name, generation, event_time) whose image the batch classified is written under the same rules

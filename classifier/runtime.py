@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
+from typing import NamedTuple
 
 import torch
 
@@ -44,8 +46,17 @@ def get_classifier() -> model.Classifier:
 _prefetched: dict[str, tuple[gcs.Blob, list[model.Prediction] | None]] = {}
 
 
-def prefetch(objects: list[tuple[str, str, int]]) -> int:
-    """Download and preprocess each (bucket, name, generation), then run one forward pass for all of them.
+class Target(NamedTuple):
+    """One job's object: the notified generation, and its event time when the notification had one."""
+
+    bucket: str
+    name: str
+    generation: int
+    event_time: str | None = None
+
+
+def prefetch(objects: Sequence[Target]) -> int:
+    """Download and preprocess each object, then run one forward pass for all of them.
 
     Anything that goes wrong for one object is left for its own job to meet and record (per-image failure
     isolation): this only caches what succeeded. Returns how many predictions are ready.
@@ -56,12 +67,12 @@ def prefetch(objects: list[tuple[str, str, int]]) -> int:
     _prefetched.clear()
     blobs: dict[str, gcs.Blob] = {}
     tensors: dict[str, torch.Tensor] = {}
-    for bucket, name, generation in objects:
+    for bucket, name, generation, event_time in objects:
         key = ledger.object_key(bucket, name, generation)
         try:
             if ledger.outcome_get(redis, key) is not None:
                 continue
-            blobs[key] = gcs.download(cfg, bucket=bucket, name=name, generation=generation)
+            blobs[key] = gcs.download(cfg, bucket=bucket, name=name, generation=generation, created=event_time is None)
             tensors[key] = clf.preprocess(blobs[key].data)
         except Exception as exc:  # its job meets the same error and records it
             log.debug("prefetch of %s left to its job: %s", key, exc)
@@ -86,12 +97,12 @@ def forget(key: str) -> None:
     _prefetched.pop(key, None)
 
 
-def download(cfg: Config, *, bucket: str, name: str, generation: int) -> gcs.Blob:
-    """The prefetched blob of this generation, or a fresh download."""
+def download(cfg: Config, *, bucket: str, name: str, generation: int, created: bool = False) -> gcs.Blob:
+    """The prefetched blob of this generation, or a fresh download (`created`: with its creation time)."""
     entry = _prefetched.get(ledger.object_key(bucket, name, generation))
     if entry is not None:
         return entry[0]
-    return gcs.download(cfg, bucket=bucket, name=name, generation=generation)
+    return gcs.download(cfg, bucket=bucket, name=name, generation=generation, created=created)
 
 
 def classify(clf: model.Classifier, blob: gcs.Blob) -> list[model.Prediction]:

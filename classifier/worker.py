@@ -88,8 +88,9 @@ class ClassifierWorker(SimpleWorker):
             more[0].redis_server_version = self.get_redis_server_version()
             batch.append(more)
         if len(batch) > 1:
-            self._prefetch([queued for queued, _ in batch], cfg.job_timeout_s)
-            self._write_rows([queued for queued, _ in batch], cfg.job_timeout_s)
+            targets = self._targets([queued for queued, _ in batch])
+            self._prefetch(targets, job.id, cfg.job_timeout_s)
+            self._write_rows(targets, job.id, cfg.job_timeout_s)
         for i, (queued, origin) in enumerate(batch):
             super().execute_job(queued, origin)  # ends by setting IDLE
             if i + 1 < len(batch):
@@ -97,38 +98,42 @@ class ClassifierWorker(SimpleWorker):
             self.heartbeat()
 
     @staticmethod
-    def _classify_jobs(batch: list[Job]) -> list[Job]:
-        return [j for j in batch if j.func_name == CLASSIFY and {"bucket", "name", "generation"} <= j.kwargs.keys()]
+    def _targets(batch: list[Job]) -> list[runtime.Target]:
+        """The batch's classification jobs' objects (other jobs just run as they are)."""
+        return [
+            runtime.Target(
+                j.kwargs["bucket"], j.kwargs["name"], int(j.kwargs["generation"]), j.kwargs.get("event_time")
+            )
+            for j in batch
+            if j.func_name == CLASSIFY and {"bucket", "name", "generation"} <= j.kwargs.keys()
+        ]
 
-    def _write_rows(self, batch: list[Job], timeout_s: int) -> None:
+    def _write_rows(self, targets: list[runtime.Target], job_id: str, timeout_s: int) -> None:
         """One BigQuery insert for the rows of the batch's classified images (jobs.write_batch); on any error the
         jobs write their own rows, each under its own claim, as if this had not run."""
-        objects = [
-            (j.kwargs["bucket"], j.kwargs["name"], int(j.kwargs["generation"]), j.kwargs.get("event_time"))
-            for j in self._classify_jobs(batch)
-        ]
         started = time.perf_counter()
         try:
             cfg = get_config()
-            with self.death_penalty_class(timeout_s, JobTimeoutException, job_id=batch[0].id):
-                written = jobs.write_batch(cfg, ledger.connection(cfg), objects)
+            with self.death_penalty_class(timeout_s, JobTimeoutException, job_id=job_id):
+                written = jobs.write_batch(cfg, ledger.connection(cfg), targets)
         except Exception:
-            self.log.exception("batched insert of %d rows failed; each job writes its own", len(objects))
+            self.log.exception("batched insert of %d rows failed; each job writes its own", len(targets))
             return
-        self.log.info("batch of %d: %d rows in one insert in %.2fs", len(batch), written, time.perf_counter() - started)
+        self.log.info(
+            "batch of %d: %d rows in one insert in %.2fs", len(targets), written, time.perf_counter() - started
+        )
 
-    def _prefetch(self, batch: list[Job], timeout_s: int) -> None:
-        objects = [
-            (j.kwargs["bucket"], j.kwargs["name"], int(j.kwargs["generation"])) for j in self._classify_jobs(batch)
-        ]
+    def _prefetch(self, targets: list[runtime.Target], job_id: str, timeout_s: int) -> None:
         started = time.perf_counter()
         try:
-            with self.death_penalty_class(timeout_s, JobTimeoutException, job_id=batch[0].id):
-                ready = runtime.prefetch(objects)
+            with self.death_penalty_class(timeout_s, JobTimeoutException, job_id=job_id):
+                ready = runtime.prefetch(targets)
         except Exception:  # the jobs still run one by one and meet their own errors
-            self.log.exception("prefetch of %d objects failed", len(objects))
+            self.log.exception("prefetch of %d objects failed", len(targets))
             return
-        self.log.info("batch of %d: %d classified together in %.2fs", len(batch), ready, time.perf_counter() - started)
+        self.log.info(
+            "batch of %d: %d classified together in %.2fs", len(targets), ready, time.perf_counter() - started
+        )
 
 
 class ForkingClassifierWorker(Worker):

@@ -79,6 +79,29 @@ class Listener:
     def __post_init__(self) -> None:
         self.started_at = time.time()
         self._lock = threading.Lock()
+        self._acks: list[pubsub.Pulled] | None = None
+
+    def handle_messages(self, messages: list[pubsub.Pulled]) -> list[str]:
+        """Handle a pull's messages, then ack the handled ones in one request: a round trip (and the emulator's CPU)
+        per pull instead of per message. Each is acked only after its own job was enqueued; if the ack itself
+        fails, Pub/Sub redelivers them and the deterministic job ids make the repeats no-ops."""
+        self._acks = []
+        try:
+            outcomes = [self.handle_message(message) for message in messages]
+        finally:
+            acks, self._acks = self._acks, None
+            if acks:
+                try:
+                    pubsub.acknowledge(self.cfg, acks)
+                except Exception:
+                    log.exception("could not ack %d handled messages; they will be redelivered", len(acks))
+        return outcomes
+
+    def _ack(self, message: pubsub.Message) -> None:
+        if self._acks is not None and isinstance(message, pubsub.Pulled):
+            self._acks.append(message)
+        else:
+            message.ack()
 
     def handle_message(self, message: pubsub.Message) -> str:
         """Enqueue, then ack. A failure to enqueue leaves it unacked, so Pub/Sub redelivers: nothing is dropped."""
@@ -90,7 +113,7 @@ class Listener:
         except BadMessage as exc:
             return self._dead_letter(message, str(exc))
         if notification is None:
-            message.ack()
+            self._ack(message)
             log.info("ignored %s event for %s", attributes.get("eventType"), attributes.get("objectId"))
             return "ignored"
         try:
@@ -106,7 +129,7 @@ class Listener:
             # the dead-letter topic) within a second of a Redis restart. Unacked, it comes back after the ack deadline.
             log.exception("could not enqueue gs://%s/%s; left for redelivery", notification.bucket, notification.name)
             return "unacked"
-        message.ack()
+        self._ack(message)
         key = ledger.object_key(notification.bucket, notification.name, notification.generation)
         if created:
             with self._lock:
@@ -125,7 +148,7 @@ class Listener:
             log.exception("could not dead-letter message %s; nacked", message.message_id)
             message.nack()
             return "nacked"
-        message.ack()
+        self._ack(message)
         log.warning("dead-lettered message %s: %s", message.message_id, reason)
         return "dead_letter"
 

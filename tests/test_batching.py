@@ -30,11 +30,14 @@ def quiet_upload(cfg, stack):
 def test_a_batch_keeps_each_images_outcome_its_own(cfg, photos, prefix, quiet_upload):
     good = {f"{prefix}{name}": quiet_upload(f"{prefix}{name}", data) for name, data in photos.items()}
     bad = f"{prefix}notes.jpg"
-    objects = [(QUIET_BUCKET, name, generation) for name, generation in good.items()]
-    objects += [(QUIET_BUCKET, bad, quiet_upload(bad, b"plain text")), (QUIET_BUCKET, f"{prefix}gone.jpg", 12345)]
+    objects = [runtime.Target(QUIET_BUCKET, name, generation) for name, generation in good.items()]
+    objects += [
+        runtime.Target(QUIET_BUCKET, bad, quiet_upload(bad, b"plain text")),
+        runtime.Target(QUIET_BUCKET, f"{prefix}gone.jpg", 12345),
+    ]
 
     assert runtime.prefetch(objects) == len(good)
-    results = {name: jobs.classify_object(bucket, name, generation) for bucket, name, generation in objects}
+    results = {o.name: jobs.classify_object(o.bucket, o.name, o.generation) for o in objects}
 
     clf = runtime.get_classifier()
     for name in good:
@@ -53,8 +56,8 @@ def test_a_job_without_a_prefetched_image_does_its_own_work(cfg, photos, prefix,
 # --- One BigQuery insert for the batch's rows (jobs.write_batch), still one outcome per key ---
 
 
-def _objects(keys: list[str]) -> list[tuple[str, str, int, str | None]]:
-    return [(*ledger.parse_key(key), None) for key in keys]
+def _objects(keys: list[str]) -> list[runtime.Target]:
+    return [runtime.Target(*ledger.parse_key(key)) for key in keys]
 
 
 def _run(key: str) -> dict:
@@ -67,7 +70,7 @@ def batch_keys(cfg, stack, photos, prefix):
     good = [contract.upload(qcfg, f"{prefix}{name}", data) for name, data in photos.items()]
     bad = contract.upload(qcfg, f"{prefix}notes.jpg", b"plain text")
     gone = ledger.object_key(qcfg.bucket, f"{prefix}gone.jpg", 12345)
-    assert runtime.prefetch([ledger.parse_key(k) for k in [*good, bad, gone]]) == len(good)
+    assert runtime.prefetch(_objects([*good, bad, gone])) == len(good)
     return good, bad, gone
 
 

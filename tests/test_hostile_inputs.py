@@ -19,6 +19,7 @@ from PIL import Image, ImageOps
 from skimage import data as skdata
 
 from classifier import jobs, ledger, model
+from classifier.cloud import gcs
 from classifier.config import get_config
 from tests import contract
 from tests.conftest import wait_for
@@ -187,3 +188,26 @@ def _peak_rss_mib(pid: int) -> float | None:
     except OSError:
         return None
     return next((int(line.split()[1]) / 1024 for line in status.splitlines() if line.startswith("VmHWM:")), None)
+
+
+def test_a_download_that_does_not_match_the_objects_checksum_is_retried_not_classified(cfg, stack, prefix, monkeypatch):
+    """Downloads are single ranged requests, which the client library does not checksum: the CRC32C is checked
+    here. A corrupted transfer (which no emulator makes: patched at the client) is a transient error for rq."""
+    from google.cloud import storage
+
+    key = contract.upload(contract.quiet(cfg), f"{prefix}flipped.png", _save(_cat(), "PNG"), "image/png")
+    bucket, name, generation = ledger.parse_key(key)
+    assert gcs.download(cfg, bucket=bucket, name=name, generation=generation).size > 0  # intact: accepted
+
+    real = storage.Blob.download_as_bytes
+    monkeypatch.setattr(storage.Blob, "download_as_bytes", lambda self, **kw: b"\x00" + real(self, **kw)[1:])
+    with pytest.raises(gcs.DataCorruption, match="CRC32C mismatch"):
+        gcs.download(cfg, bucket=bucket, name=name, generation=generation)
+
+
+def test_a_download_without_an_event_time_reads_the_creation_time(cfg, stack, prefix):
+    key = contract.upload(contract.quiet(cfg), f"{prefix}created.png", _save(_cat(), "PNG"), "image/png")
+    bucket, name, generation = ledger.parse_key(key)
+    assert gcs.download(cfg, bucket=bucket, name=name, generation=generation).time_created is None
+    blob = gcs.download(cfg, bucket=bucket, name=name, generation=generation, created=True)
+    assert blob.time_created is not None and blob.content_type == "image/png"

@@ -99,6 +99,15 @@ class Pulled:
         )
 
 
+def acknowledge(cfg: Config, messages: list[Pulled]) -> None:
+    """Ack many pulled messages in one request per subscription."""
+    by_subscription: dict[str, list[str]] = {}
+    for message in messages:
+        by_subscription.setdefault(message.subscription, []).append(message.ack_id)
+    for subscription, ack_ids in by_subscription.items():
+        subscriber(cfg).acknowledge(request={"subscription": subscription, "ack_ids": ack_ids})
+
+
 def pull(cfg: Config, *, max_messages: int, wait_s: float) -> list[Pulled]:
     """Long-poll the subscription once: returns as soon as messages are there, or empty after `wait_s`.
 

@@ -70,7 +70,6 @@ class Command(BaseCommand):
             if not messages and time.monotonic() - started < MIN_POLL_S:
                 stop.wait(MIN_POLL_S)  # a server that answers "nothing" at once must not make this a busy loop
             # Messages pulled are leased to us: handle them all, even when a stop was asked meanwhile (drain).
-            for message in messages:
-                listener.handle_message(message)
+            listener.handle_messages(messages)
         listener.heartbeat("stopped")
         log.info("stopped after %d messages (%d jobs enqueued)", listener.received, listener.enqueued)
