@@ -32,6 +32,9 @@ def _args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
     parser.add_argument("--models", default=",".join(MODELS), help="comma-separated: resnet50,efficientnet_lite0")
     parser.add_argument("--images", type=int, default=200, help="uploads in the burst (default 200)")
+    parser.add_argument(
+        "--bursts", type=int, default=3, help="bursts per model; the median one is reported (default 3)"
+    )
     parser.add_argument("--steady", type=int, default=30, help="uploads at the steady rate (default 30)")
     parser.add_argument("--rate", type=float, default=1.0, help="steady uploads per second (default 1)")
     parser.add_argument("--workers", type=int, default=None, help="worker processes (default: WORKERS, i.e. 2)")
@@ -144,15 +147,21 @@ def run_model(args: argparse.Namespace, name: str, stack: Any, photos: dict[str,
         if not warm.rows:
             raise SystemExit(f"no rows after the warm-up; listener log:\n{services[0].log_tail(20)}")
         report["load_at_burst"] = _load()
-        cpu_before = pipeline.cpu_snapshot(stack, services)
-        timeline = pipeline.burst(
-            cfg, photos, f"bench-{run}/{name}/burst/", args.images, services, timeout_s=max(600, args.images * 3)
-        )
-        report["burst"] = pipeline.burst_report(timeline)
-        report["burst"]["cpu_ms_per_image"] = pipeline.cpu_per_image_ms(
-            cpu_before, pipeline.cpu_snapshot(stack, services), args.images
-        )
-        log.info("%s burst: %s images/s", name, report["burst"]["images_per_s"])
+        runs = []
+        for i in range(args.bursts):
+            cpu_before = pipeline.cpu_snapshot(stack, services)
+            timeline = pipeline.burst(
+                cfg, photos, f"bench-{run}/{name}/burst{i}/", args.images, services, timeout_s=max(600, args.images * 3)
+            )
+            burst = pipeline.burst_report(timeline)
+            burst["cpu_ms_per_image"] = pipeline.cpu_per_image_ms(
+                cpu_before, pipeline.cpu_snapshot(stack, services), args.images
+            )
+            log.info("%s burst %d of %d: %s images/s", name, i + 1, args.bursts, burst["images_per_s"])
+            runs.append(burst)
+        # One machine, other work on it: the median burst is the figure, and every run's rate is kept beside it.
+        report["burst"] = sorted(runs, key=lambda b: b["images_per_s"])[len(runs) // 2]
+        report["burst"]["all_images_per_s"] = [b["images_per_s"] for b in runs]
         if args.steady:
             steady = pipeline.steady(cfg, photos, f"bench-{run}/{name}/steady/", args.steady, services, args.rate)
             report["steady"] = {"rate_per_s": args.rate, **pipeline.burst_report(steady)}

@@ -13,6 +13,11 @@ def _lat(block: dict[str, Any] | None) -> str:
     return f"{lat['median']:.2f} / {lat['p95']:.2f} / {lat['max']:.2f}" if lat["median"] is not None else "-"
 
 
+def _rates(burst: dict) -> str:
+    rates = burst.get("all_images_per_s", [burst["images_per_s"]])
+    return " / ".join(f"{r:.1f}" for r in rates)
+
+
 def table(results: dict[str, Any]) -> str:
     lines = []
     for m in results["models"]:
@@ -39,7 +44,7 @@ def table(results: dict[str, Any]) -> str:
                 f"pipeline burst of {burst['images']} (img/s)",
                 f"{burst['images_per_s']:.2f}  ({p['workers']} workers x {p['threads_per_worker']} threads"
                 f"{', fork' if p['fork'] else ', in-process'}, batch {p.get('batch', 1)}; {burst['rows']} rows, {len(burst['failures'])} failures;"
-                f" uploads {burst['uploads_per_s']:.1f}/s)",
+                f" uploads {burst['uploads_per_s']:.1f}/s; median of {_rates(burst)})",
             ),
             ("pipeline / bare (best backend, best batch)", f"{r['pipeline_over_bare_best']:.2f}"),
             ("pipeline / bare (same backend)", f"{r['pipeline_over_bare_same_backend']:.2f}"),
