@@ -181,6 +181,10 @@ def _ratios(report: dict) -> None:
         "pipeline_over_bare_best": round(pipe / best, 3),
         "pipeline_over_bare_same_backend": round(pipe / same_backend, 3),
     }
+    if report["burst"].get("after_uploads_images_per_s"):
+        report["ratios"]["after_uploads_over_bare_best"] = round(
+            report["burst"]["after_uploads_images_per_s"] / best, 3
+        )
     if "original" in report:
         report["ratios"]["pipeline_over_original"] = round(pipe / report["original"]["images_per_s"], 3)
     # CPU time per image is what a busy machine distorts least: the same comparison in CPU-ms.

@@ -46,6 +46,12 @@ def table(results: dict[str, Any]) -> str:
                 f"{', fork' if p['fork'] else ', in-process'}, batch {p.get('batch', 1)}; {burst['rows']} rows, {len(burst['failures'])} failures;"
                 f" uploads {burst['uploads_per_s']:.1f}/s; median of {_rates(burst)})",
             ),
+            (
+                "pipeline after the last upload returned (img/s; / bare best)",
+                f"{burst['after_uploads_images_per_s']:.2f}; {r['after_uploads_over_bare_best']:.2f}"
+                if burst.get("after_uploads_images_per_s")
+                else "-",
+            ),
             ("pipeline / bare (best backend, best batch)", f"{r['pipeline_over_bare_best']:.2f}"),
             ("pipeline / bare (same backend)", f"{r['pipeline_over_bare_same_backend']:.2f}"),
             ("pipeline / original", f"{r['pipeline_over_original']:.2f}" if "pipeline_over_original" in r else "-"),
