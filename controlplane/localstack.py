@@ -23,8 +23,9 @@ from urllib.parse import urlparse
 from redis import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 
-from classifier.cloud import bigquery, gcs, pubsub
 from classifier.config import Config
+from controlplane.infra import apply as infra_apply
+from controlplane.infra import spec
 
 log = logging.getLogger(__name__)
 
@@ -221,6 +222,17 @@ def _redis_service(cfg: Config, data: Path, env: dict[str, str]) -> Service:
     return Service("redis", argv, f"{host}:{port}", env, data / "logs" / "redis.log")
 
 
+def _create_missing(cfg: Config, emulator: str, kinds: tuple[str, ...]) -> None:
+    """What an emulator that just (re)started must hold, created by the control plane's own plan and apply steps
+    (the notification config and IAM grants are the emulators' flags and anonymous access, not resources here)."""
+    steps = infra_apply.create_missing(cfg, kinds)
+    failed = [st for st in steps if st.status != infra_apply.OK]
+    if failed:
+        raise StackError(f"{emulator}: could not create {failed[0].change.key}: {failed[0].message}")
+    done = [f"{st.change.key} ({st.message})" for st in steps]
+    log.info("%s: %s", emulator, ", ".join(done) if done else "every resource is there")
+
+
 def build(cfg: Config) -> Stack:
     """Describe the services of the local stack; nothing starts yet."""
     if not cfg.local:
@@ -242,7 +254,7 @@ def build(cfg: Config) -> Stack:
             cfg.pubsub_emulator_host,
             env,
             logs / "pubsub.log",
-            after_start=lambda: log.info("pubsub: created %s", pubsub.notifications_ensure(cfg) or "nothing"),
+            after_start=lambda: _create_missing(cfg, "pubsub", (spec.TOPIC, spec.SUBSCRIPTION)),
         ),
         Service(
             "fake-gcs-server",
@@ -274,9 +286,7 @@ def build(cfg: Config) -> Stack:
             cfg.storage_emulator_host,
             env,
             logs / "gcs.log",
-            after_start=lambda: log.info(
-                "gcs: bucket %s %s", cfg.bucket, "created" if gcs.bucket_ensure(cfg) else "exists"
-            ),
+            after_start=lambda: _create_missing(cfg, "gcs", (spec.BUCKET,)),
         ),
         Service(
             "bqemulator",
@@ -300,7 +310,7 @@ def build(cfg: Config) -> Stack:
             cfg.bigquery_emulator_host,
             env,
             logs / "bigquery.log",
-            after_start=lambda: log.info("bigquery: created %s", bigquery.tables_ensure(cfg) or "nothing"),
+            after_start=lambda: _create_missing(cfg, "bigquery", (spec.DATASET, spec.TABLE)),
         ),
     ]
     stack = Stack(cfg=cfg, services=services)

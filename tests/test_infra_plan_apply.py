@@ -222,3 +222,21 @@ def test_one_apply_or_destroy_at_a_time(icfg, db):
     assert pubsub.topic_get(icfg, icfg.topic) is None
     assert AuditLog.objects.get(action="apply").outcome == "refused"
     assert stack_apply(spec=spec, checksum=plan.checksum, actor=ACTOR).ok  # released: the next one goes ahead
+
+
+def test_the_local_stack_creates_only_whats_missing_of_its_kinds_and_never_updates(icfg, db):
+    """What an emulator's (re)start runs (controlplane.localstack): apply's own plan and steps, creates only."""
+    from controlplane.infra import apply as runner
+
+    pubsub.topic_ensure(icfg, icfg.topic)
+    pubsub.subscription_ensure(icfg, icfg.subscription, icfg.topic)  # drifted: no dead-letter policy
+    steps = runner.create_missing(icfg, (s.TOPIC, s.SUBSCRIPTION))
+    assert [(st.status, st.change.kind, st.change.name) for st in steps] == [
+        (runner.OK, s.TOPIC, icfg.dead_letter_topic),
+        (runner.OK, s.SUBSCRIPTION, icfg.dead_letter_subscription),
+    ]
+    assert runner.create_missing(icfg, (s.TOPIC, s.SUBSCRIPTION)) == []
+    left = {(c.action, c.kind) for c in p.build_plan(s.stack_spec(cfg=icfg)).changes}
+    assert ("update", s.SUBSCRIPTION) in left  # the drift is left to an operator's reviewed apply
+    assert ("create", s.BUCKET) in left and ("create", s.DATASET) in left  # other kinds untouched
+    assert not AuditLog.objects.exists()

@@ -58,32 +58,6 @@ def client(cfg: Config) -> bigquery.Client:
     return bigquery.Client(project=cfg.project)
 
 
-def dataset_ensure(cfg: Config) -> bool:
-    try:
-        client(cfg).get_dataset(cfg.dataset_id)
-        return False
-    except gexc.NotFound:
-        client(cfg).create_dataset(bigquery.Dataset(cfg.dataset_id), exists_ok=True)
-        return True
-
-
-def table_ensure(cfg: Config, table_id: str, schema: Sequence[bigquery.SchemaField]) -> bool:
-    try:
-        client(cfg).get_table(table_id)
-        return False
-    except gexc.NotFound:
-        client(cfg).create_table(bigquery.Table(table_id, schema=list(schema)), exists_ok=True)
-        return True
-
-
-def tables_ensure(cfg: Config) -> list[str]:
-    created = [cfg.dataset_id] if dataset_ensure(cfg) else []
-    for table_id, schema in ((cfg.table_id, CLASSIFICATIONS_SCHEMA), (cfg.failures_table_id, FAILURES_SCHEMA)):
-        if table_ensure(cfg, table_id, schema):
-            created.append(table_id)
-    return created
-
-
 # A job's write must end well inside its Redis claim (ledger CLAIM_TTL_S): the client's own retry would
 # otherwise keep trying for 10 minutes. RQ retries the whole job with backoff instead.
 WRITE_TIMEOUT_S = 20.0

@@ -135,21 +135,9 @@ def list_pages(cfg: Config, *, prefix: str | None = None, page_size: int = 1000)
         yield [Listed(b.name, int(b.generation), b.size, b.time_created) for b in page]
 
 
-def bucket_exists(cfg: Config, name: str) -> bool:
-    return client(cfg).lookup_bucket(name) is not None
-
-
 def bucket_create(cfg: Config, name: str) -> None:
     with contextlib.suppress(gexc.Conflict):  # already there: creating is idempotent
         client(cfg).create_bucket(name)
-
-
-def bucket_ensure(cfg: Config) -> bool:
-    """Create the configured bucket if missing; True when it was created."""
-    if bucket_exists(cfg, cfg.bucket):
-        return False
-    bucket_create(cfg, cfg.bucket)
-    return True
 
 
 # --- Live state and teardown, for the control plane's plan/apply/destroy ---

@@ -65,16 +65,6 @@ def subscription_ensure(cfg: Config, subscription: str, topic: str, *, dead_lett
         return False
 
 
-def notifications_ensure(cfg: Config) -> list[str]:
-    """Topics and subscriptions of one pipeline; returns the names it created."""
-    created = [t for t in (cfg.dead_letter_topic, cfg.topic) if topic_ensure(cfg, t)]
-    if subscription_ensure(cfg, cfg.dead_letter_subscription, cfg.dead_letter_topic):
-        created.append(cfg.dead_letter_subscription)
-    if subscription_ensure(cfg, cfg.subscription, cfg.topic, dead_letter_topic=cfg.dead_letter_topic):
-        created.append(cfg.subscription)
-    return created
-
-
 def publish(cfg: Config, topic: str, data: bytes, **attributes: str) -> str:
     return publisher(cfg).publish(topic_path(cfg, topic), data, **attributes).result(timeout=30)
 

@@ -6,15 +6,17 @@ the run (later steps depend on earlier ones) and the rest are reported as skippe
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from typing import Any
 
 from classifier.cloud import bigquery, gcs, pubsub
+from classifier.config import Config
 from controlplane.infra import spec as s
-from controlplane.infra.plan import CREATE, DELETE, UPDATE, Change, iam_member, iam_target
+from controlplane.infra.plan import CREATE, DELETE, UPDATE, Change, build_plan, iam_member, iam_target
 
 log = logging.getLogger(__name__)
 
@@ -145,3 +147,12 @@ def run_changes(
         if on_step:
             on_step(step)
     return steps
+
+
+def create_missing(cfg: Config, kinds: Collection[str]) -> list[Step]:
+    """Plan the stack's resources of these kinds and carry out only their creates: the local stack calls this when
+    an emulator (re)starts, with the same plan and steps as `apply`. It never updates or deletes (that stays an
+    operator's reviewed apply), and it keeps no audit log: nothing here changes what was there."""
+    spec = s.stack_spec(cfg=cfg)
+    subset = dataclasses.replace(spec, resources=tuple(r for r in spec.resources if r.kind in kinds))
+    return run_changes(subset, [c for c in build_plan(subset).changes if c.action == CREATE])
