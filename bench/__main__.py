@@ -142,7 +142,7 @@ def run_model(args: argparse.Namespace, name: str, stack: Any, photos: dict[str,
     with pipeline.apps(cfg, overrides, workers) as services:
         report["pipeline"]["start_s"] = round(time.monotonic() - started, 1)
         run = uuid.uuid4().hex[:6]
-        warm = pipeline.burst(cfg, photos, f"bench-{run}/{name}/warm/", len(photos), services, timeout_s=180)
+        warm = pipeline.upload_and_wait(cfg, photos, f"bench-{run}/{name}/warm/", len(photos), services, timeout_s=180)
         log.info("%s warm-up: %d rows, %d failures", name, len(warm.rows), len(warm.failures))
         if not warm.rows:
             raise SystemExit(f"no rows after the warm-up; listener log:\n{services[0].log_tail(20)}")
@@ -150,7 +150,7 @@ def run_model(args: argparse.Namespace, name: str, stack: Any, photos: dict[str,
         runs = []
         for i in range(args.bursts):
             cpu_before = pipeline.cpu_snapshot(stack, services)
-            timeline = pipeline.burst(
+            timeline = pipeline.upload_and_wait(
                 cfg, photos, f"bench-{run}/{name}/burst{i}/", args.images, services, timeout_s=max(600, args.images * 3)
             )
             burst = pipeline.burst_report(timeline)
@@ -163,7 +163,9 @@ def run_model(args: argparse.Namespace, name: str, stack: Any, photos: dict[str,
         report["burst"] = sorted(runs, key=lambda b: b["images_per_s"])[len(runs) // 2]
         report["burst"]["all_images_per_s"] = [b["images_per_s"] for b in runs]
         if args.steady:
-            steady = pipeline.steady(cfg, photos, f"bench-{run}/{name}/steady/", args.steady, services, args.rate)
+            steady = pipeline.upload_and_wait(
+                cfg, photos, f"bench-{run}/{name}/steady/", args.steady, services, timeout_s=120, rate_per_s=args.rate
+            )
             report["steady"] = {"rate_per_s": args.rate, **pipeline.burst_report(steady)}
         report["peak_rss_mib"] = pipeline.rss_report(stack, services)
     report["load_after"] = _load()

@@ -173,35 +173,24 @@ def _named(prefix: str, photos: dict[str, bytes], count: int) -> Iterator[tuple[
         yield f"{prefix}{i:05d}-{photo}", data
 
 
-def burst(
+def upload_and_wait(
     cfg: Config,
     photos: dict[str, bytes],
     prefix: str,
     count: int,
     services: list[localstack.Service],
+    *,
     timeout_s: float,
+    rate_per_s: float | None = None,
 ) -> Timeline:
-    timeline = Timeline()
-    for name, data in _named(prefix, photos, count):
-        upload(cfg, timeline, name, data)
-    wait_rows(cfg, timeline, prefix, services, timeout_s=timeout_s)
-    return timeline
-
-
-def steady(
-    cfg: Config,
-    photos: dict[str, bytes],
-    prefix: str,
-    count: int,
-    services: list[localstack.Service],
-    rate_per_s: float,
-) -> Timeline:
+    """Upload `count` photos, back to back (a burst) or paced at `rate_per_s`, then wait for every row."""
     timeline = Timeline()
     start = time.monotonic()
     for i, (name, data) in enumerate(_named(prefix, photos, count)):
-        time.sleep(max(0.0, start + i / rate_per_s - time.monotonic()))
+        if rate_per_s:
+            time.sleep(max(0.0, start + i / rate_per_s - time.monotonic()))
         upload(cfg, timeline, name, data)
-    wait_rows(cfg, timeline, prefix, services, timeout_s=120)
+    wait_rows(cfg, timeline, prefix, services, timeout_s=timeout_s)
     return timeline
 
 
