@@ -37,6 +37,11 @@ def desired_set(redis: Redis, state: str) -> None:
     redis.set(DESIRED_KEY, state)
 
 
+# What handle_message reports for a message that is done with: acked. "unacked" waits for redelivery; "nacked" was
+# handed back at once.
+ACKED = frozenset({"enqueued", "duplicate", "ignored", "dead_letter"})
+
+
 class BadMessage(Exception):
     """A notification that cannot be understood; it goes to the dead-letter topic with this reason."""
 
@@ -79,32 +84,27 @@ class Listener:
     def __post_init__(self) -> None:
         self.started_at = time.time()
         self._lock = threading.Lock()
-        self._acks: list[pubsub.Pulled] | None = None
 
     def handle_messages(self, messages: list[pubsub.Pulled]) -> list[str]:
         """Handle a pull's messages, then ack the handled ones in one request: a round trip (and the emulator's CPU)
         per pull instead of per message. Each is acked only after its own job was enqueued; if the ack itself
         fails, Pub/Sub redelivers them and the deterministic job ids make the repeats no-ops."""
-        self._acks = []
+        outcomes: list[str] = []
         try:
-            outcomes = [self.handle_message(message) for message in messages]
-        finally:
-            acks, self._acks = self._acks, None
-            if acks:
+            for message in messages:
+                outcomes.append(self.handle_message(message))
+        finally:  # what was handled before an unexpected error is acked all the same (hence strict=False)
+            handled = [m for m, outcome in zip(messages, outcomes, strict=False) if outcome in ACKED]
+            if handled:
                 try:
-                    pubsub.acknowledge(self.cfg, acks)
+                    pubsub.acknowledge(self.cfg, handled)
                 except Exception:
-                    log.exception("could not ack %d handled messages; they will be redelivered", len(acks))
+                    log.exception("could not ack %d handled messages; they will be redelivered", len(handled))
         return outcomes
 
-    def _ack(self, message: pubsub.Message) -> None:
-        if self._acks is not None and isinstance(message, pubsub.Pulled):
-            self._acks.append(message)
-        else:
-            message.ack()
-
     def handle_message(self, message: pubsub.Message) -> str:
-        """Enqueue, then ack. A failure to enqueue leaves it unacked, so Pub/Sub redelivers: nothing is dropped."""
+        """Enqueue; the outcomes in ACKED are then acked by `handle_messages`. A failure to enqueue leaves the message
+        unacked, so Pub/Sub redelivers it: nothing is dropped."""
         with self._lock:
             self.received += 1
         attributes = dict(message.attributes)
@@ -113,7 +113,6 @@ class Listener:
         except BadMessage as exc:
             return self._dead_letter(message, str(exc))
         if notification is None:
-            self._ack(message)
             log.info("ignored %s event for %s", attributes.get("eventType"), attributes.get("objectId"))
             return "ignored"
         try:
@@ -129,7 +128,6 @@ class Listener:
             # the dead-letter topic) within a second of a Redis restart. Unacked, it comes back after the ack deadline.
             log.exception("could not enqueue gs://%s/%s; left for redelivery", notification.bucket, notification.name)
             return "unacked"
-        self._ack(message)
         key = ledger.object_key(notification.bucket, notification.name, notification.generation)
         if created:
             with self._lock:
@@ -148,7 +146,6 @@ class Listener:
             log.exception("could not dead-letter message %s; nacked", message.message_id)
             message.nack()
             return "nacked"
-        self._ack(message)
         log.warning("dead-lettered message %s: %s", message.message_id, reason)
         return "dead_letter"
 

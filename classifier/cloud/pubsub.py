@@ -81,7 +81,7 @@ class Pulled:
     attributes: dict[str, str]
 
     def ack(self) -> None:
-        subscriber(self.cfg).acknowledge(request={"subscription": self.subscription, "ack_ids": [self.ack_id]})
+        acknowledge(self.cfg, [self])
 
     def nack(self) -> None:
         subscriber(self.cfg).modify_ack_deadline(
