@@ -121,8 +121,13 @@ def dataset_get(cfg: Config, dataset_id: str) -> dict[str, Any] | None:
     return {"dataset_id": dataset_id, "location": dataset.location}
 
 
-def dataset_create(cfg: Config, dataset_id: str) -> None:
-    client(cfg).create_dataset(bigquery.Dataset(dataset_id), exists_ok=True)
+def dataset_create(cfg: Config, dataset_id: str) -> bool:
+    """True when created, False when it already existed: creating is idempotent, and the answer needs no read first."""
+    try:
+        client(cfg).create_dataset(bigquery.Dataset(dataset_id))
+    except gexc.Conflict:
+        return False
+    return True
 
 
 def dataset_table_ids(cfg: Config, dataset_id: str) -> list[str]:
@@ -144,8 +149,13 @@ def table_schema(cfg: Config, table_id: str) -> list[bigquery.SchemaField] | Non
         return None
 
 
-def table_create(cfg: Config, table_id: str, schema: Sequence[bigquery.SchemaField]) -> None:
-    client(cfg).create_table(bigquery.Table(table_id, schema=list(schema)), exists_ok=True)
+def table_create(cfg: Config, table_id: str, schema: Sequence[bigquery.SchemaField]) -> bool:
+    """True when created, False when it already existed (whatever its schema: the plan compares that)."""
+    try:
+        client(cfg).create_table(bigquery.Table(table_id, schema=list(schema)))
+    except gexc.Conflict:
+        return False
+    return True
 
 
 def table_schema_update(cfg: Config, table_id: str, schema: Sequence[bigquery.SchemaField]) -> None:

@@ -135,9 +135,13 @@ def list_pages(cfg: Config, *, prefix: str | None = None, page_size: int = 1000)
         yield [Listed(b.name, int(b.generation), b.size, b.time_created) for b in page]
 
 
-def bucket_create(cfg: Config, name: str) -> None:
-    with contextlib.suppress(gexc.Conflict):  # already there: creating is idempotent
+def bucket_create(cfg: Config, name: str) -> bool:
+    """True when created, False when it already existed: creating is idempotent."""
+    try:
         client(cfg).create_bucket(name)
+    except gexc.Conflict:
+        return False
+    return True
 
 
 # --- Live state and teardown, for the control plane's plan/apply/destroy ---
