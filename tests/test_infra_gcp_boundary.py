@@ -14,8 +14,8 @@ from google.iam.v1 import policy_pb2
 
 from classifier.cloud import gcs, pubsub
 from controlplane.infra import apply as runner
-from controlplane.infra import plan as p
 from controlplane.infra import spec as s
+from controlplane.infra.kinds import KINDS
 from tests.infra_support import isolated
 
 AGENT = "service-123456789@gs-project-accounts.iam.gserviceaccount.com"
@@ -76,7 +76,7 @@ def test_a_missing_notification_config_is_created_with_the_exact_request(gcfg, s
     created.notification_id = "11"
     bucket.notification.return_value = created
 
-    changes = p.PLANNERS[s.NOTIFICATION](spec, resource(spec, s.NOTIFICATION))
+    changes = KINDS[s.NOTIFICATION].plan(spec, resource(spec, s.NOTIFICATION))
     assert [(c.action, c.reason) for c in changes] == [
         ("create", "no notification config sends OBJECT_FINALIZE to the topic")
     ]
@@ -94,7 +94,7 @@ def test_a_matching_config_is_kept_and_duplicates_or_mismatches_are_deleted(gcfg
         config(gcfg, "5", gcfg.topic),
         config(gcfg, "6", gcfg.topic),
     ]
-    changes = p.PLANNERS[s.NOTIFICATION](spec, resource(spec, s.NOTIFICATION))
+    changes = KINDS[s.NOTIFICATION].plan(spec, resource(spec, s.NOTIFICATION))
     assert [(c.action, c.target, c.reason) for c in changes] == [
         ("delete", "4", "duplicate: each upload would be announced twice"),
         ("delete", "6", "duplicate: each upload would be announced twice"),
@@ -112,7 +112,7 @@ def test_a_missing_publisher_grant_is_added_keeping_the_policy_and_its_etag(gcfg
     viewers = policy_pb2.Binding(role="roles/viewer", members=["user:ops@example.com"])
     publisher.get_iam_policy.return_value = policy_pb2.Policy(etag=b"v7", bindings=[viewers])
 
-    changes = p.PLANNERS[s.TOPIC_IAM](spec, resource(spec, s.TOPIC_IAM))
+    changes = KINDS[s.TOPIC_IAM].plan(spec, resource(spec, s.TOPIC_IAM))
     member = f"serviceAccount:{AGENT}"
     assert [(c.action, c.target) for c in changes] == [("create", member)]
     assert "bucket events would be refused" in changes[0].reason
@@ -129,8 +129,8 @@ def test_an_existing_grant_is_a_no_op_and_destroy_revokes_only_that_member(gcfg,
     publishers = policy_pb2.Binding(role=ROLE, members=["user:other@example.com", member])
     publisher.get_iam_policy.return_value = policy_pb2.Policy(etag=b"v8", bindings=[publishers])
     r = resource(spec, s.TOPIC_IAM)
-    assert [c.action for c in p.PLANNERS[s.TOPIC_IAM](spec, r)] == ["no-op"]
-    changes = p.DESTROY_PLANNERS[s.TOPIC_IAM](spec, r)
+    assert [c.action for c in KINDS[s.TOPIC_IAM].plan(spec, r)] == ["no-op"]
+    changes = KINDS[s.TOPIC_IAM].plan_destroy(spec, r)
     assert [(c.action, c.target) for c in changes] == [("delete", member)]
     assert runner.run_step(spec, changes[0]) == "revoked"
     kept = policy_pb2.Policy(etag=b"v8", bindings=[policy_pb2.Binding(role=ROLE, members=["user:other@example.com"])])
@@ -139,7 +139,7 @@ def test_an_existing_grant_is_a_no_op_and_destroy_revokes_only_that_member(gcfg,
 
 def test_destroy_deletes_every_config_that_targets_the_topic(gcfg, spec, bucket):
     bucket.list_notifications.return_value = [config(gcfg, "5", gcfg.topic), config(gcfg, "8", "another-topic")]
-    changes = p.DESTROY_PLANNERS[s.NOTIFICATION](spec, resource(spec, s.NOTIFICATION))
+    changes = KINDS[s.NOTIFICATION].plan_destroy(spec, resource(spec, s.NOTIFICATION))
     assert [(c.action, c.target) for c in changes] == [("delete", "5")]
 
 
@@ -165,7 +165,7 @@ def test_dead_lettering_grants_go_to_the_pubsub_service_agent(gcfg, spec, bucket
         (on_topic, ROLE, publisher, pubsub.pubsub_v1.PublisherClient.topic_path(gcfg.project, gcfg.dead_letter_topic)),
         (on_subscription, "roles/pubsub.subscriber", subscriber, gcfg.subscription_path),
     ):
-        (change,) = p.PLANNERS[r.kind](spec, r)
+        (change,) = KINDS[r.kind].plan(spec, r)
         assert (change.action, change.target) == ("create", PUBSUB_AGENT)
         assert "dead-lettering would not work" in change.reason
         assert runner.run_step(spec, change) == f"granted {role} to {PUBSUB_AGENT}"
@@ -178,14 +178,14 @@ def test_a_service_agent_address_without_a_project_number_is_an_error(gcfg, spec
     bucket.client_.get_service_account_email.return_value = "someone@example.com"
     r = resource(spec, s.SUBSCRIPTION_IAM, agent="pubsub")
     with pytest.raises(ValueError, match="no project number in it"):
-        p.PLANNERS[r.kind](spec, r)
+        KINDS[r.kind].plan(spec, r)
 
 
 def test_locally_both_are_provided_by_the_local_stack(cfg):
     local = s.stack_spec(cfg=isolated(cfg))
     for kind in (s.NOTIFICATION, s.TOPIC_IAM, s.SUBSCRIPTION_IAM):
         for r in (r for r in local.resources if r.kind == kind):
-            (change,) = p.PLANNERS[kind](local, r)
+            (change,) = KINDS[kind].plan(local, r)
             assert change.action == "provided" and change.reason.startswith("provided by the local stack")
             assert ("fake-gcs-server event flags" in change.reason) == (kind == s.NOTIFICATION)
             assert not change.pending

@@ -9,6 +9,7 @@ import pytest
 from classifier.cloud import bigquery, gcs, pubsub
 from controlplane.infra import plan as p
 from controlplane.infra import spec as s
+from controlplane.infra.changes import Plan
 from controlplane.infra.lock import exclusive
 from controlplane.infra.services import Actor, Refused, StalePlan, stack_apply, stack_plan
 from controlplane.models import AuditLog
@@ -23,7 +24,7 @@ def icfg(cfg, stack, settings):
     return use_isolated(cfg, settings)
 
 
-def actions(plan: p.Plan) -> list[tuple[str, str, str]]:
+def actions(plan: Plan) -> list[tuple[str, str, str]]:
     return [(c.action, c.kind, c.name) for c in plan.changes]
 
 

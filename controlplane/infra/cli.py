@@ -8,7 +8,7 @@ from collections.abc import Callable
 from django.core.management.base import BaseCommand
 
 from controlplane.infra.apply import Step
-from controlplane.infra.plan import Change, Plan
+from controlplane.infra.changes import Change, Plan
 
 # Exit codes that scripts can rely on.
 EXIT_OK = 0  # plan: nothing to do; apply/destroy: done (or nothing to do)

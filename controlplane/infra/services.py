@@ -14,8 +14,9 @@ from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 
 from classifier.config import Config
 from controlplane.infra import apply as runner
+from controlplane.infra.changes import Plan
 from controlplane.infra.lock import Busy, exclusive
-from controlplane.infra.plan import Plan, build_destroy_plan, build_plan
+from controlplane.infra.plan import build_destroy_plan, build_plan
 from controlplane.infra.spec import StackSpec, stack_spec
 from controlplane.models import AuditLog
 

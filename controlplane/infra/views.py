@@ -17,7 +17,7 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from controlplane.infra import selectors
-from controlplane.infra.plan import Plan, PlanError
+from controlplane.infra.changes import Plan, PlanError
 from controlplane.infra.services import (
     Actor,
     Refused,

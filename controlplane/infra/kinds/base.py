@@ -1,0 +1,64 @@
+"""The contract every resource kind keeps, in the spirit of octodns' providers: read, diff, create, update, delete,
+and what destroy takes with it. Plan and apply only ever talk to a kind through this."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import Any
+
+from controlplane.infra.changes import CREATE, DELETE, NOOP, Change
+from controlplane.infra.spec import Resource, StackSpec
+
+
+def created(done: bool) -> str:
+    """The step message of a create that may have found the resource already there."""
+    return "created" if done else "already existed: adopted"
+
+
+def deleted(change: Change) -> str:
+    """The step message of a delete, naming the data that went with the resource."""
+    return f"deleted (with {change.data_label})" if change.data_count else "deleted"
+
+
+def absent(r: Resource) -> list[Change]:
+    return [Change(NOOP, r.kind, r.name, "does not exist")]
+
+
+class ResourceKind(ABC):
+    """One kind of cloud resource. `name` is the kind as the spec and the plan's lines spell it."""
+
+    name: str
+
+    @abstractmethod
+    def read(self, spec: StackSpec, r: Resource) -> Any:
+        """The live state the diff needs; None when the resource does not exist."""
+
+    def diff(self, spec: StackSpec, r: Resource, live: Any) -> list[Change]:
+        """What apply would do to bring `live` to `r`. By default: create it when it is missing."""
+        if live is None:
+            return [Change(CREATE, r.kind, r.name, "does not exist")]
+        return [Change(NOOP, r.kind, r.name, "exists")]
+
+    def plan(self, spec: StackSpec, r: Resource) -> list[Change]:
+        return self.diff(spec, r, self.read(spec, r))
+
+    def plan_destroy(self, spec: StackSpec, r: Resource) -> list[Change]:
+        """What destroy would delete, with the data that goes with it. By default: the resource if it exists."""
+        if self.read(spec, r) is None:
+            return absent(r)
+        return [Change(DELETE, r.kind, r.name, "exists")]
+
+    @abstractmethod
+    def create(self, spec: StackSpec, r: Resource, change: Change) -> str:
+        """Carry out a create; "already exists" is success. Returns the step's message."""
+
+    def update(self, spec: StackSpec, r: Resource, change: Change) -> str:
+        raise ValueError(f"cannot update {r.kind}")
+
+    @abstractmethod
+    def delete(self, spec: StackSpec, r: Resource, change: Change, *, delete_data: bool) -> str:
+        """Carry out a delete; "not found" is success. Returns the step's message."""
+
+    def resource_for(self, spec: StackSpec, change: Change) -> Resource:
+        """The desired resource a change acts on."""
+        return spec.resource(change.key)
