@@ -9,14 +9,14 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from typing import Any
 
 from classifier.config import Config
 from controlplane.infra import spec as s
 from controlplane.infra.changes import CREATE, DELETE, UPDATE, Change
-from controlplane.infra.kinds import KINDS, ResourceKind
+from controlplane.infra.kinds import KINDS, Registry
 from controlplane.infra.plan import build_plan
 
 log = logging.getLogger(__name__)
@@ -44,9 +44,7 @@ class Step:
 OnStep = Callable[[Step], None]
 
 
-def run_step(
-    spec: s.StackSpec, change: Change, *, delete_data: bool = False, kinds: Mapping[str, ResourceKind] = KINDS
-) -> str:
+def run_step(spec: s.StackSpec, change: Change, *, delete_data: bool = False, kinds: Registry = KINDS) -> str:
     kind = kinds[change.kind]
     r = kind.resource_for(spec, change)
     if change.action == CREATE:
@@ -64,7 +62,7 @@ def run_changes(
     *,
     delete_data: bool = False,
     on_step: OnStep | None = None,
-    kinds: Mapping[str, ResourceKind] = KINDS,
+    kinds: Registry = KINDS,
 ) -> list[Step]:
     steps: list[Step] = []
     failed = False

@@ -6,11 +6,11 @@ it compares lives in its module under kinds/; this only walks the spec in order.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 
 from controlplane.infra import spec as s
 from controlplane.infra.changes import DELETE, Change, Plan, PlanError
-from controlplane.infra.kinds import KINDS, ResourceKind
+from controlplane.infra.kinds import KINDS, Registry
 
 
 def _read(r: s.Resource, planner: Callable[[s.StackSpec, s.Resource], list[Change]], spec: s.StackSpec) -> list[Change]:
@@ -20,14 +20,14 @@ def _read(r: s.Resource, planner: Callable[[s.StackSpec, s.Resource], list[Chang
         raise PlanError(f"could not read {r.label}: {exc.__class__.__name__}: {exc}") from exc
 
 
-def build_plan(spec: s.StackSpec, kinds: Mapping[str, ResourceKind] = KINDS) -> Plan:
+def build_plan(spec: s.StackSpec, kinds: Registry = KINDS) -> Plan:
     """Deletes (stale notification configs) come first, then creates and updates in dependency order."""
     changes = [c for r in spec.resources for c in _read(r, kinds[r.kind].plan, spec)]
     ordered = [c for c in changes if c.action == DELETE] + [c for c in changes if c.action != DELETE]
     return Plan(mode="apply", changes=tuple(ordered))
 
 
-def build_destroy_plan(spec: s.StackSpec, kinds: Mapping[str, ResourceKind] = KINDS) -> Plan:
+def build_destroy_plan(spec: s.StackSpec, kinds: Registry = KINDS) -> Plan:
     """Every existing resource, in reverse dependency order."""
     changes = [c for r in reversed(spec.resources) for c in _read(r, kinds[r.kind].plan_destroy, spec)]
     return Plan(mode="destroy", changes=tuple(changes))

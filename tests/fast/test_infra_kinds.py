@@ -96,7 +96,7 @@ def test_iam_diff(spec):
     assert lacks.reason == f"{member} lacks {r.attrs['role']}: dead-lettering would not work"
 
 
-class FakeKind(ResourceKind):
+class FakeKind(ResourceKind[Any]):
     """Live state from a dict; creates and deletes recorded, or failing for names in `broken`."""
 
     def __init__(self, name: str, live: dict[str, Any], broken: frozenset[str] = frozenset()) -> None:

@@ -4,6 +4,9 @@ A new kind is a module beside these (a ResourceKind) and one line below; its res
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 from controlplane.infra import spec as s
 from controlplane.infra.kinds.base import ResourceKind
 from controlplane.infra.kinds.bucket import BucketKind
@@ -14,7 +17,9 @@ from controlplane.infra.kinds.subscription import SubscriptionKind
 from controlplane.infra.kinds.table import TableKind
 from controlplane.infra.kinds.topic import TopicKind
 
-KINDS: dict[str, ResourceKind] = {
+Registry = Mapping[str, ResourceKind[Any]]
+
+KINDS: Registry = {
     k.name: k
     for k in (
         DatasetKind(),
@@ -29,4 +34,4 @@ KINDS: dict[str, ResourceKind] = {
 }
 
 
-__all__ = ["KINDS", "ResourceKind"]
+__all__ = ["KINDS", "Registry", "ResourceKind"]

@@ -4,7 +4,7 @@ and what destroy takes with it. Plan and apply only ever talk to a kind through 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import Any
+from typing import Generic, TypeVar
 
 from controlplane.infra.changes import CREATE, DELETE, NOOP, Change
 from controlplane.infra.spec import Resource, StackSpec
@@ -24,16 +24,20 @@ def absent(r: Resource) -> list[Change]:
     return [Change(NOOP, r.kind, r.name, "does not exist")]
 
 
-class ResourceKind(ABC):
-    """One kind of cloud resource. `name` is the kind as the spec and the plan's lines spell it."""
+Live = TypeVar("Live")
+
+
+class ResourceKind(ABC, Generic[Live]):
+    """One kind of cloud resource. `name` is the kind as the spec and the plan's lines spell it; `Live` is what
+    `read` returns, None meaning "does not exist" unless the kind says otherwise."""
 
     name: str
 
     @abstractmethod
-    def read(self, spec: StackSpec, r: Resource) -> Any:
-        """The live state the diff needs; None when the resource does not exist."""
+    def read(self, spec: StackSpec, r: Resource) -> Live:
+        """The live state the diff needs."""
 
-    def diff(self, spec: StackSpec, r: Resource, live: Any) -> list[Change]:
+    def diff(self, spec: StackSpec, r: Resource, live: Live) -> list[Change]:
         """What apply would do to bring `live` to `r`. By default: create it when it is missing."""
         if live is None:
             return [Change(CREATE, r.kind, r.name, "does not exist")]

@@ -8,7 +8,7 @@ from controlplane.infra.changes import DELETE, Change
 from controlplane.infra.kinds.base import ResourceKind, absent, created
 
 
-class BucketKind(ResourceKind):
+class BucketKind(ResourceKind[dict[str, str | None] | None]):
     name = s.BUCKET
 
     def read(self, spec: s.StackSpec, r: s.Resource) -> dict[str, str | None] | None:

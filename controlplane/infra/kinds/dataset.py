@@ -10,7 +10,7 @@ from controlplane.infra.changes import DELETE, NOOP, Change
 from controlplane.infra.kinds.base import ResourceKind, absent, created, deleted
 
 
-class DatasetKind(ResourceKind):
+class DatasetKind(ResourceKind[dict[str, Any] | None]):
     name = s.DATASET
 
     def read(self, spec: s.StackSpec, r: s.Resource) -> dict[str, Any] | None:

@@ -28,7 +28,7 @@ def iam_member(spec: s.StackSpec, r: s.Resource) -> str:
     return f"serviceAccount:{pubsub.service_agent_email(gcs.project_number(spec.cfg))}"
 
 
-class IamMemberKind(ResourceKind):
+class IamMemberKind(ResourceKind[Grant]):
     """`on` is "topic" or "subscription": the attribute that names what the grant is on, and the keyword the
     pubsub module's iam_* functions take for it."""
 

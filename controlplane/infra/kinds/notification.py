@@ -23,7 +23,7 @@ def _describe(n: gcs.Notification) -> str:
     return f"event_types={list(n.event_types)} payload_format={n.payload_format} prefix={n.prefix or ''}"
 
 
-class NotificationKind(ResourceKind):
+class NotificationKind(ResourceKind[list[gcs.Notification] | None]):
     name = s.NOTIFICATION
 
     def read(self, spec: s.StackSpec, r: s.Resource) -> list[gcs.Notification] | None:

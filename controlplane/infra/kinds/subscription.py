@@ -15,7 +15,7 @@ _REPLACE_REASON = (
 )
 
 
-class SubscriptionKind(ResourceKind):
+class SubscriptionKind(ResourceKind[dict[str, object] | None]):
     name = s.SUBSCRIPTION
 
     def read(self, spec: s.StackSpec, r: s.Resource) -> dict[str, object] | None:

@@ -15,7 +15,7 @@ _REPLACE_REASON = (
 )
 
 
-class TableKind(ResourceKind):
+class TableKind(ResourceKind[list[Field] | None]):
     name = s.TABLE
 
     def read(self, spec: s.StackSpec, r: s.Resource) -> list[Field] | None:

@@ -8,7 +8,7 @@ from controlplane.infra.changes import Change
 from controlplane.infra.kinds.base import ResourceKind, created, deleted
 
 
-class TopicKind(ResourceKind):
+class TopicKind(ResourceKind[dict[str, str] | None]):
     name = s.TOPIC
 
     def read(self, spec: s.StackSpec, r: s.Resource) -> dict[str, str] | None:
