@@ -14,12 +14,11 @@ from rq import Worker
 from rq.job import Job
 from rq.serializers import JSONSerializer
 
-from classifier import jobs, ledger
+from classifier import jobs, ledger, listener
 from classifier.cloud import bigquery, gcs
 from classifier.config import Config
 from classifier.queue import queue
 from classifier.weights import resolve_model_name
-from controlplane import listener
 
 # A heartbeat older than this (the listener beats every second) means the process is gone or hung.
 LISTENER_STALE_S = 10
