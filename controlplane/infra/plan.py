@@ -261,7 +261,7 @@ def _plan_bucket(spec: s.StackSpec, r: s.Resource) -> list[Change]:
     return _exists(lambda: gcs.bucket_get(spec.cfg, r.name), r)
 
 
-def _matches(n: gcs.Notification, r: s.Resource) -> bool:
+def _matches(n: gcs.NotificationConfig, r: s.Resource) -> bool:
     return (
         set(n.event_types) == set(r.attrs["event_types"])
         and n.payload_format == r.attrs["payload_format"]
