@@ -44,6 +44,7 @@ RANGES = {"15m": timedelta(minutes=15), "1h": timedelta(hours=1), "24h": timedel
 # Served inline only as these types; anything else is a download, so an uploaded HTML file never runs as our page.
 INLINE_TYPES = {"image/png", "image/jpeg", "image/gif", "image/webp", "image/bmp"}
 
+
 def _read(fn: Callable[..., Any], default: Any, **kwargs: Any) -> tuple[Any, str | None]:
     """A page that cannot reach BigQuery, Redis or GCS says so instead of failing whole."""
     try:
