@@ -176,7 +176,7 @@ def failure_count() -> int:
         return total
     names = sorted({ledger.parse_key(k)[1] for k in keys})
     sql = f"SELECT {_FAILURE_COLUMNS} FROM `{cfg.failures_table_id}` WHERE image_name IN UNNEST(@names)"
-    rows = bigquery.query(cfg, sql, [bigquery.bigquery.ArrayQueryParameter("names", "STRING", names)])
+    rows = bigquery.query(cfg, sql, [bigquery.array_param("names", "STRING", names)])
     return total - (len(rows) - len(_visible(rows)))
 
 

@@ -127,17 +127,17 @@ class SchemaDiff:
         return not (self.additive or self.destructive)
 
 
-def _norm(f: bigquery.bigquery.SchemaField) -> tuple[str, str]:
+def _norm(f: bigquery.SchemaField) -> tuple[str, str]:
     return _TYPE_ALIASES.get(f.field_type.upper(), f.field_type.upper()), (f.mode or "NULLABLE").upper()
 
 
-def _describe(f: bigquery.bigquery.SchemaField) -> str:
+def _describe(f: bigquery.SchemaField) -> str:
     type_, mode = _norm(f)
     return f"{type_}, {mode}"
 
 
 def schema_diff(
-    desired: Sequence[bigquery.bigquery.SchemaField], live: Sequence[bigquery.bigquery.SchemaField], prefix: str = ""
+    desired: Sequence[bigquery.SchemaField], live: Sequence[bigquery.SchemaField], prefix: str = ""
 ) -> SchemaDiff:
     additive: list[str] = []
     destructive: list[str] = []
