@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import uuid
 from unittest import mock
 
 import pytest
 import redis.exceptions as redis_errors
 from google.api_core import exceptions as gexc
+from rq import Queue
+from rq.serializers import JSONSerializer
 
 from classifier import delivery, inference, jobs, ledger
 from classifier.batch import Batch
 from classifier.cloud import bigquery, gcs
 from classifier.config import get_config
 from classifier.delivery import ObjectRef
+from classifier.worker import ClassifierWorker
 from tests import contract
 
 QUIET_BUCKET = "sightline-test-batching"  # no notifications: the session's workers never race these jobs
@@ -163,3 +167,20 @@ def test_an_untrusted_ledger_leaves_every_write_to_its_job(cfg, batch, batch_key
         insert.assert_not_called()
     finally:
         ledger.trust(redis)
+
+
+def test_the_worker_hands_its_batch_to_each_of_its_jobs(cfg, photos, prefix, quiet_upload):
+    """ClassifierWorker takes the queued jobs as one batch: one forward pass, ONE insert for all their rows, and
+    each job (run through rq, on its own) reports its row from the batch it was handed."""
+    redis = ledger.connection(cfg)
+    q = Queue(f"sightline-test-batching-{uuid.uuid4().hex[:8]}", connection=redis, serializer=JSONSerializer)
+    objects = [
+        ObjectRef(QUIET_BUCKET, f"{prefix}{n}", quiet_upload(f"{prefix}{n}", data)) for n, data in photos.items()
+    ]
+    queued = [q.enqueue(jobs.classify_object, kwargs=o._asdict()) for o in objects]
+
+    with mock.patch.object(bigquery, "insert_rows", wraps=bigquery.insert_rows) as insert:
+        ClassifierWorker([q], connection=redis).work(burst=True)
+
+    assert insert.call_count == 1 and sorted(insert.call_args.kwargs["row_ids"]) == sorted(o.key for o in objects)
+    assert [job.return_value()["outcome"] for job in queued] == ["row"] * len(objects)
