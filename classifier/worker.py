@@ -76,7 +76,7 @@ class ClassifierWorker(SimpleWorker):
         # BUSY for the whole batch: a SIGTERM then asks for a warm stop after it, instead of stopping with jobs taken
         # from the queue but not run (rq would only fail them over from its intermediate queue minutes later).
         self.set_state(WorkerStatus.BUSY)
-        taken = self._take_more([(job, queue)], cfg.batch_size)
+        taken = self._take(job, queue, cfg.batch_size)
         if len(taken) > 1:
             batch = self._prepare_batch(self._objects([queued for queued, _ in taken]), job.id, cfg.job_timeout_s)
             for queued, _ in taken:
@@ -88,8 +88,9 @@ class ClassifierWorker(SimpleWorker):
                 self.set_state(WorkerStatus.BUSY)
             self.heartbeat()
 
-    def _take_more(self, taken: list[tuple[Job, Queue]], batch_size: int) -> list[tuple[Job, Queue]]:
+    def _take(self, job: Job, queue: Queue, batch_size: int) -> list[tuple[Job, Queue]]:
         """Up to `batch_size` jobs: the one given and what is already queued (non-blocking), unless a stop was asked."""
+        taken = [(job, queue)]
         while len(taken) < batch_size and not self._stop_requested:
             more = self.queue_class.dequeue_any(
                 self._ordered_queues,
