@@ -101,6 +101,13 @@ document.addEventListener("DOMContentLoaded", () => {
   });
 })();
 
+// On a phone the chart scrolls in its box: show its newest minutes first.
+const chartToNow = () => document.querySelectorAll(".chart .plot").forEach((plot) => {
+  plot.scrollLeft = plot.scrollWidth;
+});
+document.addEventListener("DOMContentLoaded", chartToNow);
+document.addEventListener("htmx:afterSwap", chartToNow);
+
 // Live parts refresh every few seconds without taking focus. A screen reader hears, politely, only what changed that
 // matters (the listener's state, a new classification), not every refresh; after the operator's own listener button,
 // focus goes to the button that replaced it.
