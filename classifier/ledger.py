@@ -34,7 +34,11 @@ _TAKEOVER = (
 
 
 def object_key(bucket: str, name: str, generation: int) -> str:
-    return f"{bucket}/{name}#{generation}"
+    """`bucket/name#generation`: unambiguous because a bucket name never holds "/" (GCS naming rules, checked here)
+    and a generation is digits only, so `parse_key` splits at the first "/" and the last "#"."""
+    if not bucket or "/" in bucket or not name:
+        raise ValueError(f"not an object of a Cloud Storage bucket: bucket {bucket!r}, name {name[:60]!r}")
+    return f"{bucket}/{name}#{int(generation)}"
 
 
 def parse_key(key: str) -> tuple[str, str, int]:

@@ -6,16 +6,19 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import socket
 import threading
 import time
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 from redis import Redis
 
 from classifier import ledger
 from classifier.cloud import pubsub
 from classifier.config import Config
+from classifier.logsafe import shown
 from classifier.queue import enqueue_classification
 
 log = logging.getLogger(__name__)
@@ -57,24 +60,69 @@ class ObjectEvent:
     event_time: str | None
 
 
-def parse(attributes: dict[str, str]) -> ObjectEvent | None:
-    """None for events other than OBJECT_FINALIZE (deletes, metadata updates): nothing to classify."""
+# GCS generations are positive int64s; object names are 1..1024 bytes of UTF-8 without CR, LF (or NUL, which no API
+# accepts), and never "." or "..". Anything else did not come from Cloud Storage.
+GENERATION_MAX = 2**63 - 1
+NAME_MAX_BYTES = 1024
+_GENERATION_RE = re.compile(r"[0-9]{1,19}")
+_RFC3339_RE = re.compile(
+    r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,9})?(Z|[+-][0-9]{2}:[0-9]{2})"
+)
+
+
+def _generation(raw: str) -> int:
+    value = int(raw) if _GENERATION_RE.fullmatch(raw) else 0
+    if not 1 <= value <= GENERATION_MAX:
+        raise BadMessage(f"objectGeneration '{shown(raw)}' is not a positive 64-bit integer")
+    return value
+
+
+def _object_name(raw: str) -> str:
+    try:
+        size = len(raw.encode("utf-8"))
+    except UnicodeEncodeError:
+        raise BadMessage(f"objectId '{shown(raw)}' is not valid UTF-8") from None
+    if not 1 <= size <= NAME_MAX_BYTES:
+        raise BadMessage(f"objectId is {size} bytes: Cloud Storage names are 1 to {NAME_MAX_BYTES} bytes")
+    if any(ch in raw for ch in "\r\n\x00") or raw in (".", ".."):
+        raise BadMessage(f"objectId '{shown(raw)}' is not a Cloud Storage object name (CR, LF, NUL, . or ..)")
+    return raw
+
+
+def _event_time(raw: str | None) -> str | None:
+    """RFC 3339, as Cloud Storage sends it; normalised to UTC microseconds, which BigQuery's TIMESTAMP takes."""
+    if raw is None:
+        return None
+    text = raw.upper()  # RFC 3339 allows a lower-case t and z
+    try:
+        if not _RFC3339_RE.fullmatch(text):
+            raise ValueError(text)
+        moment = datetime.fromisoformat(text).astimezone(UTC)
+    except (ValueError, OverflowError):
+        # An eventTime that BigQuery cannot read would break the row insert and then the failure insert too.
+        raise BadMessage(f"eventTime '{shown(raw)}' is not an RFC 3339 date-time") from None
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def parse(attributes: dict[str, str], *, bucket: str) -> ObjectEvent | None:
+    """The event of a notification from the pipeline's `bucket`; None for events other than OBJECT_FINALIZE
+    (deletes, metadata updates): nothing to classify. Raises BadMessage for anything else."""
     event = attributes.get("eventType")
     if event is None:
         raise BadMessage("no eventType attribute: not a Cloud Storage notification")
     if event != "OBJECT_FINALIZE":
         return None
     if attributes.get("payloadFormat", "JSON_API_V1") not in ("JSON_API_V1", "NONE"):
-        raise BadMessage(f"unsupported payloadFormat {attributes['payloadFormat']!r}")
+        raise BadMessage(f"unsupported payloadFormat '{shown(attributes['payloadFormat'])}'")
     try:
-        bucket, name, generation = attributes["bucketId"], attributes["objectId"], int(attributes["objectGeneration"])
+        bucket_id, name, generation = attributes["bucketId"], attributes["objectId"], attributes["objectGeneration"]
     except KeyError as exc:
         raise BadMessage(f"missing attribute {exc.args[0]}") from None
-    except ValueError:
-        raise BadMessage(f"objectGeneration {attributes['objectGeneration']!r} is not an integer") from None
-    if not bucket or not name:
-        raise BadMessage("empty bucketId or objectId")
-    return ObjectEvent(bucket, name, generation, attributes.get("eventTime"))
+    # Workers read with the pipeline's service account and every viewer sees the result: another bucket's
+    # objects are not ours to read. This also keeps "/" out of the bucket part of the object key.
+    if bucket_id != bucket:
+        raise BadMessage(f"bucketId '{shown(bucket_id)}' is not the pipeline's bucket {bucket!r}")
+    return ObjectEvent(bucket_id, _object_name(name), _generation(generation), _event_time(attributes.get("eventTime")))
 
 
 @dataclass
@@ -112,11 +160,11 @@ class Listener:
             self.received += 1
         attributes = dict(message.attributes)
         try:
-            event = parse(attributes)
+            event = parse(attributes, bucket=self.cfg.bucket)
         except BadMessage as exc:
             return self._dead_letter(message, str(exc))
         if event is None:
-            log.info("ignored %s event for %s", attributes.get("eventType"), attributes.get("objectId"))
+            log.info("ignored %s event for %s", shown(attributes.get("eventType")), shown(attributes.get("objectId")))
             return "ignored"
         try:
             job_id, created = enqueue_classification(
@@ -129,27 +177,27 @@ class Listener:
         except Exception:
             # Not nacked: redelivered at once it would fail the same way and burn Pub/Sub's 5 delivery attempts (then
             # the dead-letter topic) within a second of a Redis restart. Unacked, it comes back after the ack deadline.
-            log.exception("could not enqueue gs://%s/%s; left for redelivery", event.bucket, event.name)
+            log.exception("could not enqueue gs://%s/%s; left for redelivery", event.bucket, shown(event.name))
             return "unacked"
         key = ledger.object_key(event.bucket, event.name, event.generation)
         if created:
             with self._lock:
                 self.enqueued += 1
-            log.info("enqueued %s as %s", key, job_id)
+            log.info("enqueued %s as %s", shown(key), job_id)
             return "enqueued"
-        log.info("duplicate notification for %s (job %s already exists or is done)", key, job_id)
+        log.info("duplicate notification for %s (job %s already exists or is done)", shown(key), job_id)
         return "duplicate"
 
     def _dead_letter(self, message: pubsub.Pulled, reason: str) -> str:
         try:
-            pubsub.publish(
-                self.cfg, self.cfg.dead_letter_topic, message.data, **dict(message.attributes), sightline_error=reason
-            )
+            # One dict: a forged `sightline_error` attribute is replaced, not a second keyword argument.
+            attributes = {**dict(message.attributes), "sightline_error": reason}
+            pubsub.publish(self.cfg, self.cfg.dead_letter_topic, message.data, **attributes)
         except Exception:
             log.exception("could not dead-letter message %s; nacked", message.message_id)
             message.nack()
             return "nacked"
-        log.warning("dead-lettered message %s: %s", message.message_id, reason)
+        log.warning("dead-lettered message %s: %s", message.message_id, shown(reason))
         return "dead_letter"
 
     def heartbeat(self, state: str) -> None:
