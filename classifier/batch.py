@@ -20,6 +20,7 @@ from classifier import delivery, ledger
 from classifier.cloud import bigquery, gcs
 from classifier.config import Config
 from classifier.delivery import ObjectRef
+from classifier.logsafe import shown
 
 if TYPE_CHECKING:
     import torch
@@ -73,7 +74,7 @@ class Batch:
                 )
                 tensors[key] = clf.preprocess(self.blobs[key].data)
             except Exception as exc:  # its job meets the same error and records it
-                log.debug("prefetch of %s left to its job: %s", key, exc)
+                log.debug("prefetch of %s left to its job: %s", shown(key), shown(exc))
         if tensors:
             try:
                 self.predictions.update(zip(tensors, clf.predict(list(tensors.values())), strict=True))

@@ -23,6 +23,7 @@ from classifier import ledger, outcomes
 from classifier.cloud import bigquery, gcs
 from classifier.config import Config
 from classifier.images import BadImage
+from classifier.logsafe import shown
 
 if TYPE_CHECKING:
     from classifier.batch import Batch
@@ -100,7 +101,7 @@ def _claim(redis: Redis, key: str, token: str) -> bool:
         holder = redis.get(ledger.CLAIM_PREFIX + key)
         if holder is not None and _holder_dead(redis, holder.decode()):
             if ledger.claim_takeover(redis, key, holder.decode(), token, CLAIM_TTL_S):
-                log.warning("claim on %s held by dead execution %s: taken over", key, holder.decode())
+                log.warning("claim on %s held by dead execution %s: taken over", shown(key), shown(holder.decode()))
                 return True
             continue  # another contender took it first: look again
         if ledger.outcome_get(redis, key) is not None:
@@ -127,7 +128,7 @@ def write_once(
             found = outcomes.find(cfg, [key]).get(key)
             if found:
                 ledger.outcome_set(redis, key, found[0])
-                log.warning("recovered %s: BigQuery already holds %s", key, found[0])
+                log.warning("recovered %s: BigQuery already holds %s", shown(key), found[0])
                 return False, found[0]
         ledger.inserting_mark(redis, key)
         bigquery.insert_row(cfg, table_id, row, row_id=key)
@@ -169,9 +170,9 @@ def record_failure(
         cfg, redis, key=key, table_id=cfg.failures_table_id, row=row, outcome=f"failure:{code}"
     )
     if not written:
-        log.info("skipped %s: already ended as %s", key, outcome)
+        log.info("skipped %s: already ended as %s", shown(key), outcome)
         return {"outcome": "duplicate", "key": key, "previous": outcome}
-    log.warning("failed %s: %s (%s)", key, reason, code)
+    log.warning("failed %s: %s (%s)", shown(key), shown(reason), code)
     return {"outcome": "failure", "key": key, "reason_code": code, "reason": reason}
 
 
@@ -189,7 +190,7 @@ def classify(
     if previous == "row" and batch_written is not None:  # this very job's row, written with its batch
         return row_result(key, *batch_written)
     if previous is not None:
-        log.info("skipped %s: already ended as %s", key, previous)
+        log.info("skipped %s: already ended as %s", shown(key), previous)
         return {"outcome": "duplicate", "key": key, "previous": previous}
 
     clf = _classifier()
@@ -214,7 +215,7 @@ def classify(
     row = classification_row(obj, blob, predictions, clf.name)
     written, outcome = write_once(cfg, redis, key=key, table_id=cfg.table_id, row=row, outcome="row")
     if not written:
-        log.info("skipped %s: already ended as %s", key, outcome)
+        log.info("skipped %s: already ended as %s", shown(key), outcome)
         return {"outcome": "duplicate", "key": key, "previous": outcome}
     return row_result(key, predictions, clf.name)
 
@@ -237,5 +238,5 @@ def classification_row(
 
 def row_result(key: str, predictions: list[Prediction], model_name: str) -> dict[str, Any]:
     top = predictions[0]
-    log.info("classified %s: %s (%.3f) by %s", key, top.classification, top.confidence, model_name)
+    log.info("classified %s: %s (%.3f) by %s", shown(key), top.classification, top.confidence, model_name)
     return {"outcome": "row", "key": key, "top": top.classification, "confidence": top.confidence}

@@ -10,6 +10,7 @@ from rq.serializers import JSONSerializer
 
 from classifier import jobs, ledger
 from classifier.config import Config
+from classifier.logsafe import shown
 
 # A job that is queued, running or waiting for a retry must not be enqueued again by a redelivery.
 LIVE_STATUSES = {JobStatus.QUEUED, JobStatus.STARTED, JobStatus.SCHEDULED, JobStatus.DEFERRED}
@@ -67,6 +68,7 @@ def enqueue_classification(
         on_failure=Callback(jobs.on_failure),
         result_ttl=24 * 3600,
         failure_ttl=30 * 24 * 3600,
-        description=f"classify gs://{bucket}/{name}#{generation}",
+        # rq logs the description as each job starts: escaped, a name cannot forge a line of the worker log.
+        description=f"classify gs://{bucket}/{shown(name)}#{generation}",
     )
     return job_id, True

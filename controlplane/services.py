@@ -14,6 +14,7 @@ from django.conf import settings
 from classifier import ledger, listener
 from classifier.cloud import bigquery, gcs
 from classifier.config import Config
+from classifier.logsafe import shown
 from classifier.queue import enqueue_classification
 from controlplane import selectors
 
@@ -56,7 +57,7 @@ def _failure_rows_delete(*, bucket: str, name: str, generation: int, before: dat
     except bigquery.StreamingBufferBusy:
         # Recent rows cannot be deleted yet: hide them from the failure views until BigQuery lets go.
         ledger.connection(cfg).set(selectors.RESOLVED_PREFIX + key, str(before.timestamp()), ex=ledger.TTL_S)
-        log.warning("failure rows of %s are in the streaming buffer; hidden instead of deleted", key)
+        log.warning("failure rows of %s are in the streaming buffer; hidden instead of deleted", shown(key))
 
 
 def _require_failure(*, bucket: str, name: str, generation: int) -> list[dict[str, Any]]:
@@ -78,7 +79,7 @@ def failure_requeue(*, bucket: str, name: str, generation: int, upload: Any = No
         cfg, bucket=bucket, name=name, generation=generation, event_time=event_time, force=True
     )
     _failure_rows_delete(bucket=bucket, name=name, generation=generation, before=before)
-    log.info("requeued gs://%s/%s#%s as %s by %s", bucket, name, generation, job_id, user)
+    log.info("requeued gs://%s/%s#%s as %s by %s", shown(bucket), shown(name), generation, job_id, shown(user))
     return job_id
 
 
@@ -103,7 +104,7 @@ def failure_dismiss(*, bucket: str, name: str, generation: int, user: str) -> No
     cfg = _cfg()
     _failure_rows_delete(bucket=bucket, name=name, generation=generation, before=datetime.now(UTC))
     ledger.outcome_clear(ledger.connection(cfg), ledger.object_key(bucket, name, generation))
-    log.info("dismissed the failure of gs://%s/%s#%s (%s)", bucket, name, generation, user)
+    log.info("dismissed the failure of gs://%s/%s#%s (%s)", shown(bucket), shown(name), generation, shown(user))
 
 
 def upload_name(*, folder: str, filename: str) -> str:
@@ -133,7 +134,7 @@ def image_upload(*, folder: str, filename: str, data: bytes, content_type: str |
     log.info(
         "uploaded gs://%s/%s#%s (%d bytes, %.2f s) by %s",
         cfg.bucket,
-        name,
+        shown(name),
         generation,
         len(data),
         time.monotonic() - started,

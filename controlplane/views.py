@@ -26,6 +26,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from PIL import Image, UnidentifiedImageError
 
 from classifier.cloud import gcs
+from classifier.logsafe import shown
 from controlplane import charts, deadletters, metrics, selectors, services
 from controlplane.auth import staff_required
 from controlplane.deadletters import dead_letter_list
@@ -185,7 +186,7 @@ def upload(request: HttpRequest) -> HttpResponse:
         except services.BadUpload as exc:
             messages.error(request, f"Not uploaded: {exc}")
         except Exception as exc:
-            log.exception("upload of %r failed", f.name)
+            log.exception("upload of %s failed", shown(f.name))
             messages.error(request, f"Upload of {f.name} failed: {exc.__class__.__name__}: {exc}")
     if done:
         messages.success(request, f"Uploaded {len(done)}: {', '.join(done)}. Rows appear below as workers finish.")

@@ -15,6 +15,7 @@ from redis.exceptions import RedisError
 
 from classifier.cloud import pubsub
 from classifier.listener import Listener
+from classifier.logsafe import redacted_url
 
 log = logging.getLogger("classifier.listener")
 
@@ -41,7 +42,7 @@ class Command(BaseCommand):
         signal.signal(signal.SIGTERM, on_signal)
         signal.signal(signal.SIGINT, on_signal)
         listener = Listener(cfg)
-        log.info("listening on %s (queue %s at %s)", cfg.subscription_path, cfg.queue_name, cfg.redis_url)
+        log.info("listening on %s (queue %s at %s)", cfg.subscription_path, cfg.queue_name, redacted_url(cfg.redis_url))
         failures = 0
         while not stop.is_set():
             try:
