@@ -209,7 +209,7 @@ def test_a_notification_that_cannot_be_enqueued_is_left_unacked_not_nacked(cfg):
     from classifier.listener import Listener
 
     no_redis = dataclasses.replace(cfg, redis_url=f"redis://127.0.0.1:{localstack.free_port()}/0")
-    attributes = {"eventType": "OBJECT_FINALIZE", "bucketId": "b", "objectId": "x.png", "objectGeneration": "1"}
+    attributes = {"eventType": "OBJECT_FINALIZE", "bucketId": cfg.bucket, "objectId": "x.png", "objectGeneration": "1"}
     message = mock.Mock(attributes=attributes, data=b"{}", message_id="m1")
     assert Listener(no_redis).handle_message(message) == "unacked"
     message.ack.assert_not_called()
