@@ -11,7 +11,9 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import urlparse
+from urllib.parse import ParseResult, parse_qs, urlparse
+
+from classifier.logsafe import redacted_url
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -86,12 +88,35 @@ def _table_id(env: Mapping[str, str], name: str, default: str) -> str:
     return value
 
 
-def _redis_url(env: Mapping[str, str]) -> str:
+_LOOPBACK_HOSTS = {"localhost", "127.0.0.1", "::1"}
+
+
+def _redis_url(env: Mapping[str, str], *, local: bool) -> str:
     value = _get(env, "REDIS_URL", "redis://127.0.0.1:6379/0")
     parsed = urlparse(value)
     if parsed.scheme not in ("redis", "rediss", "unix") or (parsed.scheme != "unix" and not parsed.hostname):
-        raise ConfigError(f"REDIS_URL={value!r} must look like redis://host:port/db")
+        raise ConfigError(f"REDIS_URL={redacted_url(value)!r} must look like redis://host:port/db")
+    if not local:
+        _redis_url_production(value, parsed)
     return value
+
+
+def _redis_url_production(value: str, parsed: ParseResult) -> None:
+    """Whoever can write to Redis can queue jobs and rewrite the ledger: in production it needs a password, and TLS
+    unless it is on this machine."""
+    password = parsed.password or parse_qs(parsed.query).get("password", [""])[0]
+    if not password:
+        raise ConfigError(
+            "REDIS_URL needs a password when SIGHTLINE_LOCAL is off (rediss://:PASSWORD@host:6380/0, "
+            "or unix:///path/redis.sock?password=PASSWORD): anyone who can write to Redis can queue jobs"
+        )
+    host = parsed.hostname or ""
+    loopback = host in _LOOPBACK_HOSTS or host.startswith("127.")
+    if parsed.scheme == "redis" and not loopback:
+        raise ConfigError(
+            f"REDIS_URL must use rediss:// (TLS) for {host!r} when SIGHTLINE_LOCAL is off: the password "
+            "and every job would cross the network in clear; plain redis:// is for a server on loopback"
+        )
 
 
 def _metrics_token(env: Mapping[str, str]) -> str | None:
@@ -197,7 +222,7 @@ class Config:
             subscription=subscription,
             dead_letter_topic=_matching(env, "PUBSUB_DEAD_LETTER_TOPIC", _RESOURCE_RE, f"{topic}-dead-letter"),
             dead_letter_subscription=f"{topic}-dead-letter-inspect",
-            redis_url=_redis_url(env),
+            redis_url=_redis_url(env, local=local),
             queue_name=_matching(env, "RQ_QUEUE", re.compile(r"^[a-z0-9_-]{1,64}$"), "classify"),
             model=model,
             models_dir=Path(_get(env, "MODELS_DIR", str(BASE_DIR / "models"))),

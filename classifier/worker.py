@@ -9,6 +9,7 @@ Several workers on one machine each get TORCH_THREADS = cores / WORKERS (see cla
 
 from __future__ import annotations
 
+import json
 import logging
 import sys
 import time
@@ -24,11 +25,62 @@ from classifier import inference, ledger
 from classifier.batch import Batch, BatchJob
 from classifier.config import ConfigError, get_config
 from classifier.delivery import ObjectRef
+from classifier.logsafe import shown
 from classifier.model import ModelUnavailable
 
 log = logging.getLogger(__name__)
 
 CLASSIFY = "classifier.jobs.classify_object"
+# What a worker runs, by dotted name, checked before rq imports anything a job names: whoever can write to Redis can
+# put any importable function (or callback) in a job, and rq would import and call it in the worker.
+ALLOWED_FUNCS = frozenset({CLASSIFY})
+ALLOWED_CALLBACKS = frozenset({"classifier.jobs.on_failure"})
+REFUSED_COUNT_KEY = "sightline:worker:refused"
+REFUSED_RECENT_KEY = "sightline:worker:refused:recent"
+REFUSED_RECENT_KEPT = 100
+
+
+def refusal(job: Job) -> str | None:
+    """Why `job` must not run, or None. Reads names only: nothing is imported."""
+    if job.func_name not in ALLOWED_FUNCS:
+        return f"function {shown(job.func_name)} is not a classification job"
+    # rq has no public read of a callback's name that does not import it.
+    named = (job._success_callback_name, job._failure_callback_name, job._stopped_callback_name)
+    stray = sorted(name for name in named if name and name not in ALLOWED_CALLBACKS)
+    return f"callback {shown(stray[0])} is not allowed" if stray else None
+
+
+def refuse(worker: Worker, job: Job, queue: Queue, reason: str) -> None:
+    """Fail `job` without running, retrying or calling back anything it names; count and keep the refusal."""
+    worker.log.error("refused job %s: %s; not run", shown(job.id), reason)
+    job.retries_left = 0
+    job._success_callback_name = job._failure_callback_name = job._stopped_callback_name = None
+    worker.handle_job_failure(job, queue, exc_string=f"refused by the worker: {reason}")
+    queue.intermediate_queue.remove(job.id)
+    entry = json.dumps({"job": job.id, "reason": reason, "worker": worker.name, "at": time.time()})
+    with worker.connection.pipeline() as pipe:
+        pipe.incr(REFUSED_COUNT_KEY)
+        pipe.lpush(REFUSED_RECENT_KEY, entry)
+        pipe.ltrim(REFUSED_RECENT_KEY, 0, REFUSED_RECENT_KEPT - 1)
+        pipe.execute()
+
+
+def _safe(kwargs: dict[str, Any]) -> dict[str, Any]:
+    """rq's docs warn that pickle is not safe; a job's description is whatever its author wrote, so rq does not log it
+    (a forged one could forge log lines; delivery logs each object, escaped)."""
+    return {**kwargs, "serializer": JSONSerializer, "log_job_description": False}
+
+
+def _allowed(worker: Worker, taken: list[tuple[Job, Queue]]) -> list[tuple[Job, Queue]]:
+    """The jobs of `taken` that may run; the others are refused."""
+    allowed = []
+    for job, queue in taken:
+        reason = refusal(job)
+        if reason is None:
+            allowed.append((job, queue))
+        else:
+            refuse(worker, job, queue, reason)
+    return allowed
 
 
 def _log_like_rq() -> None:
@@ -66,9 +118,8 @@ class ClassifierWorker(SimpleWorker):
     failed to, does its own work and meets its own error. The batch is this worker's, handed to each of its jobs."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
-        kwargs["serializer"] = JSONSerializer  # rq's docs warn that pickle is not safe
         kwargs["job_class"] = BatchJob  # carries the batch to the job code
-        super().__init__(*args, **kwargs)
+        super().__init__(*args, **_safe(kwargs))
         _prepare(self)
 
     def execute_job(self, job: Job, queue: Queue) -> None:
@@ -76,7 +127,10 @@ class ClassifierWorker(SimpleWorker):
         # BUSY for the whole batch: a SIGTERM then asks for a warm stop after it, instead of stopping with jobs taken
         # from the queue but not run (rq would only fail them over from its intermediate queue minutes later).
         self.set_state(WorkerStatus.BUSY)
-        taken = self._take(job, queue, cfg.batch_size)
+        taken = _allowed(self, self._take(job, queue, cfg.batch_size))
+        if not taken:
+            self.set_state(WorkerStatus.IDLE)
+            return
         if len(taken) > 1:
             batch = self._prepare_batch(self._objects([queued for queued, _ in taken]), job.id, cfg.job_timeout_s)
             for queued, _ in taken:
@@ -153,6 +207,9 @@ class ClassifierWorker(SimpleWorker):
 
 class ForkingClassifierWorker(Worker):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
-        kwargs["serializer"] = JSONSerializer
-        super().__init__(*args, **kwargs)
+        super().__init__(*args, **_safe(kwargs))
         _prepare(self)
+
+    def execute_job(self, job: Job, queue: Queue) -> None:
+        if _allowed(self, [(job, queue)]):
+            super().execute_job(job, queue)

@@ -12,7 +12,11 @@ import pytest
 
 from classifier.config import Config, ConfigError
 
-BASE = {"GCP_PROJECT": "my-project-1", "BUCKET_NAME": "my-images"}
+BASE = {
+    "GCP_PROJECT": "my-project-1",
+    "BUCKET_NAME": "my-images",
+    "REDIS_URL": "rediss://:s3cret@redis.internal:6380/0",
+}
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -47,12 +51,43 @@ def test_local_switch_points_clients_at_emulators():
         ({**BASE, "SIGHTLINE_LOCAL": "1", "STORAGE_EMULATOR_HOST": "127.0.0.1:4443"}, "STORAGE_EMULATOR_HOST"),
         ({**BASE, "SIGHTLINE_LOCAL": "1", "PUBSUB_EMULATOR_HOST": "http://127.0.0.1:8085"}, "PUBSUB_EMULATOR_HOST"),
         ({**BASE, "PUBSUB_EMULATOR_HOST": "127.0.0.1:8085"}, "PUBSUB_EMULATOR_HOST"),
+        # Production Redis: a password, and TLS off loopback (anyone who can write to it can queue jobs).
+        ({k: v for k, v in BASE.items() if k != "REDIS_URL"}, "REDIS_URL"),
+        ({**BASE, "REDIS_URL": "rediss://redis.internal:6380/0"}, "REDIS_URL"),
+        ({**BASE, "REDIS_URL": "redis://:s3cret@redis.internal:6379/0"}, "REDIS_URL"),
+        ({**BASE, "REDIS_URL": "redis://:s3cret@10.0.0.7:6379/0"}, "REDIS_URL"),
+        ({**BASE, "REDIS_URL": "unix:///run/redis.sock"}, "REDIS_URL"),
     ],
 )
 def test_bad_value_names_the_variable(env, variable):
     with pytest.raises(ConfigError) as excinfo:
         Config.from_env(env)
     assert str(excinfo.value).startswith(variable)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "rediss://:s3cret@redis.internal:6380/0",
+        "redis://:s3cret@127.0.0.1:6379/0",
+        "redis://sightline:s3cret@localhost:6379/0",
+        "unix:///run/redis.sock?password=s3cret",
+    ],
+)
+def test_production_redis_with_a_password_and_tls_or_loopback_is_accepted(url):
+    assert Config.from_env({**BASE, "REDIS_URL": url}).redis_url == url
+
+
+def test_a_refused_redis_url_never_shows_its_password():
+    with pytest.raises(ConfigError) as excinfo:
+        Config.from_env({**BASE, "REDIS_URL": "redis://:s3cret@redis.internal:6379/0"})
+    with pytest.raises(ConfigError) as malformed:
+        Config.from_env({**BASE, "REDIS_URL": "http://:s3cret@x"})
+    assert "s3cret" not in str(excinfo.value) + str(malformed.value)
+
+
+def test_local_redis_needs_no_password():
+    assert Config.from_env({**BASE, "SIGHTLINE_LOCAL": "1", "REDIS_URL": "redis://127.0.0.1:6379/0"}).local
 
 
 def test_manage_py_stops_with_one_line_naming_the_variable():

@@ -130,7 +130,7 @@ def test_cli_destroy_refuses_data_without_delete_data(icfg, db):
 
 
 def test_destroy_protection_setting_is_strict():
-    base = {"GCP_PROJECT": "my-project-1", "BUCKET_NAME": "my-images"}
+    base = {"GCP_PROJECT": "my-project-1", "BUCKET_NAME": "my-images", "REDIS_URL": "redis://:pw@127.0.0.1:6379/0"}
     assert Config.from_env(base).destroy_protection is False
     assert Config.from_env({**base, "DESTROY_PROTECTION": "1"}).destroy_protection is True
     with pytest.raises(ConfigError, match=r"^DESTROY_PROTECTION='maybe' is not a boolean"):

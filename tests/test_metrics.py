@@ -65,7 +65,7 @@ def test_exposes_throughput_latency_queue_and_failures(client: Client, cfg: Conf
 
 
 def test_the_token_setting_is_strict() -> None:
-    base = {"GCP_PROJECT": "sightline-test", "BUCKET_NAME": "sightline-test-images"}
+    base = {"GCP_PROJECT": "sightline-test", "BUCKET_NAME": "sightline-test-images", "SIGHTLINE_LOCAL": "1"}
     assert Config.from_env({**base, "METRICS_TOKEN": "  "}).metrics_token is None
     assert Config.from_env({**base, "METRICS_TOKEN": TOKEN}).metrics_token == TOKEN
     for bad in ("short", "has a space in it 0123456789abcdef"):

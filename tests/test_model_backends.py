@@ -12,7 +12,7 @@ from torchvision.models import resnet50
 from classifier import model
 from classifier.config import Config, ConfigError
 
-BASE = {"GCP_PROJECT": "sightline-test", "BUCKET_NAME": "sightline-test-images"}
+BASE = {"GCP_PROJECT": "sightline-test", "BUCKET_NAME": "sightline-test-images", "SIGHTLINE_LOCAL": "1"}
 
 
 def _labels(predictions: list[model.Prediction]) -> list[str]:

@@ -45,7 +45,7 @@ def test_redacted_url_hides_the_password(url, logged):
 
 
 def test_the_listener_logs_attacker_chosen_names_escaped(caplog):
-    cfg = Config.from_env({"GCP_PROJECT": "sightline-local", "BUCKET_NAME": "sightline-images"})
+    cfg = Config.from_env({"GCP_PROJECT": "sightline-local", "BUCKET_NAME": "sightline-images", "SIGHTLINE_LOCAL": "1"})
     forged = "x.png\n00:00:00 INFO classifier.listener: enqueued sightline-images/admin.png#1\x1b[8m"
     attributes = {"eventType": "OBJECT_DELETE", "bucketId": cfg.bucket, "objectId": forged}
     message = Pulled(cfg, "sub", "ack", "1", b"{}", attributes)
