@@ -9,60 +9,31 @@ Several workers on one machine each get TORCH_THREADS = cores / WORKERS (see cla
 
 from __future__ import annotations
 
-import json
+import contextlib
 import logging
 import sys
+import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
-from rq import Queue, SimpleWorker, Worker
+from redis.exceptions import RedisError
+from rq import Queue, SimpleWorker, Worker, worker_registration
 from rq.job import Job
+from rq.registry import clean_registries
 from rq.serializers import JSONSerializer
 from rq.timeouts import JobTimeoutException
+from rq.utils import now
 from rq.worker import WorkerStatus
 
-from classifier import inference, ledger
+from classifier import inference, ledger, liveness
 from classifier.batch import Batch, BatchJob
 from classifier.config import ConfigError, get_config
 from classifier.delivery import ObjectRef
-from classifier.logsafe import shown
 from classifier.model import ModelUnavailable
+from classifier.refusals import CLASSIFY, refusal, refuse
 
 log = logging.getLogger(__name__)
-
-CLASSIFY = "classifier.jobs.classify_object"
-# What a worker runs, by dotted name, checked before rq imports anything a job names: whoever can write to Redis can
-# put any importable function (or callback) in a job, and rq would import and call it in the worker.
-ALLOWED_FUNCS = frozenset({CLASSIFY})
-ALLOWED_CALLBACKS = frozenset({"classifier.jobs.on_failure"})
-REFUSED_COUNT_KEY = "sightline:worker:refused"
-REFUSED_RECENT_KEY = "sightline:worker:refused:recent"
-REFUSED_RECENT_KEPT = 100
-
-
-def refusal(job: Job) -> str | None:
-    """Why `job` must not run, or None. Reads names only: nothing is imported."""
-    if job.func_name not in ALLOWED_FUNCS:
-        return f"function {shown(job.func_name)} is not a classification job"
-    # rq has no public read of a callback's name that does not import it.
-    named = (job._success_callback_name, job._failure_callback_name, job._stopped_callback_name)
-    stray = sorted(name for name in named if name and name not in ALLOWED_CALLBACKS)
-    return f"callback {shown(stray[0])} is not allowed" if stray else None
-
-
-def refuse(worker: Worker, job: Job, queue: Queue, reason: str) -> None:
-    """Fail `job` without running, retrying or calling back anything it names; count and keep the refusal."""
-    worker.log.error("refused job %s: %s; not run", shown(job.id), reason)
-    job.retries_left = 0
-    job._success_callback_name = job._failure_callback_name = job._stopped_callback_name = None
-    worker.handle_job_failure(job, queue, exc_string=f"refused by the worker: {reason}")
-    queue.intermediate_queue.remove(job.id)
-    entry = json.dumps({"job": job.id, "reason": reason, "worker": worker.name, "at": time.time()})
-    with worker.connection.pipeline() as pipe:
-        pipe.incr(REFUSED_COUNT_KEY)
-        pipe.lpush(REFUSED_RECENT_KEY, entry)
-        pipe.ltrim(REFUSED_RECENT_KEY, 0, REFUSED_RECENT_KEPT - 1)
-        pipe.execute()
 
 
 def _safe(kwargs: dict[str, Any]) -> dict[str, Any]:
@@ -112,7 +83,86 @@ def _prepare(worker: Worker) -> None:
     )
 
 
-class ClassifierWorker(SimpleWorker):
+class _Liveness(Worker):
+    """Beats while alive, records what it takes, and hands back what dead workers had taken (classifier/liveness.py),
+    waking every liveness.REAP_S seconds even when no job arrives."""
+
+    _beating: threading.Event | None = None
+    _reaped_at = 0.0
+
+    def register_birth(self) -> None:
+        super().register_birth()
+        liveness.beat(self.connection, self.name)
+        self._beating = threading.Event()
+        threading.Thread(target=self._beat, args=(self._beating,), name="sightline-beat", daemon=True).start()
+
+    def _beat(self, stop: threading.Event) -> None:
+        while not stop.wait(liveness.BEAT_S):
+            try:
+                liveness.beat(self.connection, self.name)
+            except RedisError:  # Redis restarting: the next beat, within the TTL, will do
+                continue
+
+    def register_death(self) -> None:
+        if self._beating is not None:
+            self._beating.set()
+        with contextlib.suppress(RedisError):
+            liveness.gone(self.connection, self.name)
+        super().register_death()
+
+    @property
+    def dequeue_timeout(self) -> int:
+        # rq blocks on dequeue for worker_ttl - 15 s (405 s by default) and runs maintenance only between blocks.
+        return liveness.REAP_S
+
+    @property
+    def should_run_maintenance_tasks(self) -> bool:
+        return self._reap_due() or bool(super().should_run_maintenance_tasks)
+
+    def _reap_due(self) -> bool:
+        return time.monotonic() - self._reaped_at >= liveness.REAP_S
+
+    def run_maintenance_tasks(self) -> None:
+        if self._reap_due():
+            self._reaped_at = time.monotonic()
+            self._reap()
+        if super().should_run_maintenance_tasks:
+            super().run_maintenance_tasks()
+
+    def _reap(self) -> None:
+        for queue in self.queues:
+            try:
+                reaped = liveness.reap(self, queue)
+            except Exception:  # the worker goes on working; the next pass tries again
+                self.log.exception("reaping dead workers' jobs on %s failed", queue.name)
+                continue
+            if reaped.dead_workers:
+                self.log.warning(
+                    "dead workers %s: %d jobs handed back", ", ".join(reaped.dead_workers), len(reaped.handed_back)
+                )
+        # The scheduler (scheduled retries) may have died with its worker: take it over as soon as its lock expires,
+        # not at rq's next full maintenance pass.
+        if self.scheduler and (not self.scheduler._process or not self.scheduler._process.is_alive()):
+            self.scheduler.acquire_locks(auto_start=True)
+
+    def clean_registries(self) -> None:
+        """rq's, less its intermediate-list cleanup: that fails every job held there for a minute, which a live
+        batching worker does on a slow batch; liveness.reap hands back only what dead workers held."""
+        for queue in self.queues:
+            if queue.acquire_maintenance_lock():
+                clean_registries(queue, self._exc_handlers)
+                worker_registration.clean_worker_registry(queue)
+                queue.release_maintenance_lock()
+        self.last_cleaned_at = now()
+
+    def _run_taken(self, job: Job, queue: Queue, run: Callable[[Job, Queue], None]) -> None:
+        try:
+            run(job, queue)
+        finally:
+            liveness.finished(self.connection, self.name, job.id)
+
+
+class ClassifierWorker(_Liveness, SimpleWorker):
     """Takes up to BATCH_SIZE queued jobs at once, classifies their images in one forward pass, then runs each job
     through rq as usual (its own status, timeout, retries and outcome); a job whose image was not prefetched, or
     failed to, does its own work and meets its own error. The batch is this worker's, handed to each of its jobs."""
@@ -127,7 +177,12 @@ class ClassifierWorker(SimpleWorker):
         # BUSY for the whole batch: a SIGTERM then asks for a warm stop after it, instead of stopping with jobs taken
         # from the queue but not run (rq would only fail them over from its intermediate queue minutes later).
         self.set_state(WorkerStatus.BUSY)
-        taken = _allowed(self, self._take(job, queue, cfg.batch_size))
+        # Recorded as each is taken, so a death in the middle of taking a batch leaves nothing unrecorded for long.
+        liveness.took(self.connection, self.name, queue, [job.id])
+        everything = self._take(job, queue, cfg.batch_size)
+        taken = _allowed(self, everything)
+        for refused in {j.id for j, _ in everything} - {j.id for j, _ in taken}:
+            liveness.finished(self.connection, self.name, refused)
         if not taken:
             self.set_state(WorkerStatus.IDLE)
             return
@@ -137,7 +192,7 @@ class ClassifierWorker(SimpleWorker):
                 if isinstance(queued, BatchJob):
                     queued.batch = batch
         for i, (queued, origin) in enumerate(taken):
-            super().execute_job(queued, origin)  # ends by setting IDLE
+            self._run_taken(queued, origin, super().execute_job)  # ends by setting IDLE
             if i + 1 < len(taken):
                 self.set_state(WorkerStatus.BUSY)
             self.heartbeat()
@@ -156,6 +211,7 @@ class ClassifierWorker(SimpleWorker):
             )
             if more is None:
                 break
+            liveness.took(self.connection, self.name, more[1], [more[0].id])
             more[0].redis_server_version = self.get_redis_server_version()
             taken.append(more)
         return taken
@@ -205,11 +261,12 @@ class ClassifierWorker(SimpleWorker):
         )
 
 
-class ForkingClassifierWorker(Worker):
+class ForkingClassifierWorker(_Liveness, Worker):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **_safe(kwargs))
         _prepare(self)
 
     def execute_job(self, job: Job, queue: Queue) -> None:
         if _allowed(self, [(job, queue)]):
-            super().execute_job(job, queue)
+            liveness.took(self.connection, self.name, queue, [job.id])
+            self._run_taken(job, queue, super().execute_job)

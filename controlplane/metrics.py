@@ -75,8 +75,13 @@ class SightlineCollector(Collector):
         yield GaugeMetricFamily("sightline_queue_depth", "Jobs waiting in the RQ queue.", value=q["depth"])
         workers = GaugeMetricFamily("sightline_workers", "RQ workers of the queue by state.", labels=["state"])
         workers.add_metric(["busy"], q["workers_busy"])
-        workers.add_metric(["idle"], len(q["workers"]) - q["workers_busy"])
+        workers.add_metric(["idle"], q["workers_alive"] - q["workers_busy"])
+        workers.add_metric(["dead"], q["workers_dead"])
         yield workers
+        yield GaugeMetricFamily("sightline_jobs_taken", "Jobs taken off the queue, not started yet.", value=q["taken"])
+        yield CounterMetricFamily(
+            "sightline_refused_jobs", "Jobs refused by a worker: not a classification job.", value=q["refused"]
+        )
         yield GaugeMetricFamily("sightline_rq_failed_jobs", "Jobs in RQ's failed registry.", value=q["failed"])
         up = GaugeMetricFamily("sightline_listener_state", "1 for the listener's current state.", labels=["state"])
         for state in ("running", "paused", "reconnecting", "stopped", "dead"):

@@ -14,10 +14,11 @@ from rq import Worker
 from rq.job import Job
 from rq.serializers import JSONSerializer
 
-from classifier import jobs, ledger, listener
+from classifier import jobs, ledger, listener, liveness
 from classifier.cloud import bigquery, gcs
 from classifier.config import Config
 from classifier.queue import queue
+from classifier.refusals import REFUSED_COUNT_KEY
 from classifier.weights import resolve_model_name
 
 # A heartbeat older than this (the listener beats every second) means the process is gone or hung.
@@ -213,25 +214,30 @@ def listener_state(beat: dict[str, Any] | None, *, desired: str, now: float) -> 
 
 def queue_status() -> dict[str, Any]:
     q = queue(_cfg())
+    redis = q.connection
     workers = []
     for worker in Worker.all(queue=q):
-        job = worker.get_current_job_id()
+        state = getattr(worker.get_state(), "value", str(worker.get_state()))
+        # rq keeps a killed worker registered, "busy", until its key expires: its own beat says whether it lives.
+        if not liveness.alive(redis, worker.name):
+            state = "dead"
         workers.append(
-            {
-                "name": worker.name,
-                "state": getattr(worker.get_state(), "value", str(worker.get_state())),
-                "job": job,
-                "hostname": worker.hostname,
-            }
+            {"name": worker.name, "state": state, "job": worker.get_current_job_id(), "hostname": worker.hostname}
         )
+    live = [w for w in workers if w["state"] != "dead"]
     return {
         "name": q.name,
         "depth": q.count,
+        # Taken off the queue by a worker (a batch) and not started yet: rq's intermediate list.
+        "taken": redis.llen(q.intermediate_queue_key),
         "started": q.started_job_registry.count,
         "scheduled": q.scheduled_job_registry.count,
         "failed": q.failed_job_registry.count,
+        "refused": int(redis.get(REFUSED_COUNT_KEY) or 0),
         "workers": workers,
-        "workers_busy": sum(1 for w in workers if w["state"] == "busy"),
+        "workers_alive": len(live),
+        "workers_busy": sum(1 for w in live if w["state"] == "busy"),
+        "workers_dead": len(workers) - len(live),
     }
 
 

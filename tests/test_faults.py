@@ -19,20 +19,21 @@ import tempfile
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import pytest
 import redis as redis_lib
 from rq import Worker
+from rq.job import Job, JobStatus
 from rq.registry import StartedJobRegistry
 from rq.serializers import JSONSerializer
 
-from classifier import jobs, ledger
+from classifier import jobs, ledger, liveness
 from classifier import listener as listener_module
 from classifier.cloud import bigquery, gcs, pubsub
 from classifier.config import Config
 from classifier.queue import queue
-from controlplane import localstack
+from controlplane import localstack, selectors
 from controlplane.deadletters import dead_letter_list
 from controlplane.reconcile import reconcile_run
 from tests import contract
@@ -70,6 +71,7 @@ class Faulty:
     stack: localstack.Stack
     listener: localstack.Service
     worker: localstack.Service
+    app_env: dict[str, str] = field(default_factory=dict)
 
     def service(self, name: str) -> localstack.Service:
         return next(s for s in self.stack.services if s.name == name)
@@ -120,6 +122,7 @@ def faulty(stack, photos) -> Iterator[Faulty]:  # `stack`: the session stack sta
         stack=running,
         listener=localstack.listener_service(cfg, app_env),
         worker=localstack.worker_service(cfg, app_env),
+        app_env=app_env,
     )
     faults.up()
     yield faults
@@ -179,6 +182,65 @@ def test_worker_sigkilled_mid_job(faulty, photos, prefix):
     f.worker.start()
     assert f.settle(expected) == {}
     print(f"FAULT worker SIGKILL: {len(abandoned)} job(s) killed mid-run, {held} taken but not started; all retried")
+
+
+# Jobs a dead worker had taken are handed back within liveness.ALIVE_TTL_S + liveness.REAP_S (30 s) of its death;
+# the bound leaves room to finish them on a slow, shared machine. Before: ~6 minutes, and only if another upload came.
+SETTLED_S = 75
+
+
+def _rq_workers(f: Faulty) -> dict[int, str]:
+    """pid -> name of each worker rq has registered on this stack's queue."""
+    return {w.pid: w.name for w in Worker.all(queue=queue(f.cfg))}
+
+
+def _fetch(f: Faulty, job_ids: list[str]) -> list[Job]:
+    return Job.fetch_many(job_ids, connection=ledger.connection(f.cfg), serializer=JSONSerializer)
+
+
+def test_a_dead_workers_batch_is_retried_within_a_minute_on_an_idle_pipeline(faulty, photos, prefix, settings):
+    """SIGKILL a worker while it holds a batch, with a second worker idle, then upload nothing more: with no new
+    traffic and no rq timer faked, every job still finishes within SETTLED_S of the death, and meanwhile the dashboard
+    shows the dead worker as dead and its jobs as still to do (not "0 waiting, 0 running")."""
+    f = faulty
+    f.up()
+    settings.SIGHTLINE = f.cfg  # the dashboard's selectors read this stack
+    idle = localstack.worker_service(f.cfg, f.app_env, name="worker-b")
+    idle.start()
+    try:
+        pids = (f.worker.proc.pid, idle.proc.pid)
+        assert wait_for(lambda: set(pids) <= _rq_workers(f).keys(), timeout=120), "two workers did not start"
+        victim = _rq_workers(f)[f.worker.proc.pid]
+        intermediate = queue(f.cfg).intermediate_queue
+        # Frozen while the burst arrives, so the batch in rq's intermediate list is surely the victim's.
+        idle.kill(signal.SIGSTOP)
+        try:
+            expected = _upload_batch(f, photos, prefix, 16)
+            assert wait_for(lambda: len(intermediate.get_job_ids()) >= 2, timeout=60, every=0.005), "no batch taken"
+            f.worker.kill(signal.SIGKILL)
+        finally:
+            idle.kill(signal.SIGCONT)
+        killed_at = time.monotonic()
+        held = len(intermediate.get_job_ids()) + len(_started(f))
+
+        def shown_dead() -> dict | None:
+            status = selectors.queue_status()
+            return status if any(w["name"] == victim and w["state"] == "dead" for w in status["workers"]) else None
+
+        status = wait_for(shown_dead, timeout=liveness.ALIVE_TTL_S + 5)
+        # Every job finished, not only every row written: the batch may have written its rows before the kill.
+        job_ids = [jobs.job_id(*ledger.parse_key(k)) for k in expected]
+        finished = lambda: all(j.get_status() == JobStatus.FINISHED for j in _fetch(f, job_ids))  # noqa: E731
+        settled = wait_for(finished, timeout=SETTLED_S, every=0.5)
+        settled_s = time.monotonic() - killed_at
+        assert settled, f"the dead worker's {held} jobs were not retried and finished within {SETTLED_S} s"
+        assert f.settle(expected) == {}
+        assert status, "the dashboard did not show the dead worker as dead"
+        assert status["workers_dead"] == 1 and status["depth"] + status["taken"] + status["started"] > 0, status
+    finally:
+        idle.stop()
+        f.up()
+    print(f"FAULT worker SIGKILL, idle pipeline: the {held} job(s) it held all finished {settled_s:.0f} s after")
 
 
 def _listener_ready(f: Faulty) -> bool:
