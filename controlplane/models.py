@@ -7,12 +7,20 @@ from django.db import models
 
 
 class AuditLog(models.Model):
-    """One plan, apply or destroy of the cloud resources: who, when, what it changed and how it ended."""
+    """One operator action: who, when, what and how it ended. Reads (a plan shown, a page) are not recorded."""
 
     class Action(models.TextChoices):
-        PLAN = "plan", "plan"
+        PLAN = "plan", "plan"  # rows from before plans became reads; no longer written
         APPLY = "apply", "apply"
         DESTROY = "destroy", "destroy"
+        LISTENER_STOP = "listener_stop", "listener stop"
+        LISTENER_START = "listener_start", "listener start"
+        UPLOAD = "upload", "upload"
+        REQUEUE = "requeue", "requeue"
+        REQUEUE_ALL = "requeue_all", "requeue all"
+        DISMISS = "dismiss", "dismiss"
+        RECONCILE = "reconcile", "reconcile"
+        LOGIN_FAILED = "login_failed", "failed login"
 
     class Outcome(models.TextChoices):
         PLANNED = "planned", "planned"
@@ -21,19 +29,24 @@ class AuditLog(models.Model):
         REFUSED = "refused", "refused"
 
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
-    actor = models.CharField(max_length=150, help_text="A user name, or cli:<os user> for the command line.")
+    actor = models.CharField(
+        max_length=150,
+        help_text="A user name, cli:<os user> for the command line, or the name a failed login tried.",
+    )
     user = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
     action = models.CharField(max_length=16, choices=Action.choices)
     outcome = models.CharField(max_length=16, choices=Outcome.choices)
     summary = models.CharField(max_length=300)
+    source = models.CharField(max_length=64, blank=True, help_text="The client address of a web request.")
     checksum = models.CharField(max_length=64, blank=True)
     changes = models.JSONField(default=list, help_text="The plan's changes and, for apply/destroy, each step's result.")
     error = models.TextField(blank=True)
 
     class Meta:
         ordering = ["-created_at", "-id"]
-        verbose_name = "infrastructure audit log entry"
-        verbose_name_plural = "infrastructure audit log"
+        verbose_name = "audit log entry"
+        verbose_name_plural = "audit log"
+        indexes = [models.Index(fields=["action", "-created_at"]), models.Index(fields=["actor", "-created_at"])]
 
     def __str__(self) -> str:
         return f"{self.created_at:%Y-%m-%d %H:%M:%S} {self.actor} {self.action}: {self.outcome}"

@@ -1,4 +1,5 @@
-"""Writes the dashboard makes: listener control, requeue, dismiss, upload. Views check permissions; these act."""
+"""Writes the dashboard makes: listener control, requeue, dismiss, upload, reconcile. Views check permissions; these
+act, and record each action in the audit log (controlplane.audit), however it ends."""
 
 from __future__ import annotations
 
@@ -17,6 +18,9 @@ from classifier.config import Config
 from classifier.logsafe import shown
 from classifier.queue import enqueue_classification
 from controlplane import selectors
+from controlplane.audit import Actor, audit_record, audited
+from controlplane.models import AuditLog
+from controlplane.reconcile import ReconcileReport, reconcile_run
 
 log = logging.getLogger(__name__)
 
@@ -41,9 +45,11 @@ def _cfg() -> Config:
     return settings.SIGHTLINE
 
 
-def listener_desired_set(*, state: str, user: str) -> None:
-    listener.desired_set(ledger.connection(_cfg()), state)
-    log.info("listener desired state set to %s by %s", state, user)
+def listener_desired_set(*, state: str, actor: Actor) -> None:
+    action = AuditLog.Action.LISTENER_START if state == "running" else AuditLog.Action.LISTENER_STOP
+    with audited(actor=actor, action=action, summary=f"listener desired state set to {state}"):
+        listener.desired_set(ledger.connection(_cfg()), state)
+    log.info("listener desired state set to %s by %s", state, shown(actor.name))
 
 
 def _failure_rows_delete(*, bucket: str, name: str, generation: int, before: datetime) -> None:
@@ -67,8 +73,24 @@ def _require_failure(*, bucket: str, name: str, generation: int) -> list[dict[st
     return rows
 
 
-def failure_requeue(*, bucket: str, name: str, generation: int, upload: Any = None, user: str) -> str:
+def _object(bucket: str, name: str, generation: int) -> str:
+    return f"gs://{bucket}/{name}#{generation}"
+
+
+def failure_requeue(*, bucket: str, name: str, generation: int, actor: Actor) -> str:
     """Clear the outcome, enqueue a forced job, then delete the failure rows seen before it: returns the job id."""
+    with audited(
+        actor=actor,
+        action=AuditLog.Action.REQUEUE,
+        summary=f"requeue {_object(bucket, name, generation)}",
+        refusals=(NotFound,),
+    ) as note:
+        job_id = _requeue(bucket=bucket, name=name, generation=generation, user=actor.name)
+        note.summary += f" as {job_id}"
+    return job_id
+
+
+def _requeue(*, bucket: str, name: str, generation: int, upload: Any = None, user: str) -> str:
     rows = _require_failure(bucket=bucket, name=name, generation=generation)
     upload = upload or rows[0]["upload"]  # the row keeps the original upload time, for upload-to-row latency
     cfg = _cfg()
@@ -83,8 +105,16 @@ def failure_requeue(*, bucket: str, name: str, generation: int, upload: Any = No
     return job_id
 
 
-def failure_requeue_all(*, expected: int, user: str) -> int:
+def failure_requeue_all(*, expected: int, actor: Actor) -> int:
     """Requeue every open failure; refuses when their number is not the one the operator confirmed."""
+    summary = f"requeue all {expected} failures"
+    with audited(actor=actor, action=AuditLog.Action.REQUEUE_ALL, summary=summary, refusals=(CountChanged,)) as note:
+        count = _requeue_all(expected=expected, user=actor.name)
+        note.summary = f"requeued {count} failed objects (confirmed {expected} failures)"
+    return count
+
+
+def _requeue_all(*, expected: int, user: str) -> int:
     failures = selectors.failure_list_all()
     if len(failures) != expected:
         raise CountChanged(len(failures))
@@ -94,12 +124,18 @@ def failure_requeue_all(*, expected: int, user: str) -> int:
         if ident in seen:
             continue
         seen.add(ident)
-        failure_requeue(bucket=ident[0], name=ident[1], generation=ident[2], upload=failure["upload"], user=user)
+        _requeue(bucket=ident[0], name=ident[1], generation=ident[2], upload=failure["upload"], user=user)
     return len(seen)
 
 
-def failure_dismiss(*, bucket: str, name: str, generation: int, user: str) -> None:
+def failure_dismiss(*, bucket: str, name: str, generation: int, actor: Actor) -> None:
     """Forget the failure: its rows go, and so does the outcome, so a later notification may try it again."""
+    summary = f"dismiss the failure of {_object(bucket, name, generation)}"
+    with audited(actor=actor, action=AuditLog.Action.DISMISS, summary=summary, refusals=(NotFound,)):
+        _dismiss(bucket=bucket, name=name, generation=generation, user=actor.name)
+
+
+def _dismiss(*, bucket: str, name: str, generation: int, user: str) -> None:
     _require_failure(bucket=bucket, name=name, generation=generation)
     cfg = _cfg()
     _failure_rows_delete(bucket=bucket, name=name, generation=generation, before=datetime.now(UTC))
@@ -121,8 +157,35 @@ def upload_name(*, folder: str, filename: str) -> str:
     return name
 
 
-def image_upload(*, folder: str, filename: str, data: bytes, content_type: str | None, user: str) -> tuple[str, int]:
+def image_upload(*, folder: str, filename: str, data: bytes, content_type: str | None, actor: Actor) -> tuple[str, int]:
     """Send one file to the bucket; the bucket notification does the rest. Returns (name, generation)."""
+    summary = f"upload {filename[:200]!r} ({len(data)} bytes)"
+    with audited(actor=actor, action=AuditLog.Action.UPLOAD, summary=summary, refusals=(BadUpload,)) as note:
+        name, generation = _upload(
+            folder=folder, filename=filename, data=data, content_type=content_type, user=actor.name
+        )
+        note.summary = f"upload {_object(_cfg().bucket, name, generation)} ({len(data)} bytes)"
+    return name, generation
+
+
+def image_upload_refused(*, filename: str, size: int, reason: str, actor: Actor) -> None:
+    """A file the view would not even read (over the size limit): recorded like any refused upload."""
+    summary = f"upload {filename[:200]!r} ({size} bytes)"
+    audit_record(
+        actor=actor, action=AuditLog.Action.UPLOAD, outcome=AuditLog.Outcome.REFUSED, summary=summary, error=reason
+    )
+
+
+def reconcile_enqueue(*, since: datetime | None, actor: Actor) -> ReconcileReport:
+    """Enqueue every object with neither row nor failure (controlplane/reconcile.py)."""
+    scope = f" of objects created since {since:%Y-%m-%d %H:%M} UTC" if since else ""
+    with audited(actor=actor, action=AuditLog.Action.RECONCILE, summary=f"reconcile{scope}") as note:
+        report = reconcile_run(cfg=_cfg(), since=since, dry_run=False)
+        note.summary = f"reconcile{scope}: {report.summary()}"
+    return report
+
+
+def _upload(*, folder: str, filename: str, data: bytes, content_type: str | None, user: str) -> tuple[str, int]:
     cfg = _cfg()
     name = upload_name(folder=folder, filename=filename)
     if len(data) > cfg.max_image_bytes:

@@ -28,6 +28,7 @@ from PIL import Image, UnidentifiedImageError
 from classifier.cloud import gcs
 from classifier.logsafe import shown
 from controlplane import charts, deadletters, metrics, selectors, services
+from controlplane.audit import Actor
 from controlplane.auth import staff_required
 from controlplane.deadletters import dead_letter_list
 from controlplane.reconcile import reconcile_run
@@ -155,7 +156,7 @@ def listener_control(request: HttpRequest, action: str) -> HttpResponse:
     state = {"start": "running", "stop": "paused"}.get(action)
     if state is None:
         raise Http404("unknown action")
-    services.listener_desired_set(state=state, user=request.user.get_username())
+    services.listener_desired_set(state=state, actor=Actor.of(request.user, request))
     if request.htmx:
         return render(request, "controlplane/_health.html", _health_context())
     messages.success(request, "Listener resuming." if state == "running" else "Listener pausing: it drains and stops.")
@@ -172,15 +173,17 @@ def upload(request: HttpRequest) -> HttpResponse:
     if not files:
         messages.error(request, "Choose or drop at least one file.")
         return redirect("dashboard")
-    done, user = [], request.user.get_username()
+    done, actor = [], Actor.of(request.user, request)
     limit = settings.SIGHTLINE.max_image_bytes
     for f in files:
         if f.size is not None and f.size > limit:  # refused before reading it into memory
-            messages.error(request, f"Not uploaded: {f.name} is {f.size} bytes, over MAX_IMAGE_BYTES={limit}")
+            reason = f"{f.name} is {f.size} bytes, over MAX_IMAGE_BYTES={limit}"
+            services.image_upload_refused(filename=f.name or "", size=f.size, reason=reason, actor=actor)
+            messages.error(request, f"Not uploaded: {reason}")
             continue
         try:
             name, _generation = services.image_upload(
-                folder=folder, filename=f.name, data=f.read(), content_type=f.content_type, user=user
+                folder=folder, filename=f.name or "", data=f.read(), content_type=f.content_type, actor=actor
             )
             done.append(name)
         except services.BadUpload as exc:
@@ -247,7 +250,7 @@ def failure_requeue(request: HttpRequest) -> HttpResponse:
     bucket, name, generation = _object_ref(request.POST)
     try:
         job_id = services.failure_requeue(
-            bucket=bucket, name=name, generation=generation, user=request.user.get_username()
+            bucket=bucket, name=name, generation=generation, actor=Actor.of(request.user, request)
         )
     except services.NotFound as exc:
         messages.warning(request, str(exc))
@@ -267,7 +270,8 @@ def failure_dismiss(request: HttpRequest) -> HttpResponse:
         context = {"bucket": bucket, "name": name, "generation": generation, "rows": rows, "error": error}
         return render(request, "controlplane/failure_dismiss.html", context)
     try:
-        services.failure_dismiss(bucket=bucket, name=name, generation=generation, user=request.user.get_username())
+        actor = Actor.of(request.user, request)
+        services.failure_dismiss(bucket=bucket, name=name, generation=generation, actor=actor)
     except services.NotFound as exc:
         messages.warning(request, str(exc))
     else:
@@ -282,7 +286,7 @@ def failure_requeue_all(request: HttpRequest) -> HttpResponse:
     if request.method == "POST":
         expected = _int(request.POST.get("expected"), -1, lo=-1, hi=10_000)
         try:
-            count = services.failure_requeue_all(expected=expected, user=request.user.get_username())
+            count = services.failure_requeue_all(expected=expected, actor=Actor.of(request.user, request))
         except services.CountChanged as exc:
             messages.warning(request, f"The failures changed since you confirmed ({expected}); {exc}. Check again.")
             return redirect("failure_requeue_all")
@@ -307,7 +311,7 @@ def reconcile(request: HttpRequest) -> HttpResponse:
     cfg = settings.SIGHTLINE
     if request.method == "POST":
         try:
-            report = reconcile_run(cfg=cfg, since=since, dry_run=False)
+            report = services.reconcile_enqueue(since=since, actor=Actor.of(request.user, request))
         except Exception as exc:
             log.exception("reconcile failed")
             messages.error(request, f"Reconcile failed: {exc.__class__.__name__}: {exc}")

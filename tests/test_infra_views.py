@@ -58,6 +58,8 @@ def test_a_viewer_sees_the_plan_without_buttons(viewer, icfg):
     page = viewer.get(reverse("infra:plan")).content.decode()
     assert "Plan: 8 to create, 0 to change, 0 to destroy." in page and "fake-gcs-server event flags" in page
     assert 'id="apply"' not in page and "Only staff" in page
+    viewer.get(reverse("infra:plan"))
+    assert not AuditLog.objects.exists()  # a plan shown is a read: reloads must not push real actions off the log
 
 
 def test_plan_apply_destroy_through_the_dashboard(staff, icfg):
@@ -92,8 +94,8 @@ def test_plan_apply_destroy_through_the_dashboard(staff, icfg):
     assert not p.build_destroy_plan(s.stack_spec(cfg=icfg)).has_changes
 
     audit = staff.get(reverse("infra:audit")).content.decode()
-    assert audit.count("<td>ops</td>") == AuditLog.objects.count() >= 8
-    outcomes = list(AuditLog.objects.exclude(action="plan").order_by("id").values_list("action", "outcome"))
+    assert audit.count("<td>ops</td>") == AuditLog.objects.count() == 5  # no "plan" rows: the GETs were reads
+    outcomes = list(AuditLog.objects.order_by("id").values_list("action", "outcome"))
     assert outcomes == [
         ("apply", "refused"),
         ("apply", "succeeded"),

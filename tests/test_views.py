@@ -21,6 +21,7 @@ from classifier.cloud import bigquery, gcs
 from classifier.config import Config
 from classifier.queue import enqueue_classification
 from controlplane import charts, localstack, selectors, services
+from controlplane.audit import Actor
 from tests.conftest import failures_for, wait_for
 
 XSS_NAME = "<script>alert(1)</script>.png"
@@ -407,7 +408,7 @@ def test_streaming_buffer_refusal_hides_instead(staff: Client, cfg: Config, stac
         raise bigquery.StreamingBufferBusy("would affect rows in the streaming buffer")
 
     monkeypatch.setattr(bigquery, "dml", refuse)
-    services.failure_dismiss(bucket=cfg.bucket, name=name, generation=generation, user="test")
+    services.failure_dismiss(bucket=cfg.bucket, name=name, generation=generation, actor=Actor(name="test"))
     assert failures_for(cfg, [name])[name]  # still in BigQuery...
     assert selectors.failure_list(name=name)[0] == []  # ...but no longer shown as open
     monkeypatch.undo()

@@ -1,18 +1,17 @@
-"""Writes: plan, apply and destroy the cloud resources, each recorded in the audit log.
+"""Writes: apply and destroy the cloud resources, each recorded in the audit log; plans are reads, not recorded.
 
 Apply and destroy carry out exactly the plan the operator saw: they re-plan and refuse when the checksum differs.
 """
 
 from __future__ import annotations
 
-import getpass
 from dataclasses import dataclass, field
 from typing import Any
 
 from django.conf import settings
-from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 
 from classifier.config import Config
+from controlplane.audit import Actor, audit_record
 from controlplane.infra import apply as runner
 from controlplane.infra.changes import Plan
 from controlplane.infra.lock import Busy, exclusive
@@ -32,22 +31,6 @@ class StalePlan(Refused):
             "review the new plan and confirm again"
         )
         self.fresh = fresh
-
-
-@dataclass(frozen=True)
-class Actor:
-    name: str
-    user: AbstractBaseUser | None = None
-
-    @classmethod
-    def cli(cls) -> Actor:
-        return cls(name=f"cli:{getpass.getuser()}")
-
-    @classmethod
-    def of(cls, user: AbstractBaseUser | AnonymousUser) -> Actor:
-        if isinstance(user, AnonymousUser) or not user.is_authenticated:
-            return cls(name="anonymous")
-        return cls(name=user.get_username(), user=user)
 
 
 @dataclass
@@ -73,28 +56,25 @@ def _record(
     if steps is not None:  # the plan's lines that were not steps (no-ops) complete the picture
         stepped = {(s.change.key, s.change.target) for s in steps}
         changes += [c.as_dict() for c in plan.changes if (c.key, c.target) not in stepped]
-    return AuditLog.objects.create(
-        actor=actor.name,
-        user=actor.user,
+    return audit_record(
+        actor=actor,
         action=action,
         outcome=outcome,
-        summary=plan.summary[:300],
+        summary=plan.summary,
+        error=error,
         checksum=plan.checksum,
         changes=changes,
-        error=error,
     )
 
 
-def stack_plan(*, spec: StackSpec, actor: Actor) -> Plan:
-    plan = build_plan(spec)
-    _record(actor, AuditLog.Action.PLAN, plan, AuditLog.Outcome.PLANNED)
-    return plan
+def stack_plan(*, spec: StackSpec) -> Plan:
+    """A read: shown on every visit to the Infrastructure page, so not audited (a hundred reloads would push a real
+    destroy off the audit page). What an apply or destroy carried out is recorded with its plan."""
+    return build_plan(spec)
 
 
-def stack_destroy_plan(*, spec: StackSpec, actor: Actor) -> Plan:
-    plan = build_destroy_plan(spec)
-    _record(actor, AuditLog.Action.PLAN, plan, AuditLog.Outcome.PLANNED)
-    return plan
+def stack_destroy_plan(*, spec: StackSpec) -> Plan:
+    return build_destroy_plan(spec)
 
 
 def _refuse(actor: Actor, action: str, plan: Plan, exc: Refused) -> Refused:

@@ -1,4 +1,5 @@
-"""Infrastructure pages: the plan (everyone logged in), apply and destroy (staff only), the audit log.
+"""Infrastructure pages: the plan (everyone logged in), apply and destroy (staff only), the audit log of every
+operator action (everyone logged in, read-only).
 
 Views parse input, call one service, render. A destructive action shows its confirmation on GET and acts on POST.
 """
@@ -6,6 +7,7 @@ Views parse input, call one service, render. A destructive action shows its conf
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import urlencode
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
@@ -28,6 +30,7 @@ from controlplane.infra.services import (
     stack_destroy_plan,
     stack_plan,
 )
+from controlplane.models import AuditLog
 
 
 def _plan_page(request: HttpRequest, plan: Plan | None, error: str = "", status: int = 200) -> HttpResponse:
@@ -40,7 +43,7 @@ def _plan_page(request: HttpRequest, plan: Plan | None, error: str = "", status:
 @require_GET
 def plan(request: HttpRequest) -> HttpResponse:
     try:
-        return _plan_page(request, stack_plan(spec=default_spec(), actor=Actor.of(request.user)))
+        return _plan_page(request, stack_plan(spec=default_spec()))
     except PlanError as exc:
         return _plan_page(request, None, str(exc), status=503)
 
@@ -54,7 +57,7 @@ def _result_page(request: HttpRequest, action: str, result: Result) -> HttpRespo
 @staff_required
 @require_POST
 def apply(request: HttpRequest) -> HttpResponse:
-    actor = Actor.of(request.user)
+    actor = Actor.of(request.user, request)
     try:
         result = stack_apply(spec=default_spec(), checksum=request.POST.get("checksum", ""), actor=actor)
     except StalePlan as exc:
@@ -82,10 +85,10 @@ def destroy_view(
     request: HttpRequest, template: str = DESTROY_TEMPLATE, context: dict[str, Any] | None = None
 ) -> HttpResponse:
     """Shared by the dashboard page and the admin's teardown page (which brings its own template)."""
-    spec, actor, context = default_spec(), Actor.of(request.user), context or {}
+    spec, actor, context = default_spec(), Actor.of(request.user, request), context or {}
     try:
         if request.method != "POST":
-            return _destroy_page(request, stack_destroy_plan(spec=spec, actor=actor), template, context)
+            return _destroy_page(request, stack_destroy_plan(spec=spec), template, context)
         result = stack_destroy(
             spec=spec,
             checksum=request.POST.get("checksum", ""),
@@ -95,7 +98,7 @@ def destroy_view(
         )
     except Refused as exc:
         messages.error(request, f"Not destroyed: {exc}.")
-        fresh = exc.fresh if isinstance(exc, StalePlan) else stack_destroy_plan(spec=spec, actor=actor)
+        fresh = exc.fresh if isinstance(exc, StalePlan) else stack_destroy_plan(spec=spec)
         return _destroy_page(request, fresh, template, context, status=400)
     except PlanError as exc:
         return _destroy_page(request, None, template, context, str(exc), status=503)
@@ -105,8 +108,26 @@ def destroy_view(
 destroy = never_cache(login_required(staff_required(require_http_methods(["GET", "POST"])(destroy_view))))
 
 
+AUDIT_PAGE_SIZE = 50
+
+
 @never_cache
 @login_required
 @require_GET
 def audit(request: HttpRequest) -> HttpResponse:
-    return render(request, "controlplane/infra/audit.html", {"entries": selectors.audit_list_recent(limit=100)})
+    """Every operator action, read-only for everyone logged in: filter by action, outcome and who, page by page."""
+    raw = {k: request.GET.get(k, "").strip()[:150] for k in ("action", "outcome", "actor")}
+    filters = selectors.AuditFilter(**raw)
+    page = selectors.audit_page(filters=filters, page=request.GET.get("page") or 1, per_page=AUDIT_PAGE_SIZE)
+    query = {k: v for k, v in raw.items() if v}
+    context = {
+        "page": page,
+        "entries": page.object_list,
+        "filters": raw,
+        "filtering": filters.active,
+        "actions": AuditLog.Action.choices,
+        "outcomes": AuditLog.Outcome.choices,
+        "prev_query": urlencode({**query, "page": page.previous_page_number()}) if page.has_previous() else None,
+        "next_query": urlencode({**query, "page": page.next_page_number()}) if page.has_next() else None,
+    }
+    return render(request, "controlplane/infra/audit.html", context)

@@ -23,7 +23,7 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         spec, actor = default_spec(), Actor.cli()
-        plan = cli.show_plan(self, lambda: stack_plan(spec=spec, actor=actor))
+        plan = cli.show_plan(self, lambda: stack_plan(spec=spec))
         if not plan.has_changes:
             self.stdout.write("No changes: the resources match the desired state.")
             sys.exit(cli.EXIT_OK)

@@ -26,7 +26,7 @@ class Command(BaseCommand):
     def handle(self, *args: Any, **options: Any) -> None:
         spec, actor = default_spec(), Actor.cli()
         bucket = spec.cfg.bucket
-        plan = cli.show_plan(self, lambda: stack_destroy_plan(spec=spec, actor=actor))
+        plan = cli.show_plan(self, lambda: stack_destroy_plan(spec=spec))
         if not plan.has_changes:
             self.stdout.write("Nothing to destroy.")
             sys.exit(cli.EXIT_OK)

@@ -11,7 +11,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandParser
 
 from controlplane.infra import cli
-from controlplane.infra.services import Actor, default_spec, stack_destroy_plan, stack_plan
+from controlplane.infra.services import default_spec, stack_destroy_plan, stack_plan
 
 
 class Command(BaseCommand):
@@ -23,5 +23,5 @@ class Command(BaseCommand):
     def handle(self, *args: Any, **options: Any) -> None:
         spec = default_spec()
         make = stack_destroy_plan if options["destroy"] else stack_plan
-        plan = cli.show_plan(self, lambda: make(spec=spec, actor=Actor.cli()))
+        plan = cli.show_plan(self, lambda: make(spec=spec))
         sys.exit(cli.EXIT_CHANGES if plan.has_changes else cli.EXIT_OK)
