@@ -8,6 +8,7 @@ import secrets
 from django.core.exceptions import ImproperlyConfigured
 
 from classifier.config import BASE_DIR, ConfigError, envbool, get_config
+from controlplane.secretfiles import secret_read_or_create
 
 try:
     SIGHTLINE = get_config()
@@ -22,12 +23,7 @@ def _secret_key() -> str:
     if not SIGHTLINE.local:
         raise ImproperlyConfigured("DJANGO_SECRET_KEY is required when SIGHTLINE_LOCAL is off")
     # Locally, one random key kept in the data folder so sessions survive restarts.
-    path = SIGHTLINE.data_dir / "django-secret-key"
-    if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(secrets.token_urlsafe(50))
-        path.chmod(0o600)
-    return path.read_text().strip()
+    return secret_read_or_create(SIGHTLINE.data_dir / "django-secret-key", lambda: secrets.token_urlsafe(50))
 
 
 try:

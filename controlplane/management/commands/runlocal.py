@@ -17,6 +17,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from controlplane import localstack
 from controlplane.reconcile import reconcile_run
+from controlplane.secretfiles import secret_read_or_create
 
 log = logging.getLogger("controlplane.runlocal")
 
@@ -66,11 +67,9 @@ class Command(BaseCommand):
     def _ensure_admin(self) -> str:
         """A local admin whose password is kept in the data folder (or given as SIGHTLINE_ADMIN_PASSWORD)."""
         path = settings.SIGHTLINE.data_dir / "admin-password"
-        password = os.environ.get("SIGHTLINE_ADMIN_PASSWORD") or (path.read_text().strip() if path.exists() else "")
-        if not password:
-            password = secrets.token_urlsafe(12)
-            path.write_text(password)
-            path.chmod(0o600)
+        password = os.environ.get("SIGHTLINE_ADMIN_PASSWORD") or secret_read_or_create(
+            path, lambda: secrets.token_urlsafe(12)
+        )
         user_model = get_user_model()
         user, _ = user_model.objects.get_or_create(username="admin", defaults={"is_staff": True, "is_superuser": True})
         if not user.check_password(password):
