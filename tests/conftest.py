@@ -15,7 +15,7 @@ from PIL import Image
 from classifier import ledger
 from classifier.cloud import bigquery, gcs
 from classifier.config import Config
-from controlplane import localstack
+from devstack import localstack
 
 
 @pytest.hookimpl(trylast=True)

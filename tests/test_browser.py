@@ -20,7 +20,8 @@ from django.conf import settings
 from classifier import ledger
 from classifier.cloud import gcs
 from classifier.config import BASE_DIR, Config
-from controlplane import listener, localstack
+from controlplane import listener
+from devstack import localstack
 from tests.conftest import failures_for, wait_for
 
 pytestmark = [pytest.mark.browser, pytest.mark.e2e]

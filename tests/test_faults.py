@@ -32,9 +32,9 @@ from classifier.cloud import bigquery, gcs, pubsub
 from classifier.config import Config
 from classifier.queue import queue
 from controlplane import listener as listener_module
-from controlplane import localstack
 from controlplane.deadletters import dead_letter_list
 from controlplane.reconcile import reconcile_run
+from devstack import localstack
 from tests import contract
 from tests.conftest import wait_for
 

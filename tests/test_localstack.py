@@ -6,7 +6,7 @@ import signal
 
 import pytest
 
-from controlplane import localstack
+from devstack import localstack
 from tests.conftest import wait_for
 
 

@@ -20,7 +20,8 @@ from classifier import jobs, ledger
 from classifier.cloud import bigquery, gcs
 from classifier.config import Config
 from classifier.queue import enqueue_classification
-from controlplane import charts, listener, localstack, selectors, services
+from controlplane import charts, listener, selectors, services
+from devstack import localstack
 from tests.conftest import failures_for, wait_for
 
 XSS_NAME = "<script>alert(1)</script>.png"
