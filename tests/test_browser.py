@@ -22,7 +22,7 @@ from classifier.cloud import gcs
 from classifier.config import BASE_DIR, Config
 from controlplane import listener
 from devstack import localstack
-from tests.conftest import failures_for, wait_for
+from tests.helpers import failures_for, wait_for
 
 pytestmark = [pytest.mark.browser, pytest.mark.e2e]
 

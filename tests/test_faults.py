@@ -36,7 +36,7 @@ from controlplane.deadletters import dead_letter_list
 from controlplane.reconcile import reconcile_run
 from devstack import localstack
 from tests import contract
-from tests.conftest import wait_for
+from tests.helpers import wait_for
 
 pytestmark = pytest.mark.e2e
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from devstack import localstack
-from tests.conftest import wait_for
+from tests.helpers import wait_for
 
 
 def test_missing_pubsub_emulator_says_what_to_install(monkeypatch, tmp_path):
