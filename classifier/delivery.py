@@ -194,7 +194,9 @@ def classify(
         return {"outcome": "duplicate", "key": key, "previous": previous}
 
     clf = _classifier()
-    fail: dict[str, Any] = dict(bucket=obj.bucket, name=obj.name, generation=obj.generation, upload=obj.event_time, attempts=attempts)
+    fail: dict[str, Any] = dict(
+        bucket=obj.bucket, name=obj.name, generation=obj.generation, upload=obj.event_time, attempts=attempts
+    )
     try:
         blob = batch.blob(key) if batch is not None else None
         if blob is None:
