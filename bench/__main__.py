@@ -284,48 +284,64 @@ def _ratios(report: dict) -> None:
         report["ratios"]["steady_latency_met"] = report["steady"]["latency_s"]["median"] < budget
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = _args(argv)
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # stop the stack and the apps on the way out
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s", datefmt="%H:%M:%S")
+def _private_workdir() -> Path:
     workdir = Path(tempfile.mkdtemp(prefix="sightline-bench-"))
     models_dir = workdir / "models"
     models_dir.mkdir()
     _private_env(workdir, models_dir)
+    return workdir
 
+
+def _header(args: argparse.Namespace, photo_sizes: dict[str, str]) -> dict[str, Any]:
+    return {
+        "started_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "argv": sys.argv[1:],
+        "cores": args.cores,
+        "photos": photo_sizes,
+        "weights": "real" if args.weights else "random (speed does not depend on the values)",
+        "models": [],
+    }
+
+
+def _run_models(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     from bench import photos as sample
-    from bench import report as out
     from classifier import ledger
     from classifier.config import get_config
     from devstack import localstack
 
     names = [n.strip() for n in args.models.split(",") if n.strip()]
     if "resnet50" in names:
-        _resnet_weights(models_dir, args.weights)
+        _resnet_weights(workdir / "models", args.weights)
     photos = sample.load()
     cfg = get_config()
     log.info("workdir %s; load %s", workdir, _load())
     stack = localstack.start(cfg)
     ledger.trust(ledger.connection(cfg))  # a fresh data dir: the empty ledger matches the empty tables
-    results: dict[str, Any] = {
-        "started_at": datetime.now(UTC).isoformat(timespec="seconds"),
-        "argv": sys.argv[1:],
-        "cores": args.cores,
-        "photos": sample.sizes(),
-        "weights": "real" if args.weights else "random (speed does not depend on the values)",
-        "models": [],
-    }
+    results = _header(args, sample.sizes())
     try:
-        for name in names:
-            results["models"].append(run_model(args, name, stack, photos, workdir))
+        results["models"] = [run_model(args, name, stack, photos, workdir) for name in names]
     finally:
         stack.stop()
-    args.out.mkdir(parents=True, exist_ok=True)
-    stem = args.out / datetime.now(UTC).strftime("bench-%Y%m%dT%H%M%SZ")
+    return results
+
+
+def _write(results: dict[str, Any], folder: Path) -> None:
+    from bench import report as out
+
+    folder.mkdir(parents=True, exist_ok=True)
+    stem = folder / datetime.now(UTC).strftime("bench-%Y%m%dT%H%M%SZ")
     stem.with_suffix(".json").write_text(json.dumps(results, indent=2))
     out.chart(results, stem.with_suffix(".png"))
     print(out.table(results))
     print(f"\nreport: {stem.with_suffix('.json')}\nchart:  {stem.with_suffix('.png')}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _args(argv)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # stop the stack and the apps on the way out
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s", datefmt="%H:%M:%S")
+    workdir = _private_workdir()
+    _write(_run_models(args, workdir), args.out)
     if not args.keep:
         shutil.rmtree(workdir, ignore_errors=True)  # kept when a run fails: its logs are under data/logs
     return 0
