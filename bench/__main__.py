@@ -319,7 +319,8 @@ def _run_models(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     ledger.trust(ledger.connection(cfg))  # a fresh data dir: the empty ledger matches the empty tables
     results = _header(args, sample.sizes())
     try:
-        results["models"] = [run_model(args, name, stack, photos, workdir) for name in names]
+        for name in names:
+            results["models"].append(run_model(args, name, stack, photos, workdir))
     finally:
         stack.stop()
     return results
