@@ -36,7 +36,7 @@ _TRANSPOSE = {
     8: Image.Transpose.ROTATE_90,
 }
 
-Box = tuple[int, int, int, int]
+Box = tuple[float, float, float, float]
 
 
 def square_rgb(data: bytes, *, side: int, max_pixels: int, max_aspect: float) -> Image.Image:
@@ -101,7 +101,7 @@ def _square(img: Image.Image, side: int) -> Image.Image:
     orientation = _orientation(img)
     width, height = img.size
     short = min(width, height)
-    left, top = (width - short) // 2, (height - short) // 2
+    left, top = (width - short) / 2, (height - short) / 2  # fractional: centred exactly, as a filter box may be
     return _upright(_resized(img, (side, side), (left, top, left + short, top + short)), orientation)
 
 
@@ -135,11 +135,10 @@ def _resized(img: Image.Image, size: tuple[int, int], box: Box) -> Image.Image:
 
 def _picked(img: Image.Image, size: tuple[int, int], box: Box) -> Image.Image:
     """Palette, 1-bit and 16-bit pixels cannot be averaged as they are: pick every n-th one down to a few times size."""
-    width, height = box[2] - box[0], box[3] - box[1]
-    coarse = (min(width, size[0] * _NEAREST_GAP), min(height, size[1] * _NEAREST_GAP))
-    if img.mode.startswith("I;16"):
-        img = img.convert("I")  # Pillow cannot resize I;16; the conversion is no bigger than the decoded image
-    return img.resize(coarse, Image.Resampling.NEAREST, box=box)
+    width, height = round(box[2] - box[0]), round(box[3] - box[1])
+    coarse = (max(1, min(width, size[0] * _NEAREST_GAP)), max(1, min(height, size[1] * _NEAREST_GAP)))
+    img = img.resize(coarse, Image.Resampling.NEAREST, box=box)
+    return img.convert("I") if img.mode.startswith("I;16") else img  # Pillow filters I, not I;16
 
 
 def _filterable(img: Image.Image) -> Image.Image:
