@@ -20,7 +20,7 @@ from classifier import jobs, ledger
 from classifier.cloud import bigquery, gcs
 from classifier.config import Config
 from classifier.queue import enqueue_classification
-from controlplane import charts, listener, localstack, selectors, services
+from controlplane import charts, listener, localstack, selectors, services, views
 from tests.conftest import failures_for, wait_for
 
 XSS_NAME = "<script>alert(1)</script>.png"
@@ -257,7 +257,7 @@ def test_a_non_image_object_is_a_download_never_inline(viewer: Client, cfg: Conf
     thumb = viewer.get(
         reverse("object_image"), {"bucket": cfg.bucket, "name": name, "generation": generation, "size": "thumb"}
     )
-    assert thumb.status_code == 404
+    assert thumb.status_code == 200 and thumb.content == views._placeholder()  # a grey square, never the HTML
 
 
 # --- pipeline health ------------------------------------------------------------------------------------------------
