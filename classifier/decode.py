@@ -19,8 +19,9 @@ from classifier.weights import BadImage
 
 # MPO (the multi-picture JPEG of some cameras) and APNG come through their JPEG and PNG plugins.
 ACCEPTED_FORMATS = ("JPEG", "PNG", "WEBP", "GIF", "BMP")
-# Pillow filters these modes (resize with box and reducing_gap) directly; the rest are picked down first.
-_FILTERABLE = frozenset({"L", "RGB", "RGBA", "LA", "CMYK", "YCbCr", "I", "F"})
+# Pillow filters these modes (resize with box and reducing_gap) in place; the rest are picked down first. RGBA
+# and LA are filterable but Pillow premultiplies them at full size first: a second copy of the decoded image.
+_FILTERABLE = frozenset({"L", "RGB", "CMYK", "YCbCr", "I", "F"})
 # Nearest-neighbour picking stops at this many times the output side; the antialiased filter does the rest.
 _NEAREST_GAP = 4
 # reduce() by whole factors before filtering, down to this many times the output: fast and never full-size filtering.
@@ -134,7 +135,8 @@ def _resized(img: Image.Image, size: tuple[int, int], box: Box) -> Image.Image:
 
 
 def _picked(img: Image.Image, size: tuple[int, int], box: Box) -> Image.Image:
-    """Palette, 1-bit and 16-bit pixels cannot be averaged as they are: pick every n-th one down to a few times size."""
+    """Pick every n-th pixel down to a few times size: palette, 1-bit and 16-bit pixels cannot be averaged as they
+    are, and alpha would be premultiplied at full size."""
     width, height = round(box[2] - box[0]), round(box[3] - box[1])
     coarse = (max(1, min(width, size[0] * _NEAREST_GAP)), max(1, min(height, size[1] * _NEAREST_GAP)))
     img = img.resize(coarse, Image.Resampling.NEAREST, box=box)

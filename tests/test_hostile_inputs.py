@@ -103,6 +103,13 @@ CORPUS: dict[str, tuple[Callable[[], bytes], str | None, str, set[str] | None]] 
     "photo.webp": (lambda: _save(_cat(), "WEBP", quality=80), "image/webp", "row", CATS),
     "exif-rotated.jpg": (exif_rotated_cat, "image/jpeg", "row", CATS),
     "huge-6000x4000.jpg": (huge_photo, "image/jpeg", "row", CATS),
+    "one-by-20000.png": (
+        lambda: _save(Image.new("RGB", (1, 20_000)), "PNG"),
+        "image/png",
+        "failure:extreme_aspect_ratio",
+        None,
+    ),
+    "photo.tiff": (lambda: _save(_cat(), "TIFF"), "image/tiff", "failure:not_an_image", None),
     "a/b/c/deep.png": (lambda: _save(_cat(), "PNG"), "image/png", "row", CATS),
     "x/../dots.png": (lambda: _save(_cat(), "PNG"), "image/png", "row", CATS),
     "with spaces  and  tabs\t.png": (lambda: _save(_cat(), "PNG"), "image/png", "row", CATS),
