@@ -67,6 +67,8 @@ def main() -> None:
     limit = _status_kib("VmSize") * 1024 + int(job["headroom_mib"]) * 2**20
     resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
     progress = Path(job["progress_file"])
+    budget_s = float(job.get("input_budget_s", 10))
+    total_s = float(job.get("total_budget_s", 400))
     outcomes: Counter[str] = Counter()
     unexpected: list[dict[str, str]] = []
     results: list[tuple[str, str]] = []
@@ -81,11 +83,16 @@ def main() -> None:
             outcome = f"unexpected:{exc.__class__.__name__}: {exc}"[:300]
         elapsed = time.monotonic() - t0
         slowest = max(slowest, (elapsed, name))
+        if elapsed > budget_s and not outcome.startswith("unexpected"):
+            outcome = f"unexpected:took {elapsed:.1f} s (over {budget_s:g} s)"
         if "names" in job:
             results.append((name, outcome))
         outcomes[outcome.split(":", 1)[0] if outcome.startswith("unexpected") else outcome] += 1
         if outcome.startswith("unexpected"):
             unexpected.append({"index": str(index), "name": name, "outcome": outcome})
+        if time.monotonic() - started > total_s:  # report what was found rather than be killed by the timeout
+            unexpected.append({"index": str(index), "name": name, "outcome": f"unexpected:run over {total_s:g} s"})
+            break
     report = {
         "inputs": sum(outcomes.values()),
         "outcomes": dict(outcomes),

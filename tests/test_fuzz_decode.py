@@ -46,10 +46,10 @@ def test_decode_fuzz(tmp_path: Path) -> None:
         count=COUNT,
         only=int(only) if only else None,
         headroom_mib=HEADROOM_MIB,
+        input_budget_s=SLOWEST_INPUT_S,
         timeout_s=600,
     )
     print(f"decode fuzz report: {report}")
     assert not report["unexpected"], f"{replay} SIGHTLINE_FUZZ_ONLY=<index>: {report['unexpected']}"
     assert report["inputs"] == (1 if only else COUNT)
     assert report["peak_growth_mib"] < PEAK_GROWTH_MIB, report
-    assert report["slowest_s"] < SLOWEST_INPUT_S, f"{replay}: {report['slowest']} took {report['slowest_s']} s"
