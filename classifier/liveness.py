@@ -25,7 +25,7 @@ from redis import Redis
 from rq import Queue, Worker
 from rq.job import JobStatus
 
-from classifier import jobs
+from classifier import jobs, ledger
 from classifier.refusals import CLASSIFY
 
 log = logging.getLogger(__name__)
@@ -76,12 +76,15 @@ def gone(redis: Redis, name: str) -> None:
 
 
 def _members(redis: Redis, key: str) -> set[str]:
-    return {m.decode() for m in redis.smembers(key)}
+    return {ledger.text(m) for m in redis.smembers(key)}
 
 
-def _started_entries(redis: Redis, queue: Queue, job_id: str) -> list[bytes]:
+def _started_entries(redis: Redis, queue: Queue, job_id: str) -> list[str]:
     """The started registry's `job_id:execution_id` entries of `job_id`, read raw (rq's reads clean up as they go)."""
-    return [e for e in redis.zrange(queue.started_job_registry.key, 0, -1) if e.decode().rsplit(":", 1)[0] == job_id]
+    entries = [
+        ledger.text(e) for e in redis.zrange(queue.started_job_registry.key, 0, -1) if isinstance(e, bytes | str)
+    ]
+    return [e for e in entries if e.rsplit(":", 1)[0] == job_id]
 
 
 def _release(redis: Redis, queue: Queue, job_id: str) -> bool:

@@ -24,7 +24,7 @@ from rq.registry import clean_registries
 from rq.serializers import JSONSerializer
 from rq.timeouts import JobTimeoutException
 from rq.utils import now
-from rq.worker import WorkerStatus
+from rq.worker import BaseWorker, WorkerStatus
 
 from classifier import inference, ledger, liveness
 from classifier.batch import Batch, BatchJob
@@ -65,7 +65,7 @@ def _log_like_rq() -> None:
         logger.propagate = False
 
 
-def _prepare(worker: Worker) -> None:
+def _prepare(worker: BaseWorker) -> None:
     _log_like_rq()
     try:
         cfg = get_config()
@@ -153,7 +153,7 @@ class _Liveness(Worker):
                 clean_registries(queue, self._exc_handlers)
                 worker_registration.clean_worker_registry(queue)
                 queue.release_maintenance_lock()
-        self.last_cleaned_at = now()
+        self.last_cleaned_at = now()  # type: ignore[assignment]  # rq annotates it by its initial None
 
     def _run_taken(self, job: Job, queue: Queue, run: Callable[[Job, Queue], None]) -> None:
         try:

@@ -12,7 +12,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+from django.conf import settings
+from django.contrib.auth.models import AbstractBaseUser, AnonymousUser, User
 from django.http import HttpRequest
 
 from controlplane.models import AuditLog
@@ -23,7 +24,7 @@ SUMMARY_MAX = 300
 @dataclass(frozen=True)
 class Actor:
     name: str
-    user: AbstractBaseUser | None = None
+    user: User | None = None
     source: str = ""
 
     @classmethod
@@ -33,14 +34,16 @@ class Actor:
     @classmethod
     def of(cls, user: AbstractBaseUser | AnonymousUser, request: HttpRequest | None = None) -> Actor:
         source = client_address(request)
-        if isinstance(user, AnonymousUser) or not user.is_authenticated:
+        if not isinstance(user, User) or not user.is_authenticated:  # the project uses Django's own User model
             return cls(name="anonymous", source=source)
         return cls(name=user.get_username(), user=user, source=source)
 
 
 def client_address(request: HttpRequest | None) -> str:
-    """REMOTE_ADDR: behind a proxy that is the proxy unless the deployment's middleware rewrites it."""
-    return str(request.META.get("REMOTE_ADDR", ""))[:64] if request is not None else ""
+    """The client's address as django-axes counts it (DJANGO_TRUSTED_PROXY_HOPS, controlplane.security)."""
+    if request is None:
+        return ""
+    return str(settings.AXES_CLIENT_IP_CALLABLE(request) or "")[:64]
 
 
 def audit_record(*, actor: Actor, action: str, outcome: str, summary: str, error: str = "", **fields: Any) -> AuditLog:

@@ -5,9 +5,11 @@ Everyone who can log in may look; only staff may act (listener control, requeue,
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import io
+import json
 import logging
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -19,13 +21,18 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.cache import cache
 from django.http import Http404, HttpRequest, HttpResponse, StreamingHttpResponse
+from django.http.response import HttpResponseBase
 from django.shortcuts import redirect, render
 from django.urls import reverse
+from django.utils.http import content_disposition_header
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
-from PIL import Image, UnidentifiedImageError
+from django_htmx.middleware import HtmxDetails
+from PIL import Image
 
+from classifier import images
 from classifier.cloud import gcs
+from classifier.images import BadImage
 from classifier.logsafe import shown
 from controlplane import charts, deadletters, metrics, selectors, services
 from controlplane.audit import Actor
@@ -45,6 +52,12 @@ THUMB_PX = 112
 RANGES = {"15m": timedelta(minutes=15), "1h": timedelta(hours=1), "24h": timedelta(days=1), "7d": timedelta(days=7)}
 # Served inline only as these types; anything else is a download, so an uploaded HTML file never runs as our page.
 INLINE_TYPES = {"image/png", "image/jpeg", "image/gif", "image/webp", "image/bmp"}
+
+
+class HtmxHttpRequest(HttpRequest):
+    """What django-htmx's middleware adds to every request (its documented way to type `request.htmx`)."""
+
+    htmx: HtmxDetails
 
 
 def _read(fn: Callable[..., Any], default: Any, **kwargs: Any) -> tuple[Any, str | None]:
@@ -152,7 +165,7 @@ def health_partial(request: HttpRequest) -> HttpResponse:
 @login_required
 @staff_required
 @require_POST
-def listener_control(request: HttpRequest, action: str) -> HttpResponse:
+def listener_control(request: HtmxHttpRequest, action: str) -> HttpResponse:
     state = {"start": "running", "stop": "paused"}.get(action)
     if state is None:
         raise Http404("unknown action")
@@ -354,33 +367,45 @@ def object_find(request: HttpRequest) -> HttpResponse:
     return render(request, "controlplane/object.html", context)
 
 
+@functools.cache
+def _placeholder() -> bytes:
+    """A plain grey square: the thumbnail of an object that is no image, or too large to show."""
+    out = io.BytesIO()
+    Image.new("RGB", (THUMB_PX * 2, THUMB_PX * 2), (221, 221, 221)).save(out, "JPEG", quality=60)
+    return out.getvalue()
+
+
 def _thumbnail(bucket: str, name: str, generation: int) -> bytes:
-    key = "thumb:" + hashlib.sha256(f"{bucket}/{name}#{generation}:{THUMB_PX}".encode()).hexdigest()
+    """Decoded at a cost bounded by the thumbnail's size; the result, a picture or the placeholder, is cached."""
+    size = THUMB_PX * 2  # 2x for sharp thumbnails on dense screens
+    key = "thumb:" + hashlib.sha256(json.dumps([bucket, name, generation, size]).encode()).hexdigest()
     cached = cache.get(key)
     if cached is not None:
         return cached
-    blob = gcs.download(settings.SIGHTLINE, bucket=bucket, name=name, generation=generation)
-    Image.MAX_IMAGE_PIXELS = settings.SIGHTLINE.max_image_pixels
-    with Image.open(io.BytesIO(blob.data)) as img:
-        img.draft("RGB", (THUMB_PX * 2, THUMB_PX * 2))
-        thumb = img.convert("RGB")
-        thumb.thumbnail((THUMB_PX * 2, THUMB_PX * 2))  # 2x for sharp thumbnails on dense screens
+    try:
+        blob = gcs.download(settings.SIGHTLINE, bucket=bucket, name=name, generation=generation)
+        thumb = images.thumbnail_rgb(blob.data, side=size, max_pixels=settings.SIGHTLINE.max_image_pixels)
+    except (gcs.TooLarge, BadImage) as exc:
+        log.info("thumbnail of %s#%d is a placeholder: %s", bucket, generation, exc)
+        data = _placeholder()
+    else:
         out = io.BytesIO()
         thumb.save(out, "JPEG", quality=82)
-    data = out.getvalue()
+        data = out.getvalue()
     cache.set(key, data, 3600)
     return data
 
 
 @login_required
 @require_GET
-def object_image(request: HttpRequest) -> HttpResponse:
+def object_image(request: HttpRequest) -> HttpResponseBase:
     """One generation of an object of the pipeline's bucket, through this app: the bucket stays private."""
     bucket, name, generation = _object_ref(request.GET)
     if bucket != settings.SIGHTLINE.bucket:
         raise Http404("not the pipeline's bucket")
     # A generation never changes, so browsers may keep it; `private`: only this user's browser.
     cache_control = "private, max-age=86400, immutable"
+    response: HttpResponseBase
     try:
         if request.GET.get("size") == "thumb":
             response = HttpResponse(_thumbnail(bucket, name, generation), content_type="image/jpeg")
@@ -392,12 +417,10 @@ def object_image(request: HttpRequest) -> HttpResponse:
             )
             if info.size is not None:
                 response["Content-Length"] = str(info.size)
-            filename = name.rsplit("/", 1)[-1].encode("ascii", "replace").decode().replace('"', "_")
-            response["Content-Disposition"] = f'{"inline" if inline else "attachment"}; filename="{filename}"'
+            filename = name.rsplit("/", 1)[-1] or "object"
+            response["Content-Disposition"] = content_disposition_header(not inline, filename) or "inline"
     except (gcs.ObjectGone, gcs.TooLarge) as exc:
         raise Http404(str(exc)) from None
-    except (UnidentifiedImageError, Image.DecompressionBombError, OSError) as exc:
-        raise Http404(f"no thumbnail: {exc}") from None
     response["Cache-Control"] = cache_control
     response["Content-Security-Policy"] = "default-src 'none'; sandbox"
     response["X-Content-Type-Options"] = "nosniff"

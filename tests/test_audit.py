@@ -16,7 +16,8 @@ from classifier import listener
 from classifier.config import Config
 from controlplane.infra import views as infra_views
 from controlplane.models import AuditLog
-from tests.test_views import desired_restored, insert_failure, png  # noqa: F401 (fixture)
+from tests.helpers import insert_failure, png
+from tests.test_views import desired_restored  # noqa: F401 (fixture)
 from tests.test_views_ops import own_bucket  # noqa: F401 (fixture)
 
 

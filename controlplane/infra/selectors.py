@@ -24,8 +24,8 @@ def audit_list_recent(*, limit: int = 100) -> list[AuditLog]:
     return list(AuditLog.objects.select_related("user")[:limit])
 
 
-def audit_page(*, filters: AuditFilter, page: int, per_page: int = 50) -> Page[AuditLog]:
-    """One page of the audit log, newest first; a page past the end is the last one."""
+def audit_page(*, filters: AuditFilter, page: int | str, per_page: int = 50) -> Page[AuditLog]:
+    """One page of the audit log, newest first; a page past the end, or not a number, is the last or the first."""
     entries = AuditLog.objects.select_related("user")
     if filters.action in AuditLog.Action.values:
         entries = entries.filter(action=filters.action)
