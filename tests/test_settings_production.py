@@ -26,6 +26,7 @@ def _manage(tmp_path: Path, *args: str, **env: str) -> subprocess.CompletedProce
         SIGHTLINE_DATA_DIR=str(tmp_path),
         DJANGO_SECRET_KEY=GOOD_KEY,
         DJANGO_ALLOWED_HOSTS="sightline.example.com",
+        REDIS_URL=f"redis://:{REDIS_PASSWORD}@127.0.0.1:6379/0",  # production Redis needs a password
     )
     base.update(env)
     argv = [sys.executable, str(ROOT / "manage.py"), *args]
