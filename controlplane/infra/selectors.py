@@ -20,10 +20,6 @@ class AuditFilter:
         return bool(self.action or self.outcome or self.actor)
 
 
-def audit_list_recent(*, limit: int = 100) -> list[AuditLog]:
-    return list(AuditLog.objects.select_related("user")[:limit])
-
-
 def audit_page(*, filters: AuditFilter, page: int | str, per_page: int = 50) -> Page[AuditLog]:
     """One page of the audit log, newest first; a page past the end, or not a number, is the last or the first."""
     entries = AuditLog.objects.select_related("user")
