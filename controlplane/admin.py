@@ -16,13 +16,24 @@ from controlplane.models import AuditLog
 
 @admin.register(AuditLog)
 class AuditLogAdmin(admin.ModelAdmin):
-    """Read-only: the log is written by the plan/apply/destroy services only. Also home of the teardown page."""
+    """Read-only: the log is written by the services of each operator action only. Also home of the teardown page."""
 
-    list_display = ("created_at", "actor", "action", "outcome", "summary")
+    list_display = ("created_at", "actor", "source", "action", "outcome", "summary")
     list_filter = ("action", "outcome")
     search_fields = ("actor", "summary", "error")
     date_hierarchy = "created_at"
-    readonly_fields = ("created_at", "actor", "user", "action", "outcome", "summary", "checksum", "changes", "error")
+    readonly_fields = (
+        "created_at",
+        "actor",
+        "user",
+        "source",
+        "action",
+        "outcome",
+        "summary",
+        "checksum",
+        "changes",
+        "error",
+    )
     change_list_template = "admin/controlplane/auditlog/change_list.html"
     actions = ["teardown"]
 
