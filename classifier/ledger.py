@@ -139,10 +139,16 @@ def _outcomes(redis: Redis, hits: dict[str, tuple[int, _Record]]) -> dict[str, s
     return {k: "row" if code is None else code.decode() for k, code in zip(hits, codes, strict=True)}
 
 
+def _count_key(day: int) -> str:
+    return f"{LEDGER_PREFIX}{day}:n"
+
+
 def _record_outcome(pipe: Pipeline, key: str, outcome: str) -> None:
     day, record = _day(), _record(key)
     pipe.sadd(_set_key(day, record), record.member)
     pipe.expireat(_set_key(day, record), _expire_at(day))
+    pipe.incr(_count_key(day))  # for the dashboard: counting the sets' members would mean scanning them
+    pipe.expireat(_count_key(day), _expire_at(day))
     if outcome != "row":
         pipe.hset(_failures_key(day, record), str(record.member), outcome)
         pipe.expireat(_failures_key(day, record), _expire_at(day))
@@ -160,6 +166,11 @@ def outcome_set_many(redis: Redis, outcomes: dict[str, str]) -> None:
         for key, outcome in outcomes.items():
             _record_outcome(pipe, key, outcome)
         pipe.execute()
+
+
+def outcome_count(redis: Redis) -> int:
+    """Outcomes recorded within the window (a key recorded twice counts twice)."""
+    return sum(int(n) for n in redis.mget([_count_key(day) for day in _days()]) if n is not None)
 
 
 def outcome_clear(redis: Redis, key: str) -> None:
