@@ -46,6 +46,11 @@ _TAKEOVER = (
 )
 
 
+def text(value: bytes | str) -> str:
+    """A Redis reply as text: these clients answer bytes (no decode_responses), which redis-py types as bytes | str."""
+    return value.decode() if isinstance(value, bytes) else value
+
+
 def object_key(bucket: str, name: str, generation: int) -> str:
     return f"{bucket}/{name}#{generation}"
 
@@ -136,7 +141,7 @@ def _outcomes(redis: Redis, hits: dict[str, tuple[int, _Record]]) -> dict[str, s
         for day, record in hits.values():
             pipe.hget(_failures_key(day, record), str(record.member))
         codes = pipe.execute()
-    return {k: "row" if code is None else code.decode() for k, code in zip(hits, codes, strict=True)}
+    return {k: "row" if code is None else text(code) for k, code in zip(hits, codes, strict=True)}
 
 
 def _count_key(day: int) -> str:
