@@ -122,13 +122,13 @@ def push_jobs(cfg: Config, redis: Redis, start: int, n: int) -> float:
         bucket, name, generation = ledger.parse_key(image_key(i))
         enqueue_classification(cfg, bucket=bucket, name=name, generation=generation, event_time=None)
     real, _bench_redis[:] = jobs.classify_object, [redis]
-    jobs.classify_object = _write_as_a_job_does  # type: ignore[assignment]
+    jobs.classify_object = _write_as_a_job_does
     try:
         worker = SimpleWorker([queue(cfg)], connection=redis, serializer=JSONSerializer)
         worker.log_result_lifespan = False
         worker.work(burst=True, logging_level="ERROR", with_scheduler=False)
     finally:
-        jobs.classify_object = real  # type: ignore[assignment]
+        jobs.classify_object = real
     return time.monotonic() - started
 
 

@@ -76,7 +76,7 @@ def connection(cfg: Config) -> Redis:
 class _Record(NamedTuple):
     bucket: str
     failures: str
-    member: int
+    member: str  # a signed 64-bit integer in decimal: Redis stores it in an intset as 8 bytes
 
 
 def _day(now: float | None = None) -> int:
@@ -87,7 +87,7 @@ def _record(key: str) -> _Record:
     digest = hashlib.blake2b(key.encode(), digest_size=10).digest()
     bucket = int.from_bytes(digest[:2], "big") >> (16 - BUCKET_BITS)
     return _Record(
-        f"{bucket:04x}", f"f{digest[0] % FAILURE_BUCKETS:02x}", int.from_bytes(digest[2:], "big", signed=True)
+        f"{bucket:04x}", f"f{digest[0] % FAILURE_BUCKETS:02x}", str(int.from_bytes(digest[2:], "big", signed=True))
     )
 
 
@@ -139,7 +139,7 @@ def _outcomes(redis: Redis, hits: dict[str, tuple[int, _Record]]) -> dict[str, s
         return {}
     with redis.pipeline(transaction=False) as pipe:
         for day, record in hits.values():
-            pipe.hget(_failures_key(day, record), str(record.member))
+            pipe.hget(_failures_key(day, record), record.member)
         codes = pipe.execute()
     return {k: "row" if code is None else text(code) for k, code in zip(hits, codes, strict=True)}
 
@@ -155,7 +155,7 @@ def _record_outcome(pipe: Pipeline, key: str, outcome: str) -> None:
     pipe.incr(_count_key(day))  # for the dashboard: counting the sets' members would mean scanning them
     pipe.expireat(_count_key(day), _expire_at(day))
     if outcome != "row":
-        pipe.hset(_failures_key(day, record), str(record.member), outcome)
+        pipe.hset(_failures_key(day, record), record.member, outcome)
         pipe.expireat(_failures_key(day, record), _expire_at(day))
 
 
@@ -184,7 +184,7 @@ def outcome_clear(redis: Redis, key: str) -> None:
     with redis.pipeline() as pipe:
         for day in _days():
             pipe.srem(_set_key(day, record), record.member)
-            pipe.hdel(_failures_key(day, record), str(record.member))
+            pipe.hdel(_failures_key(day, record), record.member)
         pipe.delete(INSERTING_PREFIX + key)
         pipe.execute()
 
