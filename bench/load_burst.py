@@ -17,6 +17,7 @@ import random
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -84,6 +85,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             warm_keys = [ledger.object_key(cfg.bucket, f"warm/{n}", g) for (n, _), g in zip(photos, warm, strict=False)]
             _wait(cfg, warm_keys, timeout_s=120)
             report["load_before"] = os.getloadavg()[:2]
+            sampler = RedisSampler(cfg)
+            sampler.start()
 
             started = time.monotonic()
             keys: list[str] = []
@@ -110,6 +113,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             report["images_per_s"] = round(args.images / report["all_settled_s"], 2)
             time.sleep(3)  # a doubled row would land right after the first
             held = _outcomes(cfg, keys)
+            report["redis"] = sampler.report()
             report["peak_rss_mib"] = {s.name: peak_rss_mib(s.proc.pid) for s in [*stack.services, *services] if s.proc}
             report["peak_rss_mib"]["load_burst (uploads, polling)"] = peak_rss_mib(os.getpid())
             report["workers"] = workers
@@ -133,6 +137,38 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     report["lost"], report["doubled"], report["failures"] = lost, doubled, failures
     report["contract_held"] = not lost and not doubled and not failures
     return report
+
+
+class RedisSampler(threading.Thread):
+    """Redis' used memory and the queue's length every half second: the peaks a burst reaches."""
+
+    def __init__(self, cfg: Any) -> None:
+        super().__init__(daemon=True)
+        from classifier import ledger
+        from classifier.queue import queue
+
+        self.redis, self.q = ledger.connection(cfg), queue(cfg)
+        self.idle = int(self.redis.info("memory")["used_memory"])
+        self.peak, self.deepest = self.idle, 0
+        self.stop = threading.Event()
+
+    def run(self) -> None:
+        while not self.stop.wait(0.5):
+            used = int(self.redis.info("memory")["used_memory"])
+            waiting = self.redis.llen(self.q.key) + self.redis.llen(self.q.intermediate_queue_key)
+            self.peak, self.deepest = max(self.peak, used), max(self.deepest, waiting)
+
+    def report(self) -> dict[str, Any]:
+        self.stop.set()
+        after = int(self.redis.info("memory")["used_memory"])
+        mb = 1024 * 1024
+        return {
+            "idle_mib": round(self.idle / mb, 1),
+            "peak_above_idle_mib": round((self.peak - self.idle) / mb, 1),
+            "after_above_idle_mib": round((after - self.idle) / mb, 1),
+            "deepest_queue": self.deepest,
+            "keys_after": self.redis.dbsize(),
+        }
 
 
 def _content_type(name: str) -> str:
