@@ -148,28 +148,38 @@ def _count_key(day: int) -> str:
     return f"{LEDGER_PREFIX}{day}:n"
 
 
-def _record_outcome(pipe: Pipeline, key: str, outcome: str) -> None:
-    day, record = _day(), _record(key)
-    pipe.sadd(_set_key(day, record), record.member)
-    pipe.expireat(_set_key(day, record), _expire_at(day))
-    pipe.incr(_count_key(day))  # for the dashboard: counting the sets' members would mean scanning them
+def _record_outcomes(pipe: Pipeline, outcomes: dict[str, str]) -> None:
+    """Today's sets get the keys' members, one SADD per set (reconcile writes a page of 500 at once)."""
+    day = _day()
+    members: dict[str, list[str]] = {}
+    codes: dict[str, dict[str, str]] = {}
+    for key, outcome in outcomes.items():
+        record = _record(key)
+        members.setdefault(_set_key(day, record), []).append(record.member)
+        if outcome != "row":
+            codes.setdefault(_failures_key(day, record), {})[record.member] = outcome
+    for set_key, new in members.items():
+        pipe.sadd(set_key, *new)
+        pipe.expireat(set_key, _expire_at(day))
+    for failures_key, mapping in codes.items():
+        pipe.hset(failures_key, mapping=dict(mapping))  # type: ignore[arg-type]  # redis-py's Mapping is invariant
+        pipe.expireat(failures_key, _expire_at(day))
+    pipe.incrby(_count_key(day), len(outcomes))  # for the dashboard: counting the sets' members means scanning them
     pipe.expireat(_count_key(day), _expire_at(day))
-    if outcome != "row":
-        pipe.hset(_failures_key(day, record), record.member, outcome)
-        pipe.expireat(_failures_key(day, record), _expire_at(day))
 
 
 def outcome_set(redis: Redis, key: str, outcome: str) -> None:
     with redis.pipeline() as pipe:
-        _record_outcome(pipe, key, outcome)
+        _record_outcomes(pipe, {key: outcome})
         pipe.delete(INSERTING_PREFIX + key)
         pipe.execute()
 
 
 def outcome_set_many(redis: Redis, outcomes: dict[str, str]) -> None:
+    if not outcomes:
+        return
     with redis.pipeline(transaction=False) as pipe:
-        for key, outcome in outcomes.items():
-            _record_outcome(pipe, key, outcome)
+        _record_outcomes(pipe, outcomes)
         pipe.execute()
 
 
