@@ -206,7 +206,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 class RedisSampler(threading.Thread):
     """Redis' used memory and the queue's length every half second: the peaks a burst reaches."""
 
-    def __init__(self, cfg: Any) -> None:
+    def __init__(self, cfg: Config) -> None:
         super().__init__(daemon=True)
         from classifier import ledger
         from classifier.queue import queue
