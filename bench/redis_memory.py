@@ -247,7 +247,9 @@ def table(report: dict[str, Any]) -> str:
         lines.append(f"| {kind} | {each:,.1f} | {kept} | {_size(p10[kind])} | {_size(p100[kind])} |")
     lines.append(f"| **total** | | | **{_size(sum(p10.values()))}** | **{_size(sum(p100.values()))}** |")
     lines.append("")
-    lines.append("| N images in the ledger | ledger bytes per image | ledger keys | used_memory per image |")
+    lines.append(
+        "| N images in the ledger | ledger bytes per image | ledger keys | used_memory above idle per image (with the jobs) |"
+    )
     lines.append("|---:|---:|---:|---:|")
     for n, row in sorted(report["sizes"].items()):
         lines.append(
