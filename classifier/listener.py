@@ -100,6 +100,7 @@ class Listener:
     queue_bound: int = 0
     held_back: bool = False
     _done_elsewhere: set[str] = field(default_factory=set)
+    _undecided: set[str] = field(default_factory=set)  # BigQuery did not answer for these: left for redelivery
 
     def __post_init__(self) -> None:
         self.started_at = time.time()
@@ -136,11 +137,17 @@ class Listener:
             age = event_age_s(event, now) if event is not None else 0.0
             if event is not None and (age is None or age > ledger.WINDOW_S):
                 stale.append(ledger.object_key(event.bucket, event.name, event.generation))
+        self._undecided = set()
         redis = ledger.connection(self.cfg)
-        unknown = [k for k, outcome in ledger.outcome_get_many(redis, stale).items() if outcome is None]
-        found = outcomes.find(self.cfg, unknown) if unknown else {}
-        if found:
+        try:
+            unknown = [k for k, outcome in ledger.outcome_get_many(redis, stale).items() if outcome is None]
+            found = outcomes.find(self.cfg, unknown) if unknown else {}
             ledger.outcome_set_many(redis, {k: v[0] for k, v in found.items()})
+        except Exception:
+            # Enqueued unchecked they might double a row: left unacked, they come back after the ack deadline.
+            log.exception("could not check %d old notifications against BigQuery; left for redelivery", len(stale))
+            self._undecided = set(stale)
+            return set()
         return set(found)
 
     def room(self) -> int:
@@ -166,6 +173,8 @@ class Listener:
             log.info("ignored %s event for %s", attributes.get("eventType"), attributes.get("objectId"))
             return "ignored"
         key = ledger.object_key(event.bucket, event.name, event.generation)
+        if key in self._undecided:
+            return "unacked"
         if key in self._done_elsewhere:
             log.info("duplicate notification for %s (BigQuery already holds its outcome)", key)
             return "duplicate"

@@ -15,7 +15,7 @@ from rq.results import Result
 from rq.serializers import JSONSerializer
 
 from bench import redis_memory
-from classifier import jobs, ledger
+from classifier import jobs, ledger, outcomes
 from classifier.cloud import pubsub
 from classifier.listener import Listener
 from classifier.queue import depth, enqueue_classification, queue
@@ -67,6 +67,13 @@ def test_a_duplicate_older_than_the_window_gives_no_second_row(cfg, qcfg, photos
     assert _redeliver(qcfg, key, age=timedelta(days=10)) == "duplicate"
     assert contract.violations(cfg, {key: "row"}) == {}
     assert ledger.outcome_get(ledger.connection(cfg), key) == "row"  # written back: the next repeat stops there
+
+
+def test_an_old_notification_bigquery_cannot_check_is_left_for_redelivery(cfg, qcfg, photos, prefix):
+    key = contract.upload(qcfg, f"{prefix}unchecked.png", photos["coffee.png"], "image/png")
+    with mock.patch.object(outcomes, "find", autospec=True, side_effect=RuntimeError("BigQuery is down")):
+        assert _redeliver(qcfg, key, age=timedelta(days=10)) == "unacked"
+    assert queue(qcfg).count == 0
 
 
 def test_a_finished_job_leaves_no_hash_or_result_after_its_span(cfg, qcfg, photos, prefix):
