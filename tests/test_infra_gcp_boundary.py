@@ -189,3 +189,27 @@ def test_locally_both_are_provided_by_the_local_stack(cfg):
             assert change.action == "provided" and change.reason.startswith("provided by the local stack")
             assert ("fake-gcs-server event flags" in change.reason) == (kind == s.NOTIFICATION)
             assert not change.pending
+
+
+def test_an_expiring_subscription_is_updated_to_never_expire_and_only_that_is_in_the_mask(gcfg, spec, subscriber):
+    """The emulator refuses to update an expiration policy: the request is checked here."""
+    subscriber.get_subscription.return_value = pubsub.pubsub_v1.types.Subscription(
+        name=gcfg.subscription_path,
+        topic=gcfg.topic_path,
+        ack_deadline_seconds=pubsub.ACK_DEADLINE_S,
+        message_retention_duration={"seconds": pubsub.RETENTION_S},
+        expiration_policy={"ttl": {"seconds": 31 * 24 * 3600}},
+        dead_letter_policy={
+            "dead_letter_topic": f"projects/{gcfg.project}/topics/{gcfg.dead_letter_topic}",
+            "max_delivery_attempts": 5,
+        },
+    )
+    r = spec.resource(f"{s.SUBSCRIPTION}:{gcfg.subscription}")
+    (change,) = KINDS[s.SUBSCRIPTION].plan(spec, r)
+    assert change.details == ("expiration_ttl_seconds: expires after 2678400 s without a pull -> never expires",)
+    runner.run_step(spec, change)
+    (call,) = subscriber.update_subscription.call_args_list
+    request = call.kwargs["request"]
+    assert request["update_mask"] == {"paths": ["expiration_policy"]}
+    sent = pubsub.pubsub_v1.types.Subscription(request["subscription"])
+    assert "expiration_policy" in sent and "ttl" not in sent.expiration_policy

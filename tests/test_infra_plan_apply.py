@@ -65,6 +65,7 @@ def test_apply_creates_everything_then_nothing_to_do_then_a_deleted_subscription
         "topic": icfg.topic_path,
         "ack_deadline_seconds": 60,
         "message_retention_seconds": 7 * 24 * 3600,
+        "expiration_ttl_seconds": None,
         "dead_letter_topic": f"projects/{icfg.project}/topics/{icfg.dead_letter_topic}",
         "max_delivery_attempts": 5,
     }
@@ -170,6 +171,32 @@ def test_additive_schema_drift_and_subscription_drift_are_updated_in_place(icfg,
     assert plan.summary == "Plan: 3 to create, 2 to change, 0 to destroy."
     assert stack_apply(spec=spec, checksum=plan.checksum, actor=ACTOR).ok
     assert not p.build_plan(spec).has_changes
+
+
+def test_subscriptions_never_expire_and_the_default_expiry_is_drift(icfg, db):
+    """Real Pub/Sub deletes a subscription idle for 31 days unless told never to; the emulator shows the policy sent."""
+    raw = pubsub.subscriber(icfg)
+    spec = s.stack_spec(cfg=icfg)
+    assert stack_apply(spec=spec, checksum=p.build_plan(spec).checksum, actor=ACTOR).ok
+    for name in (icfg.subscription, icfg.dead_letter_subscription):
+        sub = raw.get_subscription(request={"subscription": raw.subscription_path(icfg.project, name)})
+        assert "expiration_policy" in sub and "ttl" not in sub.expiration_policy  # an empty policy: never
+
+    pubsub.subscription_delete(icfg, icfg.dead_letter_subscription)
+    raw.create_subscription(  # as made by hand or by an older Sightline: the default expiry applies
+        request={
+            "name": raw.subscription_path(icfg.project, icfg.dead_letter_subscription),
+            "topic": pubsub.topic_path(icfg, icfg.dead_letter_topic),
+            "ack_deadline_seconds": 60,
+            "message_retention_duration": {"seconds": 7 * 24 * 3600},
+        }
+    )
+    (change,) = p.build_plan(spec).pending
+    assert (change.action, change.name, change.details) == (
+        "update",
+        icfg.dead_letter_subscription,
+        ("expiration_ttl_seconds: expires after 2678400 s without a pull -> never expires",),
+    )
 
 
 def test_a_stale_plan_is_refused(icfg, db):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -18,6 +19,12 @@ from classifier.config import Config
 ACK_DEADLINE_S = 60
 RETENTION_S = 7 * 24 * 3600
 MAX_DELIVERY_ATTEMPTS = 5
+# Without an expiration policy Pub/Sub deletes a subscription after 31 days without a pull (the documented default,
+# which the emulator neither applies nor reports). The dead-letter inspection subscription is read only when someone
+# opens the Failures page, so it would expire and every later dead letter would be lost. An empty policy (no ttl)
+# means never.
+DEFAULT_EXPIRATION_TTL_S = 31 * 24 * 3600
+NEVER_EXPIRES: dict[str, object] = {}
 
 
 @functools.cache
@@ -52,6 +59,7 @@ def subscription_ensure(cfg: Config, subscription: str, topic: str, *, dead_lett
         "topic": topic_path(cfg, topic),
         "ack_deadline_seconds": ACK_DEADLINE_S,
         "message_retention_duration": duration_pb2.Duration(seconds=RETENTION_S),
+        "expiration_policy": NEVER_EXPIRES,
     }
     if dead_letter_topic:
         request["dead_letter_policy"] = {
@@ -198,6 +206,7 @@ def subscription_get(cfg: Config, subscription: str) -> dict[str, object] | None
     seconds = retention.total_seconds() if hasattr(retention, "total_seconds") else retention.seconds
     policy = sub.dead_letter_policy
     return {
+        "expiration_ttl_seconds": _expiration_ttl_s(sub),
         "topic": sub.topic,
         "ack_deadline_seconds": int(sub.ack_deadline_seconds),
         "message_retention_seconds": int(seconds),
@@ -206,13 +215,38 @@ def subscription_get(cfg: Config, subscription: str) -> dict[str, object] | None
     }
 
 
-def subscription_update(cfg: Config, subscription: str, *, dead_letter_topic: str | None = None) -> None:
-    """Bring an existing subscription's deadline, retention and dead-letter policy to the desired values."""
-    paths = ["ack_deadline_seconds", "message_retention_duration", "dead_letter_policy"]
+def _expiration_ttl_s(sub: pubsub_v1.types.Subscription) -> int | None:
+    """None when the subscription never expires; the emulator leaves the policy out, as if the default applied."""
+    if "expiration_policy" not in sub:
+        return DEFAULT_EXPIRATION_TTL_S
+    if "ttl" not in sub.expiration_policy:
+        return None
+    ttl = sub.expiration_policy.ttl
+    return int(ttl.total_seconds() if hasattr(ttl, "total_seconds") else ttl.seconds)
+
+
+# The fields subscription_get reports, by the update-mask path that sets each.
+UPDATE_PATHS = {
+    "ack_deadline_seconds": "ack_deadline_seconds",
+    "message_retention_seconds": "message_retention_duration",
+    "expiration_ttl_seconds": "expiration_policy",
+    "dead_letter_topic": "dead_letter_policy",
+    "max_delivery_attempts": "dead_letter_policy",
+}
+
+
+def subscription_update(
+    cfg: Config, subscription: str, *, fields: Collection[str], dead_letter_topic: str | None = None
+) -> None:
+    """Bring the drifted `fields` (as subscription_get names them) of an existing subscription to the desired values.
+
+    Only those go in the update mask: the emulator refuses a mask with expiration_policy, even unchanged."""
+    paths = sorted({UPDATE_PATHS[f] for f in fields})
     body: dict[str, object] = {
         "name": subscription_path(cfg, subscription),
         "ack_deadline_seconds": ACK_DEADLINE_S,
         "message_retention_duration": duration_pb2.Duration(seconds=RETENTION_S),
+        "expiration_policy": NEVER_EXPIRES,
         "dead_letter_policy": (
             {"dead_letter_topic": topic_path(cfg, dead_letter_topic), "max_delivery_attempts": MAX_DELIVERY_ATTEMPTS}
             if dead_letter_topic
