@@ -400,6 +400,8 @@ def object_image(request: HttpRequest) -> HttpResponse:
             )
             if info.size is not None:
                 response["Content-Length"] = str(info.size)
+            if info.content_encoding:  # the stored bytes as they are: the browser inflates them
+                response["Content-Encoding"] = info.content_encoding
             filename = name.rsplit("/", 1)[-1].encode("ascii", "replace").decode().replace('"', "_")
             response["Content-Disposition"] = f'{"inline" if inline else "attachment"}; filename="{filename}"'
     except (gcs.ObjectGone, gcs.TooLarge) as exc:

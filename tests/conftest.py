@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import os
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -104,6 +105,38 @@ def upload(cfg: Config, stack: localstack.Stack) -> Callable[..., int]:
         return gcs.upload(cfg, name=name, data=data, content_type=content_type)
 
     return _upload
+
+
+@pytest.fixture(scope="session")
+def gcloud(cfg: Config, stack: localstack.Stack, tmp_path_factory: pytest.TempPathFactory) -> Callable[..., str]:
+    """The real `gcloud` CLI, pointed at the local stack as ../shared/STACK.md says; skips where it is not installed."""
+    import shutil
+    import subprocess
+
+    exe = shutil.which("gcloud")
+    if exe is None:
+        pytest.skip("gcloud is not on PATH (apt-get install google-cloud-cli)")
+    home = tmp_path_factory.mktemp("gcloud")
+    token = home / "token"
+    token.write_text("local-stack-takes-any-token\n")
+    env = {
+        "PATH": os.environ["PATH"],
+        "HOME": str(home),
+        "CLOUDSDK_CONFIG": str(home / "config"),
+        "CLOUDSDK_AUTH_ACCESS_TOKEN_FILE": str(token),
+        "CLOUDSDK_CORE_PROJECT": cfg.project,
+        "CLOUDSDK_CORE_DISABLE_PROMPTS": "1",
+        "BOTO_CONFIG": "/dev/null",
+        "CLOUDSDK_API_ENDPOINT_OVERRIDES_STORAGE": f"{cfg.storage_emulator_host}/storage/v1/",
+        "CLOUDSDK_API_ENDPOINT_OVERRIDES_PUBSUB": f"http://{cfg.pubsub_emulator_host}/",
+    }
+
+    def run(*args: str) -> str:
+        done = subprocess.run([exe, *args], env=env, capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, f"gcloud {' '.join(args)}: {done.stderr}"
+        return done.stdout
+
+    return run
 
 
 def wait_for(check: Callable[[], Any], *, timeout: float = 30, every: float = 0.25) -> Any:

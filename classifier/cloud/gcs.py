@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import functools
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
@@ -47,15 +48,19 @@ def client(cfg: Config) -> storage.Client:
 def download(cfg: Config, *, bucket: str, name: str, generation: int, created: bool = False) -> Blob:
     """Exactly the notified generation, never whatever is current, in one request.
 
-    The media GET's headers carry the content type and the whole object's CRC32C, so no metadata GET is needed;
-    asking for one byte past MAX_IMAGE_BYTES tells an oversized object without reading it all. A ranged answer
-    is not checksummed by the client library, so the CRC32C is checked here. The creation time is only in the
-    metadata: `created=True` (a job with no event time) pays a second request, as do empty and oversized objects.
+    The media GET's headers carry the content type, the content encoding and the whole object's CRC32C, so no
+    metadata GET is needed; asking for one byte past MAX_IMAGE_BYTES tells an oversized object without reading it
+    all. A ranged answer is not checksummed by the client library, so the CRC32C is checked here. The creation time
+    is only in the metadata: `created=True` (a job with no event time) pays a second request, as do empty and
+    oversized objects.
+
+    The bytes come as stored (raw): for a gzip-encoded object (`gsutil cp -Z`, `gcloud storage cp --gzip-local-all`)
+    the CRC32C is of the compressed bytes, so it is checked on those and the image is decompressed after, bounded.
     """
     blob = client(cfg).bucket(bucket).blob(name, generation=generation)
     try:
         try:
-            data = blob.download_as_bytes(start=0, end=cfg.max_image_bytes)
+            data = blob.download_as_bytes(start=0, end=cfg.max_image_bytes, raw_download=True)
         except gexc.RequestRangeNotSatisfiable:  # what a range request on an empty object gets
             data = b""
         # Metadata only where needed, and after the download: a reloaded blob downloads from the server's
@@ -69,7 +74,23 @@ def download(cfg: Config, *, bucket: str, name: str, generation: int, created: b
     if blob.crc32c is not None and blob.crc32c != _crc32c(data):
         # Transient by nature (a corrupted transfer): rq retries the job, as for any other download error.
         raise DataCorruption(f"gs://{bucket}/{name}#{generation}: CRC32C mismatch after download")
+    if blob.content_encoding == "gzip":
+        data = gunzip_bounded(data, limit=cfg.max_image_bytes)
     return Blob(data=data, content_type=blob.content_type, size=len(data), time_created=blob.time_created)
+
+
+def gunzip_bounded(data: bytes, *, limit: int) -> bytes:
+    """The decompressed bytes, never more than `limit` of them: a few kilobytes of gzip can expand to gigabytes.
+
+    A stream that is not gzip, or cut short, is handed on as it is: decoding then says what is wrong with it."""
+    inflater = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
+    try:
+        out = inflater.decompress(data, limit + 1)
+    except zlib.error:
+        return data
+    if len(out) > limit:
+        raise TooLarge(f"over MAX_IMAGE_BYTES={limit} once decompressed (gzip content encoding, {len(data)} stored)")
+    return out
 
 
 def _crc32c(data: bytes) -> str:
@@ -83,20 +104,26 @@ class ObjectInfo:
     content_type: str | None
     size: int | None
     time_created: datetime | None
+    content_encoding: str | None = None
 
 
 def object_read(
     cfg: Config, *, bucket: str, name: str, generation: int, chunk_size: int = 256 * 1024
 ) -> tuple[ObjectInfo, Iterator[bytes]]:
-    """Exactly one generation, as chunks: for streaming an object to a browser without holding it whole."""
+    """Exactly one generation, as chunks: for streaming an object to a browser without holding it whole.
+
+    The chunks are the stored bytes (gzip stays gzip: `content_encoding` says so, and `size` counts them), so the
+    browser is told the encoding instead of this process inflating an object of any size."""
     blob = client(cfg).bucket(bucket).get_blob(name, generation=generation)
     if blob is None:
         raise ObjectGone(f"gs://{bucket}/{name}#{generation} no longer exists")
-    info = ObjectInfo(blob.name, int(blob.generation), blob.content_type, blob.size, blob.time_created)
+    info = ObjectInfo(
+        blob.name, int(blob.generation), blob.content_type, blob.size, blob.time_created, blob.content_encoding
+    )
 
     def chunks() -> Iterator[bytes]:
         try:
-            with blob.open("rb", chunk_size=chunk_size) as reader:
+            with blob.open("rb", chunk_size=chunk_size, raw_download=True) as reader:
                 while chunk := reader.read(chunk_size):
                     yield chunk
         except gexc.NotFound:
