@@ -31,6 +31,8 @@ _PROJECT_RE = re.compile(r"^[a-z][a-z0-9-]{4,28}[a-z0-9]$")
 _BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{1,61}[a-z0-9]$")
 _RESOURCE_RE = re.compile(r"^[A-Za-z][A-Za-z0-9._~+%-]{2,254}$")
 _BQ_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,1023}$")
+# A multi-region (US, EU), dual-region (NAM4) or region (europe-west1): one name both Cloud Storage and BigQuery take.
+_LOCATION_RE = re.compile(r"^[A-Za-z][A-Za-z0-9]*(-[a-z]+[0-9]+)?$")
 
 
 class ConfigError(ValueError):
@@ -145,6 +147,7 @@ class Config:
     batch_size: int = 1
     metrics_token: str | None = None
     destroy_protection: bool = False
+    location: str = "US"
 
     @property
     def dataset_id(self) -> str:
@@ -216,6 +219,7 @@ class Config:
             batch_size=envint(env, "BATCH_SIZE", 8, minimum=1),
             metrics_token=_metrics_token(env),
             destroy_protection=envbool(env, "DESTROY_PROTECTION", False),
+            location=_matching(env, "GCP_LOCATION", _LOCATION_RE, "US"),
         )
 
     def export_emulator_env(self) -> None:

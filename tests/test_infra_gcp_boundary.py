@@ -213,3 +213,20 @@ def test_an_expiring_subscription_is_updated_to_never_expire_and_only_that_is_in
     assert request["update_mask"] == {"paths": ["expiration_policy"]}
     sent = pubsub.pubsub_v1.types.Subscription(request["subscription"])
     assert "expiration_policy" in sent and "ttl" not in sent.expiration_policy
+
+
+def test_the_bucket_is_created_in_gcp_location_and_one_elsewhere_is_a_change_apply_will_not_make(gcfg, bucket):
+    spec = s.stack_spec(cfg=dataclasses.replace(gcfg, location="europe-west1"))
+    r = resource(spec, s.BUCKET)
+    bucket.client_.lookup_bucket.return_value = None
+    (change,) = KINDS[s.BUCKET].plan(spec, r)
+    runner.run_step(spec, change)
+    bucket.client_.create_bucket.assert_called_once_with(gcfg.bucket, location="europe-west1")
+
+    bucket.client_.lookup_bucket.return_value = bucket
+    bucket.location = "EUROPE-WEST1"  # as Cloud Storage spells it
+    assert [c.action for c in KINDS[s.BUCKET].plan(spec, r)] == ["no-op"]
+    bucket.location = "US"
+    (moved,) = KINDS[s.BUCKET].plan(spec, r)
+    assert (moved.action, moved.details) == ("replace", ("location: US, wanted europe-west1",))
+    assert "a bucket cannot move, so apply will not do this" in moved.reason

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from unittest import mock
 
 import pytest
@@ -268,3 +269,21 @@ def test_the_local_stack_creates_only_whats_missing_of_its_kinds_and_never_updat
     assert ("update", s.SUBSCRIPTION) in left  # the drift is left to an operator's reviewed apply
     assert ("create", s.BUCKET) in left and ("create", s.DATASET) in left  # other kinds untouched
     assert not AuditLog.objects.exists()
+
+
+def test_the_dataset_is_created_in_gcp_location_and_a_mismatch_is_a_change_apply_will_not_make(icfg, db):
+    """bqemulator keeps a dataset's location; fake-gcs-server does not (the bucket's side is in the boundary tests)."""
+    here = dataclasses.replace(icfg, location="europe-west1")
+    spec = s.stack_spec(cfg=here)
+    assert stack_apply(spec=spec, checksum=p.build_plan(spec).checksum, actor=ACTOR).ok
+    assert bigquery.dataset_get(here, here.dataset_id)["location"] == "europe-west1"
+    assert not p.build_plan(spec).has_changes
+
+    elsewhere = s.stack_spec(cfg=dataclasses.replace(icfg, location="US"))
+    plan = p.build_plan(elsewhere)
+    (moved,) = plan.destructive
+    assert (moved.kind, moved.details) == (s.DATASET, ("location: europe-west1, wanted US",))
+    assert moved.reason.startswith("in location europe-west1, GCP_LOCATION is US: a dataset cannot move")
+    assert "set GCP_LOCATION=europe-west1 to keep it" in moved.reason
+    with pytest.raises(Refused, match="destructive"):
+        stack_apply(spec=elsewhere, checksum=plan.checksum, actor=ACTOR)

@@ -122,9 +122,12 @@ def dataset_get(cfg: Config, dataset_id: str) -> dict[str, Any] | None:
 
 
 def dataset_create(cfg: Config, dataset_id: str) -> bool:
-    """True when created, False when it already existed: creating is idempotent, and the answer needs no read first."""
+    """True when created (in GCP_LOCATION), False when it already existed: creating is idempotent, and the answer
+    needs no read first."""
+    dataset = bigquery.Dataset(dataset_id)
+    dataset.location = cfg.location
     try:
-        client(cfg).create_dataset(bigquery.Dataset(dataset_id))
+        client(cfg).create_dataset(dataset)
     except gexc.Conflict:
         return False
     return True

@@ -163,9 +163,9 @@ def list_pages(cfg: Config, *, prefix: str | None = None, page_size: int = 1000)
 
 
 def bucket_create(cfg: Config, name: str) -> bool:
-    """True when created, False when it already existed: creating is idempotent."""
+    """True when created (in GCP_LOCATION), False when it already existed: creating is idempotent."""
     try:
-        client(cfg).create_bucket(name)
+        client(cfg).create_bucket(name, location=cfg.location)
     except gexc.Conflict:
         return False
     return True
