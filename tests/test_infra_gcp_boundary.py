@@ -85,7 +85,7 @@ def test_a_missing_notification_config_is_created_with_the_exact_request(gcfg, s
     bucket.notification.assert_called_once_with(
         topic_name=gcfg.topic, topic_project=gcfg.project, event_types=["OBJECT_FINALIZE"], payload_format="JSON_API_V1"
     )
-    created.create.assert_called_once_with()
+    created.create.assert_called_once_with(timeout=gcs.CALL_TIMEOUT_S)
 
 
 def test_a_matching_config_is_kept_and_duplicates_or_mismatches_are_deleted(gcfg, spec, bucket):
@@ -230,3 +230,63 @@ def test_the_bucket_is_created_in_gcp_location_and_one_elsewhere_is_a_change_app
     (moved,) = KINDS[s.BUCKET].plan(spec, r)
     assert (moved.action, moved.details) == ("replace", ("location: US, wanted europe-west1",))
     assert "a bucket cannot move, so apply will not do this" in moved.reason
+
+
+class FakeClock:
+    """Stands in for the time module in gcs: sleeping moves the clock on, instantly."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+        self.slept: list[float] = []
+
+    def monotonic(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.slept.append(seconds)
+        self.now += seconds
+
+
+def refused_until_propagated(bucket, failures: list[Exception]) -> mock.Mock:
+    created = mock.create_autospec(gcs.storage.notification.BucketNotification, instance=True)
+    created.notification_id = "12"
+    created.create.side_effect = [*failures, None]
+    bucket.notification.return_value = created
+    return created
+
+
+def test_creating_the_notification_config_waits_for_iam_to_propagate_and_says_so(gcfg, spec, bucket):
+    """Apply grants the service agent publish on the topic just before: Cloud Storage may not see it yet."""
+    agent = "The service account 'service-1@gs-project-accounts.iam.gserviceaccount.com' does not have permission"
+    created = refused_until_propagated(
+        bucket, [gcs.gexc.Forbidden(agent), gcs.gexc.BadRequest("... or user does not have permission to it.")]
+    )
+    bucket.list_notifications.return_value = []
+    change = KINDS[s.NOTIFICATION].plan(spec, resource(spec, s.NOTIFICATION))
+    seen: list[runner.Step] = []
+    with mock.patch.object(gcs, "time", FakeClock()) as clock:
+        (step,) = runner.run_changes(spec, change, on_step=seen.append)
+    assert (step.status, step.message) == (runner.OK, "created config #12")
+    assert clock.slept == [2.0, 4.0] and created.create.call_count == 3
+    waits = [s for s in seen if s.status == runner.WAITING]
+    assert [w.message.split(" s (")[0] for w in waits] == [
+        "the service agent may not publish yet (IAM propagates): retrying in 2",
+        "the service agent may not publish yet (IAM propagates): retrying in 4",
+    ]
+    assert "403 The service account" in waits[0].message
+    assert seen[-1] is step
+
+
+def test_the_wait_for_iam_is_bounded_and_other_errors_are_not_retried(gcfg, spec, bucket):
+    bucket.list_notifications.return_value = []
+    change = KINDS[s.NOTIFICATION].plan(spec, resource(spec, s.NOTIFICATION))
+    refused_until_propagated(bucket, [gcs.gexc.Forbidden("no permission")] * 100)
+    with mock.patch.object(gcs, "time", FakeClock()) as clock:
+        (step,) = runner.run_changes(spec, change)
+    assert step.status == runner.FAILED and "Forbidden" in step.message
+    assert sum(clock.slept) == gcs.PROPAGATION_BUDGET_S and max(clock.slept) == gcs.PROPAGATION_MAX_WAIT_S
+
+    created = refused_until_propagated(bucket, [gcs.gexc.BadRequest("payload_format is invalid")])
+    with mock.patch.object(gcs, "time", FakeClock()) as clock:
+        (step,) = runner.run_changes(spec, change)
+    assert step.status == runner.FAILED and clock.slept == [] and created.create.call_count == 1

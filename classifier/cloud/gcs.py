@@ -5,8 +5,9 @@ from __future__ import annotations
 import base64
 import contextlib
 import functools
+import time
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -36,6 +37,11 @@ class Blob:
     content_type: str | None
     size: int
     time_created: datetime | None
+
+
+# Every request has a deadline: the client's default for storage is 60 s per request, with its own retries on
+# idempotent calls (DEFAULT_RETRY, conditional on preconditions for writes).
+CALL_TIMEOUT_S = 60.0
 
 
 @functools.cache
@@ -228,20 +234,56 @@ def notifications_list(cfg: Config, bucket: str) -> list[Notification]:
     ]
 
 
-def notification_create(cfg: Config, bucket: str, *, topic_project: str, topic: str) -> str:
-    """OBJECT_FINALIZE events of the whole bucket, as JSON_API_V1, to the topic; returns the new config's id."""
-    notification = (
-        client(cfg)
-        .bucket(bucket)
-        .notification(
-            topic_name=topic,
-            topic_project=topic_project,
-            event_types=list(NOTIFICATION_EVENT_TYPES),
-            payload_format=NOTIFICATION_PAYLOAD_FORMAT,
+# Cloud Storage checks that its service agent may publish to the topic when the config is created, and apply has
+# only just granted that: IAM changes take up to a few minutes to propagate (Google documents 7 at most, usually
+# under 1). Until then the insert is refused with 403, or 400 "... does not have permission to it".
+PROPAGATION_BUDGET_S = 300.0
+PROPAGATION_FIRST_WAIT_S = 2.0
+PROPAGATION_MAX_WAIT_S = 30.0
+
+
+def _not_yet_permitted(exc: gexc.GoogleAPICallError) -> bool:
+    return isinstance(exc, gexc.Forbidden) or (isinstance(exc, gexc.BadRequest) and "permission" in str(exc))
+
+
+def notification_create(
+    cfg: Config,
+    bucket: str,
+    *,
+    topic_project: str,
+    topic: str,
+    on_wait: Callable[[str], None] | None = None,
+    budget_s: float = PROPAGATION_BUDGET_S,
+) -> str:
+    """OBJECT_FINALIZE events of the whole bucket, as JSON_API_V1, to the topic; returns the new config's id.
+
+    A refusal for want of permission is retried with backoff for `budget_s` (IAM propagation); each wait is
+    told to `on_wait` before it starts. Any other error, or the same one after the budget, is raised."""
+    deadline = time.monotonic() + budget_s
+    wait = PROPAGATION_FIRST_WAIT_S
+    while True:
+        notification = (
+            client(cfg)
+            .bucket(bucket)
+            .notification(
+                topic_name=topic,
+                topic_project=topic_project,
+                event_types=list(NOTIFICATION_EVENT_TYPES),
+                payload_format=NOTIFICATION_PAYLOAD_FORMAT,
+            )
         )
-    )
-    notification.create()
-    return str(notification.notification_id)
+        try:
+            notification.create(timeout=CALL_TIMEOUT_S)
+            return str(notification.notification_id)
+        except gexc.GoogleAPICallError as exc:
+            left = deadline - time.monotonic()
+            if not _not_yet_permitted(exc) or left <= 0:
+                raise
+            wait = min(wait, left)
+            if on_wait:
+                on_wait(f"the service agent may not publish yet (IAM propagates): retrying in {wait:.0f} s ({exc})")
+            time.sleep(wait)
+            wait = min(wait * 2, PROPAGATION_MAX_WAIT_S)
 
 
 def notification_delete(cfg: Config, bucket: str, notification_id: str) -> None:
