@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from google.api_core import exceptions as gexc
+from google.api_core import retry
 from google.cloud import pubsub_v1
 from google.protobuf import duration_pb2
 
@@ -25,6 +26,25 @@ MAX_DELIVERY_ATTEMPTS = 5
 # means never.
 DEFAULT_EXPIRATION_TTL_S = 31 * 24 * 3600
 NEVER_EXPIRES: dict[str, object] = {}
+
+
+# Every call has a deadline; the idempotent ones (reads, deletes, acks, creates and updates whose repeat is harmless:
+# AlreadyExists and NotFound are success) retry transient errors with backoff, within a bounded total. Setting an
+# IAM policy is not retried: the policy carries the etag it was read with, so a repeat after a lost answer is refused.
+CALL_TIMEOUT_S = 30.0
+RETRY = retry.Retry(
+    predicate=retry.if_exception_type(
+        gexc.ServiceUnavailable, gexc.DeadlineExceeded, gexc.InternalServerError, gexc.Aborted, gexc.Unknown
+    ),
+    initial=0.5,
+    maximum=10.0,
+    multiplier=2.0,
+    timeout=90.0,
+)
+
+
+def _retried() -> dict[str, Any]:
+    return {"timeout": CALL_TIMEOUT_S, "retry": RETRY}
 
 
 @functools.cache
@@ -47,7 +67,7 @@ def subscription_path(cfg: Config, subscription: str) -> str:
 
 def topic_ensure(cfg: Config, topic: str) -> bool:
     try:
-        publisher(cfg).create_topic(request={"name": topic_path(cfg, topic)})
+        publisher(cfg).create_topic(request={"name": topic_path(cfg, topic)}, **_retried())
         return True
     except gexc.AlreadyExists:
         return False
@@ -67,7 +87,7 @@ def subscription_ensure(cfg: Config, subscription: str, topic: str, *, dead_lett
             "max_delivery_attempts": MAX_DELIVERY_ATTEMPTS,
         }
     try:
-        subscriber(cfg).create_subscription(request=request)
+        subscriber(cfg).create_subscription(request=request, **_retried())
         return True
     except gexc.AlreadyExists:
         return False
@@ -93,7 +113,8 @@ class Pulled:
 
     def nack(self) -> None:
         subscriber(self.cfg).modify_ack_deadline(
-            request={"subscription": self.subscription, "ack_ids": [self.ack_id], "ack_deadline_seconds": 0}
+            request={"subscription": self.subscription, "ack_ids": [self.ack_id], "ack_deadline_seconds": 0},
+            **_retried(),
         )
 
 
@@ -103,7 +124,7 @@ def acknowledge(cfg: Config, messages: list[Pulled]) -> None:
     for message in messages:
         by_subscription.setdefault(message.subscription, []).append(message.ack_id)
     for subscription, ack_ids in by_subscription.items():
-        subscriber(cfg).acknowledge(request={"subscription": subscription, "ack_ids": ack_ids})
+        subscriber(cfg).acknowledge(request={"subscription": subscription, "ack_ids": ack_ids}, **_retried())
 
 
 def pull(cfg: Config, *, max_messages: int, wait_s: float) -> list[Pulled]:
@@ -177,7 +198,7 @@ def peek(cfg: Config, subscription: str, *, limit: int, timeout_s: float = 2.0) 
     finally:
         if ack_ids:
             subscriber(cfg).modify_ack_deadline(
-                request={"subscription": path, "ack_ids": ack_ids, "ack_deadline_seconds": 0}
+                request={"subscription": path, "ack_ids": ack_ids, "ack_deadline_seconds": 0}, **_retried()
             )
     return sorted(seen.values(), key=lambda p: (p.publish_time is None, p.publish_time), reverse=True)
 
@@ -190,7 +211,7 @@ SUBSCRIBER_ROLE = "roles/pubsub.subscriber"
 
 def topic_get(cfg: Config, topic: str) -> dict[str, str] | None:
     try:
-        found = publisher(cfg).get_topic(request={"topic": topic_path(cfg, topic)})
+        found = publisher(cfg).get_topic(request={"topic": topic_path(cfg, topic)}, **_retried())
     except gexc.NotFound:
         return None
     return {"name": found.name}
@@ -199,7 +220,9 @@ def topic_get(cfg: Config, topic: str) -> dict[str, str] | None:
 def subscription_get(cfg: Config, subscription: str) -> dict[str, object] | None:
     """The settings the plan compares, or None when the subscription does not exist."""
     try:
-        sub = subscriber(cfg).get_subscription(request={"subscription": subscription_path(cfg, subscription)})
+        sub = subscriber(cfg).get_subscription(
+            request={"subscription": subscription_path(cfg, subscription)}, **_retried()
+        )
     except gexc.NotFound:
         return None
     retention = sub.message_retention_duration
@@ -253,17 +276,19 @@ def subscription_update(
             else {}
         ),
     }
-    subscriber(cfg).update_subscription(request={"subscription": body, "update_mask": {"paths": paths}})
+    subscriber(cfg).update_subscription(request={"subscription": body, "update_mask": {"paths": paths}}, **_retried())
 
 
 def subscription_delete(cfg: Config, subscription: str) -> None:
     with contextlib.suppress(gexc.NotFound):  # already gone: deleting is idempotent
-        subscriber(cfg).delete_subscription(request={"subscription": subscription_path(cfg, subscription)})
+        subscriber(cfg).delete_subscription(
+            request={"subscription": subscription_path(cfg, subscription)}, **_retried()
+        )
 
 
 def topic_delete(cfg: Config, topic: str) -> None:
     with contextlib.suppress(gexc.NotFound):
-        publisher(cfg).delete_topic(request={"topic": topic_path(cfg, topic)})
+        publisher(cfg).delete_topic(request={"topic": topic_path(cfg, topic)}, **_retried())
 
 
 def _iam_target(cfg: Config, topic: str | None, subscription: str | None) -> tuple[Any, str]:
@@ -276,7 +301,7 @@ def _iam_target(cfg: Config, topic: str | None, subscription: str | None) -> tup
 
 def iam_members(cfg: Config, *, role: str, topic: str | None = None, subscription: str | None = None) -> list[str]:
     client, resource = _iam_target(cfg, topic, subscription)
-    policy = client.get_iam_policy(request={"resource": resource})
+    policy = client.get_iam_policy(request={"resource": resource}, **_retried())
     return sorted({m for b in policy.bindings if b.role == role for m in b.members})
 
 
@@ -285,7 +310,7 @@ def iam_grant(
 ) -> bool:
     """Add one member to one role (read-modify-write with the policy's etag); False if it was already there."""
     client, resource = _iam_target(cfg, topic, subscription)
-    policy = client.get_iam_policy(request={"resource": resource})
+    policy = client.get_iam_policy(request={"resource": resource}, **_retried())
     for binding in policy.bindings:
         if binding.role == role:
             if member in binding.members:
@@ -294,7 +319,7 @@ def iam_grant(
             break
     else:
         policy.bindings.add(role=role, members=[member])
-    client.set_iam_policy(request={"resource": resource, "policy": policy})
+    client.set_iam_policy(request={"resource": resource, "policy": policy}, timeout=CALL_TIMEOUT_S, retry=None)
     return True
 
 
@@ -303,13 +328,13 @@ def iam_revoke(
 ) -> bool:
     client, resource = _iam_target(cfg, topic, subscription)
     try:
-        policy = client.get_iam_policy(request={"resource": resource})
+        policy = client.get_iam_policy(request={"resource": resource}, **_retried())
     except gexc.NotFound:
         return False
     for binding in policy.bindings:
         if binding.role == role and member in binding.members:
             binding.members.remove(member)
-            client.set_iam_policy(request={"resource": resource, "policy": policy})
+            client.set_iam_policy(request={"resource": resource, "policy": policy}, timeout=CALL_TIMEOUT_S, retry=None)
             return True
     return False
 
