@@ -17,10 +17,6 @@ from classifier.config import Config
 log = logging.getLogger("bench")
 
 
-def _rate(run: Any, per_call: int, seconds: float) -> float:
-    return _rate_cpu(run, per_call, seconds)[0]
-
-
 def _rate_cpu(run: Any, per_call: int, seconds: float) -> tuple[float, float]:
     """Images per second (wall clock), and CPU milliseconds per image (all threads: robust to a busy machine)."""
     run()  # first-call costs are not the steady rate

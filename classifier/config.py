@@ -243,8 +243,3 @@ def get_config() -> Config:
         _cached = Config.from_env()
         _cached.export_emulator_env()
     return _cached
-
-
-def reset_config() -> None:
-    global _cached
-    _cached = None

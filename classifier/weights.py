@@ -13,15 +13,6 @@ RESNET50_FILES = ("resnet50-19c8e357.pth", "resnet50-0676ba61.pth")
 RESNET50_URL = "https://download.pytorch.org/models/resnet50-19c8e357.pth"
 
 
-class BadImage(Exception):
-    """The upload is not a decodable image; permanent, never retried. `code` is machine-readable."""
-
-    def __init__(self, code: str, reason: str) -> None:
-        super().__init__(reason)
-        self.code = code
-        self.reason = reason
-
-
 def find_resnet_weights(models_dir: Path) -> Path | None:
     for name in RESNET50_FILES:
         path = models_dir / name

@@ -20,8 +20,10 @@ from rq.serializers import JSONSerializer
 from rq.timeouts import JobTimeoutException
 from rq.worker import WorkerStatus
 
-from classifier import jobs, ledger, runtime
+from classifier import inference, ledger
+from classifier.batch import Batch, BatchJob
 from classifier.config import ConfigError, get_config
+from classifier.delivery import ObjectRef
 from classifier.model import ModelUnavailable
 
 log = logging.getLogger(__name__)
@@ -44,7 +46,7 @@ def _prepare(worker: Worker) -> None:
     _log_like_rq()
     try:
         cfg = get_config()
-        clf = runtime.load_and_warm(cfg)
+        clf = inference.load_and_warm(cfg)
     except (ConfigError, ModelUnavailable) as exc:
         # A wrong setting or missing weights stop the worker with one line that says what to fix, not a traceback.
         sys.exit(f"sightline worker cannot start: {exc}")
@@ -61,10 +63,11 @@ def _prepare(worker: Worker) -> None:
 class ClassifierWorker(SimpleWorker):
     """Takes up to BATCH_SIZE queued jobs at once, classifies their images in one forward pass, then runs each job
     through rq as usual (its own status, timeout, retries and outcome); a job whose image was not prefetched, or
-    failed to, does its own work and meets its own error."""
+    failed to, does its own work and meets its own error. The batch is this worker's, handed to each of its jobs."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         kwargs["serializer"] = JSONSerializer  # rq's docs warn that pickle is not safe
+        kwargs["job_class"] = BatchJob  # carries the batch to the job code
         super().__init__(*args, **kwargs)
         _prepare(self)
 
@@ -73,9 +76,23 @@ class ClassifierWorker(SimpleWorker):
         # BUSY for the whole batch: a SIGTERM then asks for a warm stop after it, instead of stopping with jobs taken
         # from the queue but not run (rq would only fail them over from its intermediate queue minutes later).
         self.set_state(WorkerStatus.BUSY)
-        batch = [(job, queue)]
-        while len(batch) < cfg.batch_size and not self._stop_requested:
-            more = self.queue_class.dequeue_any(  # non-blocking: only what is already queued
+        taken = self._take(job, queue, cfg.batch_size)
+        if len(taken) > 1:
+            batch = self._prepare_batch(self._objects([queued for queued, _ in taken]), job.id, cfg.job_timeout_s)
+            for queued, _ in taken:
+                if isinstance(queued, BatchJob):
+                    queued.batch = batch
+        for i, (queued, origin) in enumerate(taken):
+            super().execute_job(queued, origin)  # ends by setting IDLE
+            if i + 1 < len(taken):
+                self.set_state(WorkerStatus.BUSY)
+            self.heartbeat()
+
+    def _take(self, job: Job, queue: Queue, batch_size: int) -> list[tuple[Job, Queue]]:
+        """Up to `batch_size` jobs: the one given and what is already queued (non-blocking), unless a stop was asked."""
+        taken = [(job, queue)]
+        while len(taken) < batch_size and not self._stop_requested:
+            more = self.queue_class.dequeue_any(
                 self._ordered_queues,
                 None,
                 connection=self.connection,
@@ -86,53 +103,51 @@ class ClassifierWorker(SimpleWorker):
             if more is None:
                 break
             more[0].redis_server_version = self.get_redis_server_version()
-            batch.append(more)
-        if len(batch) > 1:
-            targets = self._targets([queued for queued, _ in batch])
-            self._prefetch(targets, job.id, cfg.job_timeout_s)
-            self._write_rows(targets, job.id, cfg.job_timeout_s)
-        for i, (queued, origin) in enumerate(batch):
-            super().execute_job(queued, origin)  # ends by setting IDLE
-            if i + 1 < len(batch):
-                self.set_state(WorkerStatus.BUSY)
-            self.heartbeat()
+            taken.append(more)
+        return taken
 
     @staticmethod
-    def _targets(batch: list[Job]) -> list[runtime.Target]:
+    def _objects(jobs: list[Job]) -> list[ObjectRef]:
         """The batch's classification jobs' objects (other jobs just run as they are)."""
         return [
-            runtime.Target(
-                j.kwargs["bucket"], j.kwargs["name"], int(j.kwargs["generation"]), j.kwargs.get("event_time")
-            )
-            for j in batch
+            ObjectRef(j.kwargs["bucket"], j.kwargs["name"], int(j.kwargs["generation"]), j.kwargs.get("event_time"))
+            for j in jobs
             if j.func_name == CLASSIFY and {"bucket", "name", "generation"} <= j.kwargs.keys()
         ]
 
-    def _write_rows(self, targets: list[runtime.Target], job_id: str, timeout_s: int) -> None:
-        """One BigQuery insert for the rows of the batch's classified images (jobs.write_batch); on any error the
+    def _prepare_batch(self, objects: list[ObjectRef], job_id: str, timeout_s: int) -> Batch:
+        """One forward pass, then one BigQuery insert, each under a job timeout; what fails is left to the jobs."""
+        batch = Batch()
+        self._prefetch(batch, objects, job_id, timeout_s)
+        self._write_rows(batch, objects, job_id, timeout_s)
+        return batch
+
+    def _prefetch(self, batch: Batch, objects: list[ObjectRef], job_id: str, timeout_s: int) -> None:
+        started = time.perf_counter()
+        try:
+            cfg = get_config()
+            with self.death_penalty_class(timeout_s, JobTimeoutException, job_id=job_id):
+                ready = batch.prefetch(cfg, ledger.connection(cfg), inference.get_classifier(), objects)
+        except Exception:  # the jobs still run one by one and meet their own errors
+            self.log.exception("prefetch of %d objects failed", len(objects))
+            return
+        self.log.info(
+            "batch of %d: %d classified together in %.2fs", len(objects), ready, time.perf_counter() - started
+        )
+
+    def _write_rows(self, batch: Batch, objects: list[ObjectRef], job_id: str, timeout_s: int) -> None:
+        """One BigQuery insert for the rows of the batch's classified images (Batch.write_rows); on any error the
         jobs write their own rows, each under its own claim, as if this had not run."""
         started = time.perf_counter()
         try:
             cfg = get_config()
             with self.death_penalty_class(timeout_s, JobTimeoutException, job_id=job_id):
-                written = jobs.write_batch(cfg, ledger.connection(cfg), targets)
+                written = batch.write_rows(cfg, ledger.connection(cfg), objects)
         except Exception:
-            self.log.exception("batched insert of %d rows failed; each job writes its own", len(targets))
+            self.log.exception("batched insert of %d rows failed; each job writes its own", len(objects))
             return
         self.log.info(
-            "batch of %d: %d rows in one insert in %.2fs", len(targets), written, time.perf_counter() - started
-        )
-
-    def _prefetch(self, targets: list[runtime.Target], job_id: str, timeout_s: int) -> None:
-        started = time.perf_counter()
-        try:
-            with self.death_penalty_class(timeout_s, JobTimeoutException, job_id=job_id):
-                ready = runtime.prefetch(targets)
-        except Exception:  # the jobs still run one by one and meet their own errors
-            self.log.exception("prefetch of %d objects failed", len(targets))
-            return
-        self.log.info(
-            "batch of %d: %d classified together in %.2fs", len(targets), ready, time.perf_counter() - started
+            "batch of %d: %d rows in one insert in %.2fs", len(objects), written, time.perf_counter() - started
         )
 
 

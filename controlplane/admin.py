@@ -7,7 +7,8 @@ from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.urls import URLPattern, path, reverse
 
-from controlplane.infra.views import destroy_view, staff_required
+from controlplane.auth import staff_required
+from controlplane.infra.views import destroy_view
 from controlplane.models import AuditLog
 
 

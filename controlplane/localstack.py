@@ -168,7 +168,6 @@ class Service:
 class Stack:
     cfg: Config
     services: list[Service] = field(default_factory=list)
-    external_redis: bool = False
 
     def stop(self) -> None:
         for service in reversed(self.services):
@@ -315,7 +314,6 @@ def build(cfg: Config) -> Stack:
     ]
     stack = Stack(cfg=cfg, services=services)
     if _redis_answers(cfg.redis_url):
-        stack.external_redis = True
         log.info("redis: using the server that answers at %s", cfg.redis_url)
     else:
         services.append(_redis_service(cfg, data, env))

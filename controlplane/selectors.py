@@ -14,12 +14,11 @@ from rq import Worker
 from rq.job import Job
 from rq.serializers import JSONSerializer
 
-from classifier import jobs, ledger
+from classifier import jobs, ledger, listener
 from classifier.cloud import bigquery, gcs
 from classifier.config import Config
 from classifier.queue import queue
 from classifier.weights import resolve_model_name
-from controlplane import listener
 
 # A heartbeat older than this (the listener beats every second) means the process is gone or hung.
 LISTENER_STALE_S = 10
@@ -177,7 +176,7 @@ def failure_count() -> int:
         return total
     names = sorted({ledger.parse_key(k)[1] for k in keys})
     sql = f"SELECT {_FAILURE_COLUMNS} FROM `{cfg.failures_table_id}` WHERE image_name IN UNNEST(@names)"
-    rows = bigquery.query(cfg, sql, [bigquery.bigquery.ArrayQueryParameter("names", "STRING", names)])
+    rows = bigquery.query(cfg, sql, [bigquery.array_param("names", "STRING", names)])
     return total - (len(rows) - len(_visible(rows)))
 
 

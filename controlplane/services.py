@@ -11,11 +11,11 @@ from typing import Any
 
 from django.conf import settings
 
-from classifier import ledger
+from classifier import ledger, listener
 from classifier.cloud import bigquery, gcs
 from classifier.config import Config
 from classifier.queue import enqueue_classification
-from controlplane import listener, selectors
+from controlplane import selectors
 
 log = logging.getLogger(__name__)
 

@@ -5,7 +5,6 @@ Everyone who can log in may look; only staff may act (listener control, requeue,
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import hmac
 import io
@@ -19,7 +18,6 @@ from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.cache import cache
-from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpRequest, HttpResponse, StreamingHttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
@@ -29,6 +27,7 @@ from PIL import Image, UnidentifiedImageError
 
 from classifier.cloud import gcs
 from controlplane import charts, deadletters, metrics, selectors, services
+from controlplane.auth import staff_required
 from controlplane.deadletters import dead_letter_list
 from controlplane.reconcile import reconcile_run
 
@@ -44,18 +43,6 @@ THUMB_PX = 112
 RANGES = {"15m": timedelta(minutes=15), "1h": timedelta(hours=1), "24h": timedelta(days=1), "7d": timedelta(days=7)}
 # Served inline only as these types; anything else is a download, so an uploaded HTML file never runs as our page.
 INLINE_TYPES = {"image/png", "image/jpeg", "image/gif", "image/webp", "image/bmp"}
-
-View = Callable[..., HttpResponse]
-
-
-def staff_required(view: View) -> View:
-    @functools.wraps(view)
-    def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
-        if not request.user.is_staff:
-            raise PermissionDenied("only staff can do this")
-        return view(request, *args, **kwargs)
-
-    return wrapper
 
 
 def _read(fn: Callable[..., Any], default: Any, **kwargs: Any) -> tuple[Any, str | None]:

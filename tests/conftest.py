@@ -165,7 +165,7 @@ def _by_name(cfg: Config, table_id: str, names: list[str]) -> dict[str, list[dic
     """Rows of `table_id` by image name: a list, so a doubled row shows as two."""
     sql = f"SELECT * FROM `{table_id}` WHERE image_name IN UNNEST(@names)"
     found: dict[str, list[dict[str, Any]]] = {n: [] for n in names}
-    for row in bigquery.query(cfg, sql, [bigquery.bigquery.ArrayQueryParameter("names", "STRING", names)]):
+    for row in bigquery.query(cfg, sql, [bigquery.array_param("names", "STRING", names)]):
         found[row["image_name"]].append(row)
     return found
 

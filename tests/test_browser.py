@@ -17,10 +17,10 @@ from typing import Any
 import pytest
 from django.conf import settings
 
-from classifier import ledger
+from classifier import ledger, listener
 from classifier.cloud import gcs
 from classifier.config import BASE_DIR, Config
-from controlplane import listener, localstack
+from controlplane import localstack
 from tests.conftest import failures_for, wait_for
 
 pytestmark = [pytest.mark.browser, pytest.mark.e2e]

@@ -15,7 +15,7 @@ import redis.exceptions
 import requests
 from google.api_core import exceptions as gexc
 
-from classifier import jobs, ledger, outcomes
+from classifier import delivery, jobs, ledger, outcomes
 from classifier.cloud import bigquery, gcs
 from classifier.queue import enqueue_classification, queue
 from controlplane import localstack
@@ -82,7 +82,7 @@ def test_death_between_insert_and_outcome_does_not_double_the_row(cfg, redis_, p
         _run(key)
     assert ledger.outcome_get(redis_, key) is None and ledger.inserting(redis_, key)
     # What a SIGKILLed work horse leaves: its claim, under an RQ execution that is no longer running.
-    redis_.set(ledger.CLAIM_PREFIX + key, f"classify-x:dead-execution:{cfg.queue_name}", ex=jobs.CLAIM_TTL_S)
+    redis_.set(ledger.CLAIM_PREFIX + key, f"classify-x:dead-execution:{cfg.queue_name}", ex=delivery.CLAIM_TTL_S)
 
     assert _run(key) == {"outcome": "duplicate", "key": key, "previous": "row"}
     assert ledger.outcome_get(redis_, key) == "row" and not ledger.inserting(redis_, key)
@@ -117,9 +117,9 @@ def test_a_lost_ledger_is_checked_against_bigquery(cfg, redis_, photos, prefix, 
 
 def test_a_live_claim_makes_the_job_wait_then_retry(cfg, redis_, photos, prefix, monkeypatch, qcfg):
     key = contract.upload(qcfg, f"{prefix}busy.png", photos["chelsea.png"], "image/png")
-    monkeypatch.setattr(jobs, "CLAIM_WAIT_S", 0.5)
+    monkeypatch.setattr(delivery, "CLAIM_WAIT_S", 0.5)
     redis_.set(ledger.CLAIM_PREFIX + key, "local:someone-else", ex=30)
-    with pytest.raises(jobs.ClaimBusy):
+    with pytest.raises(delivery.ClaimBusy):
         _run(key)
     redis_.delete(ledger.CLAIM_PREFIX + key)
     assert _run(key)["outcome"] == "row"
@@ -206,7 +206,7 @@ def test_only_one_contender_takes_over_a_dead_claim(redis_, prefix):
 
 def test_a_notification_that_cannot_be_enqueued_is_left_unacked_not_nacked(cfg):
     """Nacking would have Pub/Sub redeliver at once and burn its 5 delivery attempts during a Redis restart."""
-    from controlplane.listener import Listener
+    from classifier.listener import Listener
 
     no_redis = dataclasses.replace(cfg, redis_url=f"redis://127.0.0.1:{localstack.free_port()}/0")
     attributes = {"eventType": "OBJECT_FINALIZE", "bucketId": "b", "objectId": "x.png", "objectGeneration": "1"}

@@ -28,10 +28,10 @@ from rq.registry import StartedJobRegistry
 from rq.serializers import JSONSerializer
 
 from classifier import jobs, ledger
+from classifier import listener as listener_module
 from classifier.cloud import bigquery, gcs, pubsub
 from classifier.config import Config
 from classifier.queue import queue
-from controlplane import listener as listener_module
 from controlplane import localstack
 from controlplane.deadletters import dead_letter_list
 from controlplane.reconcile import reconcile_run

@@ -18,7 +18,7 @@ import pytest
 from PIL import Image, ImageOps
 from skimage import data as skdata
 
-from classifier import jobs, ledger, model
+from classifier import images, jobs, ledger, model
 from classifier.cloud import gcs
 from classifier.config import get_config
 from tests import contract
@@ -144,7 +144,7 @@ def test_exif_rotation_is_applied_before_classifying(corpus):
 
 
 def test_a_huge_photo_is_decoded_at_a_reduced_scale(corpus):
-    img = model._open(corpus["huge-6000x4000.jpg"], 64_000_000)
+    img = images.open_image(corpus["huge-6000x4000.jpg"], 64_000_000, draft_size=model.RESIZE)
     assert img.width * img.height <= 6000 * 4000 // 16  # JPEG draft: 1/4 (or less) of each side
 
 

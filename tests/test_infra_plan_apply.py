@@ -16,7 +16,7 @@ from controlplane.infra.services import Actor, Refused, StalePlan, stack_apply, 
 from controlplane.models import AuditLog
 from tests.infra_support import run, use_isolated
 
-F = bigquery.bigquery.SchemaField
+F = bigquery.SchemaField
 ACTOR = Actor(name="tests")
 
 

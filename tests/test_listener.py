@@ -6,8 +6,8 @@ import pytest
 from rq.job import Job
 
 from classifier import jobs
+from classifier.listener import BadMessage, ObjectEvent, parse
 from classifier.queue import enqueue_classification, queue
-from controlplane.listener import BadMessage, Notification, parse
 
 FINALIZE = {
     "eventType": "OBJECT_FINALIZE",
@@ -20,7 +20,7 @@ FINALIZE = {
 
 
 def test_finalize_becomes_a_notification():
-    assert parse(FINALIZE) == Notification("b", "dir/with space/çat.png", 1795603288518325, "2026-11-25T10:41:28.123Z")
+    assert parse(FINALIZE) == ObjectEvent("b", "dir/with space/çat.png", 1795603288518325, "2026-11-25T10:41:28.123Z")
 
 
 @pytest.mark.parametrize("event", ["OBJECT_DELETE", "OBJECT_METADATA_UPDATE", "OBJECT_ARCHIVE"])
@@ -66,7 +66,7 @@ def test_a_pulls_messages_are_acked_in_one_request_after_each_was_handled(cfg, s
     import dataclasses
 
     from classifier.cloud import pubsub
-    from controlplane.listener import Listener
+    from classifier.listener import Listener
 
     topic, subscription = f"acks-{prefix.strip('/')}", f"acks-{prefix.strip('/')}-sub"
     lonely = dataclasses.replace(cfg, subscription=subscription, queue_name=f"acks-{prefix.strip('/')}")

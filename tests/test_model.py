@@ -8,7 +8,7 @@ import pytest
 import torch
 from torchvision.models import resnet50
 
-from classifier import model
+from classifier import images, model
 from classifier.config import Config
 
 CATS = {"Egyptian cat", "tiger cat", "tabby", "Persian cat", "lynx"}
@@ -47,13 +47,13 @@ def test_batch_gives_the_same_answers_as_one_by_one(lite0, photos):
     ],
 )
 def test_bad_input_is_a_readable_refusal(lite0, data, code):
-    with pytest.raises(model.BadImage) as excinfo:
+    with pytest.raises(images.BadImage) as excinfo:
         lite0.classify(data)
     assert excinfo.value.code == code and excinfo.value.reason
 
 
 def test_truncated_jpeg_is_undecodable(lite0, photos):
-    with pytest.raises(model.BadImage) as excinfo:
+    with pytest.raises(images.BadImage) as excinfo:
         lite0.classify(photos["rocket.jpg"][:5000])
     assert excinfo.value.code == "undecodable"
 

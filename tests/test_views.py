@@ -17,11 +17,11 @@ from PIL import Image
 from rq.job import Job
 from rq.serializers import JSONSerializer
 
-from classifier import jobs, ledger
+from classifier import jobs, ledger, listener
 from classifier.cloud import bigquery, gcs
 from classifier.config import Config
 from classifier.queue import enqueue_classification
-from controlplane import charts, listener, localstack, selectors, services
+from controlplane import charts, localstack, selectors, services
 from tests.conftest import failures_for, wait_for
 
 XSS_NAME = "<script>alert(1)</script>.png"

@@ -13,7 +13,9 @@ from google.cloud.bigquery.retry import DEFAULT_RETRY
 
 from classifier.config import Config
 
-F = bigquery.SchemaField
+# Google's type that callers need (the infra schemas), named here: nobody writes `bigquery.bigquery.SchemaField`.
+SchemaField = bigquery.SchemaField
+F = SchemaField
 
 CLASSIFICATIONS_SCHEMA = [
     F("image_name", "STRING", mode="REQUIRED"),

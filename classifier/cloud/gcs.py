@@ -184,7 +184,9 @@ NOTIFICATION_PAYLOAD_FORMAT = "JSON_API_V1"
 
 
 @dataclass(frozen=True)
-class Notification:
+class NotificationConfig:
+    """A bucket's notification configuration: which events it publishes to which topic (not an event itself)."""
+
     notification_id: str
     topic: str  # full path: projects/P/topics/T
     event_types: tuple[str, ...]
@@ -221,9 +223,9 @@ def bucket_delete(cfg: Config, name: str, *, delete_objects: bool) -> int:
     return deleted
 
 
-def notifications_list(cfg: Config, bucket: str) -> list[Notification]:
+def notifications_list(cfg: Config, bucket: str) -> list[NotificationConfig]:
     return [
-        Notification(
+        NotificationConfig(
             notification_id=str(n.notification_id),
             topic=f"projects/{n.topic_project}/topics/{n.topic_name}",
             event_types=tuple(n.event_types or ()),

@@ -99,7 +99,7 @@ def publish(cfg: Config, topic: str, data: bytes, **attributes: str) -> str:
 
 @dataclass
 class Pulled:
-    """One message from a unary pull, with the same ack/nack surface as the streaming client's Message."""
+    """One message from a unary pull; acked in bulk with `acknowledge`, or handed back at once with `nack`."""
 
     cfg: Config
     subscription: str
@@ -107,9 +107,6 @@ class Pulled:
     message_id: str
     data: bytes
     attributes: dict[str, str]
-
-    def ack(self) -> None:
-        acknowledge(self.cfg, [self])
 
     def nack(self) -> None:
         subscriber(self.cfg).modify_ack_deadline(
@@ -145,9 +142,6 @@ def pull(cfg: Config, *, max_messages: int, wait_s: float) -> list[Pulled]:
         Pulled(cfg, path, r.ack_id, r.message.message_id, r.message.data, dict(r.message.attributes))
         for r in response.received_messages
     ]
-
-
-Message = Pulled
 
 
 def is_not_found(exc: BaseException) -> bool:

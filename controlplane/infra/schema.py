@@ -9,7 +9,7 @@ from classifier.cloud import bigquery
 
 _TYPE_ALIASES = {"FLOAT64": "FLOAT", "INT64": "INTEGER", "BOOL": "BOOLEAN", "STRUCT": "RECORD"}
 
-Field = bigquery.bigquery.SchemaField
+Field = bigquery.SchemaField
 
 
 @dataclass(frozen=True)

@@ -5,17 +5,16 @@ Views parse input, call one service, render. A destructive action shows its conf
 
 from __future__ import annotations
 
-import functools
-from collections.abc import Callable
 from typing import Any
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.http import HttpRequest, HttpResponse, HttpResponseForbidden
+from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
+from controlplane.auth import staff_required
 from controlplane.infra import selectors
 from controlplane.infra.changes import Plan, PlanError
 from controlplane.infra.services import (
@@ -29,20 +28,6 @@ from controlplane.infra.services import (
     stack_destroy_plan,
     stack_plan,
 )
-
-View = Callable[..., HttpResponse]
-
-
-def staff_required(view: View) -> View:
-    """403, not a redirect to the login page: the user is logged in, just not allowed."""
-
-    @functools.wraps(view)
-    def wrapped(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
-        if not (request.user.is_staff or request.user.is_superuser):
-            return HttpResponseForbidden("Only staff can change the infrastructure.")
-        return view(request, *args, **kwargs)
-
-    return wrapped
 
 
 def _plan_page(request: HttpRequest, plan: Plan | None, error: str = "", status: int = 200) -> HttpResponse:

@@ -15,7 +15,7 @@ from controlplane.infra.changes import CREATE, DELETE, NOOP, UPDATE, Change, Pla
 from controlplane.infra.kinds import KINDS, ResourceKind
 from controlplane.infra.kinds.iam import Grant
 
-F = bigquery.bigquery.SchemaField
+F = bigquery.SchemaField
 
 
 @pytest.fixture
@@ -66,10 +66,10 @@ def test_subscription_diff(spec):
     )
 
 
-def notification(spec: s.StackSpec, id_: str, **extra: Any) -> gcs.Notification:
+def notification(spec: s.StackSpec, id_: str, **extra: Any) -> gcs.NotificationConfig:
     r = first(spec, s.NOTIFICATION)
     fields = {"event_types": ("OBJECT_FINALIZE",), "payload_format": "JSON_API_V1", "prefix": None, **extra}
-    return gcs.Notification(notification_id=id_, topic=r.attrs["topic"], **fields)
+    return gcs.NotificationConfig(notification_id=id_, topic=r.attrs["topic"], **fields)
 
 
 def test_notification_diff_keeps_one_match_and_deletes_the_rest(spec):

@@ -5,7 +5,7 @@ from __future__ import annotations
 from classifier.cloud import bigquery
 from controlplane.infra.schema import SchemaDiff, schema_diff
 
-F = bigquery.bigquery.SchemaField
+F = bigquery.SchemaField
 
 
 def test_the_same_schema_is_no_drift_whatever_the_type_alias_or_an_unset_mode():

@@ -12,7 +12,7 @@ from controlplane.infra.kinds.base import ResourceKind, absent
 LOCAL = "provided by the local stack (fake-gcs-server event flags): no emulator has the notification-config API"
 
 
-def _matches(n: gcs.Notification, r: s.Resource) -> bool:
+def _matches(n: gcs.NotificationConfig, r: s.Resource) -> bool:
     return (
         set(n.event_types) == set(r.attrs["event_types"])
         and n.payload_format == r.attrs["payload_format"]
@@ -20,20 +20,20 @@ def _matches(n: gcs.Notification, r: s.Resource) -> bool:
     )
 
 
-def _describe(n: gcs.Notification) -> str:
+def _describe(n: gcs.NotificationConfig) -> str:
     return f"event_types={list(n.event_types)} payload_format={n.payload_format} prefix={n.prefix or ''}"
 
 
-class NotificationKind(ResourceKind[list[gcs.Notification] | None]):
+class NotificationKind(ResourceKind[list[gcs.NotificationConfig] | None]):
     name = s.NOTIFICATION
 
-    def read(self, spec: s.StackSpec, r: s.Resource) -> list[gcs.Notification] | None:
+    def read(self, spec: s.StackSpec, r: s.Resource) -> list[gcs.NotificationConfig] | None:
         """The configs that send to our topic; None when the bucket does not exist."""
         if gcs.bucket_get(spec.cfg, r.attrs["bucket"]) is None:
             return None
         return [n for n in gcs.notifications_list(spec.cfg, r.attrs["bucket"]) if n.topic == r.attrs["topic"]]
 
-    def diff(self, spec: s.StackSpec, r: s.Resource, live: list[gcs.Notification] | None) -> list[Change]:
+    def diff(self, spec: s.StackSpec, r: s.Resource, live: list[gcs.NotificationConfig] | None) -> list[Change]:
         if live is None:
             return [Change(CREATE, r.kind, r.name, "the bucket is created first, then its notification config")]
         keep = next((n for n in live if _matches(n, r)), None)
@@ -47,7 +47,7 @@ class NotificationKind(ResourceKind[list[gcs.Notification] | None]):
         return changes
 
     @staticmethod
-    def _delete_change(r: s.Resource, n: gcs.Notification, reason: str) -> Change:
+    def _delete_change(r: s.Resource, n: gcs.NotificationConfig, reason: str) -> Change:
         name = f"{r.name} #{n.notification_id}"
         return Change(DELETE, r.kind, name, reason, (_describe(n),), target=n.notification_id)
 

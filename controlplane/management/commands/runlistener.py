@@ -14,9 +14,9 @@ from django.core.management.base import BaseCommand
 from redis.exceptions import RedisError
 
 from classifier.cloud import pubsub
-from controlplane.listener import Listener
+from classifier.listener import Listener
 
-log = logging.getLogger("controlplane.listener")
+log = logging.getLogger("classifier.listener")
 
 # How often the listener reports and looks at the state the dashboard asks for.
 TICK_S = 1.0

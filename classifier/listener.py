@@ -1,4 +1,5 @@
-"""Turns bucket notifications into classification jobs. `runlistener` is a thin loop around `handle_message`."""
+"""Turns bucket notifications into classification jobs. Pipeline code, no Django: `manage.py runlistener` is a thin
+loop around `Listener.handle_messages`."""
 
 from __future__ import annotations
 
@@ -47,14 +48,16 @@ class BadMessage(Exception):
 
 
 @dataclass(frozen=True)
-class Notification:
+class ObjectEvent:
+    """A finalized object generation, as a Cloud Storage notification reports it."""
+
     bucket: str
     name: str
     generation: int
     event_time: str | None
 
 
-def parse(attributes: dict[str, str]) -> Notification | None:
+def parse(attributes: dict[str, str]) -> ObjectEvent | None:
     """None for events other than OBJECT_FINALIZE (deletes, metadata updates): nothing to classify."""
     event = attributes.get("eventType")
     if event is None:
@@ -71,7 +74,7 @@ def parse(attributes: dict[str, str]) -> Notification | None:
         raise BadMessage(f"objectGeneration {attributes['objectGeneration']!r} is not an integer") from None
     if not bucket or not name:
         raise BadMessage("empty bucketId or objectId")
-    return Notification(bucket, name, generation, attributes.get("eventTime"))
+    return ObjectEvent(bucket, name, generation, attributes.get("eventTime"))
 
 
 @dataclass
@@ -102,33 +105,33 @@ class Listener:
                     log.exception("could not ack %d handled messages; they will be redelivered", len(handled))
         return outcomes
 
-    def handle_message(self, message: pubsub.Message) -> str:
+    def handle_message(self, message: pubsub.Pulled) -> str:
         """Enqueue; the outcomes in ACKED are then acked by `handle_messages`. A failure to enqueue leaves the message
         unacked, so Pub/Sub redelivers it: nothing is dropped."""
         with self._lock:
             self.received += 1
         attributes = dict(message.attributes)
         try:
-            notification = parse(attributes)
+            event = parse(attributes)
         except BadMessage as exc:
             return self._dead_letter(message, str(exc))
-        if notification is None:
+        if event is None:
             log.info("ignored %s event for %s", attributes.get("eventType"), attributes.get("objectId"))
             return "ignored"
         try:
             job_id, created = enqueue_classification(
                 self.cfg,
-                bucket=notification.bucket,
-                name=notification.name,
-                generation=notification.generation,
-                event_time=notification.event_time,
+                bucket=event.bucket,
+                name=event.name,
+                generation=event.generation,
+                event_time=event.event_time,
             )
         except Exception:
             # Not nacked: redelivered at once it would fail the same way and burn Pub/Sub's 5 delivery attempts (then
             # the dead-letter topic) within a second of a Redis restart. Unacked, it comes back after the ack deadline.
-            log.exception("could not enqueue gs://%s/%s; left for redelivery", notification.bucket, notification.name)
+            log.exception("could not enqueue gs://%s/%s; left for redelivery", event.bucket, event.name)
             return "unacked"
-        key = ledger.object_key(notification.bucket, notification.name, notification.generation)
+        key = ledger.object_key(event.bucket, event.name, event.generation)
         if created:
             with self._lock:
                 self.enqueued += 1
@@ -137,7 +140,7 @@ class Listener:
         log.info("duplicate notification for %s (job %s already exists or is done)", key, job_id)
         return "duplicate"
 
-    def _dead_letter(self, message: pubsub.Message, reason: str) -> str:
+    def _dead_letter(self, message: pubsub.Pulled, reason: str) -> str:
         try:
             pubsub.publish(
                 self.cfg, self.cfg.dead_letter_topic, message.data, **dict(message.attributes), sightline_error=reason
