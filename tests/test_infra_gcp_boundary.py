@@ -21,6 +21,8 @@ from tests.infra_support import isolated
 AGENT = "service-123456789@gs-project-accounts.iam.gserviceaccount.com"
 PUBSUB_AGENT = "serviceAccount:service-123456789@gcp-sa-pubsub.iam.gserviceaccount.com"
 ROLE = "roles/pubsub.publisher"
+GET_BOUNDS = {"timeout": pubsub.CALL_TIMEOUT_S, "retry": pubsub.RETRY}
+SET_BOUNDS = {"timeout": pubsub.CALL_TIMEOUT_S, "retry": None}  # the etag refuses a repeat: never retried
 
 
 @pytest.fixture
@@ -120,8 +122,10 @@ def test_a_missing_publisher_grant_is_added_keeping_the_policy_and_its_etag(gcfg
 
     assert runner.run_step(spec, changes[0]) == f"granted {ROLE} to {member}"
     wanted = policy_pb2.Policy(etag=b"v7", bindings=[viewers, policy_pb2.Binding(role=ROLE, members=[member])])
-    publisher.set_iam_policy.assert_called_once_with(request={"resource": gcfg.topic_path, "policy": wanted})
-    publisher.get_iam_policy.assert_called_with(request={"resource": gcfg.topic_path})
+    publisher.set_iam_policy.assert_called_once_with(
+        request={"resource": gcfg.topic_path, "policy": wanted}, **SET_BOUNDS
+    )
+    publisher.get_iam_policy.assert_called_with(request={"resource": gcfg.topic_path}, **GET_BOUNDS)
 
 
 def test_an_existing_grant_is_a_no_op_and_destroy_revokes_only_that_member(gcfg, spec, bucket, publisher):
@@ -134,7 +138,9 @@ def test_an_existing_grant_is_a_no_op_and_destroy_revokes_only_that_member(gcfg,
     assert [(c.action, c.target) for c in changes] == [("delete", member)]
     assert runner.run_step(spec, changes[0]) == "revoked"
     kept = policy_pb2.Policy(etag=b"v8", bindings=[policy_pb2.Binding(role=ROLE, members=["user:other@example.com"])])
-    publisher.set_iam_policy.assert_called_once_with(request={"resource": gcfg.topic_path, "policy": kept})
+    publisher.set_iam_policy.assert_called_once_with(
+        request={"resource": gcfg.topic_path, "policy": kept}, **SET_BOUNDS
+    )
 
 
 def test_destroy_deletes_every_config_that_targets_the_topic(gcfg, spec, bucket):
@@ -171,7 +177,7 @@ def test_dead_lettering_grants_go_to_the_pubsub_service_agent(gcfg, spec, bucket
         assert runner.run_step(spec, change) == f"granted {role} to {PUBSUB_AGENT}"
         wanted = policy_pb2.Policy(etag=fake.get_iam_policy.return_value.etag)
         wanted.bindings.add(role=role, members=[PUBSUB_AGENT])
-        fake.set_iam_policy.assert_called_once_with(request={"resource": path, "policy": wanted})
+        fake.set_iam_policy.assert_called_once_with(request={"resource": path, "policy": wanted}, **SET_BOUNDS)
 
 
 def test_a_service_agent_address_without_a_project_number_is_an_error(gcfg, spec, bucket):
