@@ -12,7 +12,7 @@ from unittest import mock
 import pytest
 from google.iam.v1 import policy_pb2
 
-from classifier.cloud import gcs, pubsub
+from classifier.cloud import gcs, projects, pubsub
 from controlplane.infra import apply as runner
 from controlplane.infra import spec as s
 from controlplane.infra.kinds import KINDS
@@ -28,6 +28,15 @@ SET_BOUNDS = {"timeout": pubsub.CALL_TIMEOUT_S, "retry": None}  # the etag refus
 @pytest.fixture
 def gcfg(cfg):
     return dataclasses.replace(isolated(cfg), local=False)
+
+
+@pytest.fixture(autouse=True)
+def resource_manager(gcfg):
+    """Every real-GCP plan of a Pub/Sub agent's grant asks Resource Manager for the project's number."""
+    client = mock.create_autospec(projects.resourcemanager_v3.ProjectsClient, instance=True)
+    client.get_project.return_value = projects.resourcemanager_v3.Project(name="projects/123456789")
+    with mock.patch.object(projects, "projects", autospec=True, return_value=client):
+        yield client
 
 
 @pytest.fixture
@@ -180,11 +189,20 @@ def test_dead_lettering_grants_go_to_the_pubsub_service_agent(gcfg, spec, bucket
         fake.set_iam_policy.assert_called_once_with(request={"resource": path, "policy": wanted}, **SET_BOUNDS)
 
 
-def test_a_service_agent_address_without_a_project_number_is_an_error(gcfg, spec, bucket):
-    bucket.client_.get_service_account_email.return_value = "someone@example.com"
+def test_the_project_number_comes_from_resource_manager_even_where_the_storage_agent_is_named_by_project_id(
+    gcfg, spec, bucket, subscriber, resource_manager
+):
+    """Older projects' Cloud Storage agents are named by the project id: their address has no number in it."""
+    bucket.client_.get_service_account_email.return_value = (
+        f"{gcfg.project}@gs-project-accounts.iam.gserviceaccount.com"
+    )
+    subscriber.get_iam_policy.return_value = policy_pb2.Policy(etag=b"s1")
     r = resource(spec, s.SUBSCRIPTION_IAM, agent="pubsub")
-    with pytest.raises(ValueError, match="no project number in it"):
-        KINDS[r.kind].plan(spec, r)
+    (change,) = KINDS[r.kind].plan(spec, r)
+    assert change.target == PUBSUB_AGENT
+    resource_manager.get_project.assert_called_once_with(
+        name=f"projects/{gcfg.project}", timeout=projects.CALL_TIMEOUT_S, retry=projects.RETRY
+    )
 
 
 def test_locally_both_are_provided_by_the_local_stack(cfg):

@@ -296,12 +296,3 @@ def notification_delete(cfg: Config, bucket: str, notification_id: str) -> None:
 def service_agent_email(cfg: Config) -> str:
     """The Cloud Storage service agent of the project: it publishes the bucket's notifications."""
     return str(client(cfg).get_service_account_email(project=cfg.project))
-
-
-def project_number(cfg: Config) -> str:
-    """The project's number, as the service agent's documented address carries it (service-NUMBER@gs-project-accounts)."""
-    email = service_agent_email(cfg)
-    number = email.split("@", 1)[0].removeprefix("service-")
-    if not number.isdigit():
-        raise ValueError(f"unexpected Cloud Storage service agent address {email!r}: no project number in it")
-    return number
