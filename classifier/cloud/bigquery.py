@@ -212,3 +212,12 @@ def dml(cfg: Config, sql: str, params: Sequence[Any] = (), *, timeout_s: float =
             raise StreamingBufferBusy(str(exc)) from None
         raise
     return int(job.num_dml_affected_rows or 0)
+
+
+def table_permissions(cfg: Config, table_id: str, permissions: Sequence[str]) -> set[str] | None:
+    """Which of `permissions` the caller holds on the table (a dataset's grants included); None when it is missing."""
+    try:
+        response = client(cfg).test_iam_permissions(table_id, list(permissions), **_bounded())
+    except gexc.NotFound:
+        return None
+    return set(response.get("permissions", []))

@@ -7,7 +7,7 @@ import contextlib
 import functools
 import time
 import zlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -296,3 +296,11 @@ def notification_delete(cfg: Config, bucket: str, notification_id: str) -> None:
 def service_agent_email(cfg: Config) -> str:
     """The Cloud Storage service agent of the project: it publishes the bucket's notifications."""
     return str(client(cfg).get_service_account_email(project=cfg.project))
+
+
+def bucket_permissions(cfg: Config, bucket: str, permissions: Sequence[str]) -> set[str] | None:
+    """Which of `permissions` the caller holds on the bucket; None when the bucket does not exist."""
+    try:
+        return set(client(cfg).bucket(bucket).test_iam_permissions(list(permissions), timeout=CALL_TIMEOUT_S))
+    except gexc.NotFound:
+        return None

@@ -6,6 +6,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Iterable
 
+import google.auth
 from google.api_core import exceptions as gexc
 from google.api_core import retry
 from google.cloud import resourcemanager_v3, service_usage_v1
@@ -65,3 +66,13 @@ def services_enabled(cfg: Config, services: Iterable[str]) -> dict[str, bool]:
                 service.state == service_usage_v1.State.ENABLED
             )
     return {s: enabled.get(s, False) for s in wanted}
+
+
+def caller_member(cfg: Config) -> str | None:
+    """The IAM member of the credentials this process runs with, when they say (a service account's key or
+    impersonation do; a user's ADC or a VM's metadata server may not before a token is fetched)."""
+    credentials, _ = google.auth.default()
+    email = getattr(credentials, "service_account_email", None)
+    if isinstance(email, str) and "@" in email:
+        return f"serviceAccount:{email}"
+    return None

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -336,3 +336,17 @@ def iam_revoke(
 def service_agent_email(project_number: str) -> str:
     """The Pub/Sub service agent: it forwards undeliverable messages to a dead-letter topic."""
     return f"service-{project_number}@gcp-sa-pubsub.iam.gserviceaccount.com"
+
+
+def iam_permissions(
+    cfg: Config, permissions: Sequence[str], *, topic: str | None = None, subscription: str | None = None
+) -> set[str] | None:
+    """Which of `permissions` the caller holds on the topic or subscription; None when it does not exist."""
+    client, resource = _iam_target(cfg, topic, subscription)
+    try:
+        response = client.test_iam_permissions(
+            request={"resource": resource, "permissions": list(permissions)}, **_retried()
+        )
+    except gexc.NotFound:
+        return None
+    return set(response.permissions)

@@ -17,6 +17,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from controlplane.auth import staff_required
 from controlplane.infra import selectors
 from controlplane.infra.changes import Plan, PlanError
+from controlplane.infra.preflight import preflight_run
 from controlplane.infra.services import (
     Actor,
     Refused,
@@ -110,3 +111,15 @@ destroy = never_cache(login_required(staff_required(require_http_methods(["GET",
 @require_GET
 def audit(request: HttpRequest) -> HttpResponse:
     return render(request, "controlplane/infra/audit.html", {"entries": selectors.audit_list_recent(limit=100)})
+
+
+@never_cache
+@login_required
+@require_GET
+def preflight(request: HttpRequest) -> HttpResponse:
+    """The Infrastructure page's preflight panel, loaded after the page (it asks every API once)."""
+    try:
+        report, error = preflight_run(default_spec().cfg), ""
+    except Exception as exc:  # the panel says so; the plan above it stands on its own
+        report, error = None, f"{exc.__class__.__name__}: {exc}"
+    return render(request, "controlplane/infra/_preflight.html", {"report": report, "error": error})
