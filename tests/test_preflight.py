@@ -219,3 +219,18 @@ def test_the_panel_lists_what_is_missing_with_each_fix(viewer, gcfg, fakes):
     panel = viewer.get(reverse("infra:preflight")).content.decode()
     assert "1 missing." in panel
     assert f"gcloud services enable bigquery.googleapis.com --project={gcfg.project}" in panel
+
+
+def test_the_readme_lists_the_roles_preflight_checks_and_how_to_bootstrap():
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    section = readme[readme.index("## Running against real GCP") : readme.index("## The local stack")]
+    for row in pf.roles_table():
+        assert row in section, f"README's roles table lacks: {row}"
+    assert "on the dataset" not in section.split("Bootstrap", 1)[1].split("4. grant the listener")[0]
+    assert "streaming inserts" in section and "Billing must be enabled" in section
+    assert f"gcloud services enable {' '.join(pf.SERVICES)}" in section
+    for phrase in ("GCP_LOCATION", "manage.py preflight --identity control-plane", "bin/test --gcp"):
+        assert phrase in section
+    assert "SIGHTLINE_TEST_PROJECT" in section and "web app" in section

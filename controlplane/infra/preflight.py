@@ -245,3 +245,12 @@ def preflight_run(cfg: Config, *, identities: tuple[str, ...] = IDENTITIES, memb
     testers = _testers(cfg)
     grants = [_check_need(cfg, n, testers, member) for n in NEEDS if n.identity in identities]
     return Report(local=False, checks=tuple([*_check_services(cfg), *grants, *settings]))
+
+
+def roles_table() -> list[str]:
+    """The README's table of roles, one row per identity, from NEEDS (so that the two cannot drift)."""
+    rows = ["| who | roles (on what) |", "|---|---|"]
+    for identity in IDENTITIES:
+        grants = [f"`{n.role}` on the {n.on}" for n in NEEDS if n.identity == identity]
+        rows.append(f"| {identity} | {', '.join(grants)} |")
+    return rows
