@@ -155,7 +155,9 @@ def dataset_create(cfg: Config, dataset_id: str) -> bool:
 
 def dataset_table_ids(cfg: Config, dataset_id: str) -> list[str]:
     try:
-        return sorted(f"{t.project}.{t.dataset_id}.{t.table_id}" for t in client(cfg).list_tables(dataset_id, **_bounded()))
+        return sorted(
+            f"{t.project}.{t.dataset_id}.{t.table_id}" for t in client(cfg).list_tables(dataset_id, **_bounded())
+        )
     except gexc.NotFound:
         return []
 

@@ -13,6 +13,7 @@ from google.api_core import exceptions as gexc
 from google.api_core import retry
 from google.cloud import pubsub_v1
 from google.protobuf import duration_pb2
+from google.pubsub_v1.types import Subscription
 
 from classifier.config import Config
 
@@ -234,7 +235,7 @@ def subscription_get(cfg: Config, subscription: str) -> dict[str, object] | None
     }
 
 
-def _expiration_ttl_s(sub: pubsub_v1.types.Subscription) -> int | None:
+def _expiration_ttl_s(sub: Subscription) -> int | None:
     """None when the subscription never expires; the emulator leaves the policy out, as if the default applied."""
     if "expiration_policy" not in sub:
         return DEFAULT_EXPIRATION_TTL_S
