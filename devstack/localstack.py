@@ -377,6 +377,12 @@ def listener_service(cfg: Config, env: dict[str, str]) -> Service:
     )
 
 
+def infra_service(cfg: Config, env: dict[str, str]) -> Service:
+    """Runs a destroy started from the dashboard (controlplane.infra.jobs): outside the web request."""
+    manage = str(Path(__file__).resolve().parent.parent / "manage.py")
+    return Service("infra", [sys.executable, manage, "runinfra"], None, env, cfg.data_dir / "logs" / "infra.log")
+
+
 def worker_service(cfg: Config, env: dict[str, str], *, name: str = "worker") -> Service:
     rq = str(Path(sys.executable).with_name("rq"))
     argv = [

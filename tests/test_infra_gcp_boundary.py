@@ -292,7 +292,7 @@ def test_creating_the_notification_config_waits_for_iam_to_propagate_and_says_so
         (step,) = runner.run_changes(spec, change, on_step=seen.append)
     assert (step.status, step.message) == (runner.OK, "created config #12")
     assert clock.slept == [2.0, 4.0] and created.create.call_count == 3
-    waits = [s for s in seen if s.status == runner.WAITING]
+    waits = [s for s in seen if s.status == runner.RUNNING]
     assert [w.message.split(" s (")[0] for w in waits] == [
         "the service agent may not publish yet (IAM propagates): retrying in 2",
         "the service agent may not publish yet (IAM propagates): retrying in 4",
@@ -314,3 +314,39 @@ def test_the_wait_for_iam_is_bounded_and_other_errors_are_not_retried(gcfg, spec
     with mock.patch.object(gcs, "time", FakeClock()) as clock:
         (step,) = runner.run_changes(spec, change)
     assert step.status == runner.FAILED and clock.slept == [] and created.create.call_count == 1
+
+
+def blobs(n: int) -> list[mock.Mock]:
+    made = []
+    for i in range(n):
+        blob = mock.create_autospec(gcs.storage.Blob, instance=True)
+        blob.name = f"o{i}"
+        made.append(blob)
+    return made
+
+
+def test_a_bucket_is_emptied_a_batch_request_at_a_time(gcfg, bucket):
+    """fake-gcs-server has no batch endpoint: the batch requests are checked here."""
+    client = bucket.client_
+    listed = mock.Mock(pages=[blobs(150), blobs(30)])
+    client.list_blobs.return_value = listed
+    counts: list[int] = []
+    assert gcs.bucket_delete(gcfg, gcfg.bucket, delete_objects=True, on_progress=counts.append) == 180
+    assert counts == [100, 150, 180]
+    client.list_blobs.assert_called_once_with(gcfg.bucket, versions=True, page_size=1000, timeout=gcs.CALL_TIMEOUT_S)
+    assert client.batch.call_count == 3  # 100 + 50 + 30 calls, each batch one request
+    for page in listed.pages:
+        for blob in page:
+            blob.delete.assert_called_once_with(timeout=gcs.CALL_TIMEOUT_S)
+    bucket.delete.assert_called_once_with(timeout=gcs.CALL_TIMEOUT_S)
+
+
+def test_a_batch_with_an_object_already_gone_is_redone_one_by_one(gcfg, bucket):
+    client = bucket.client_
+    page = blobs(3)
+    client.list_blobs.return_value = mock.Mock(pages=[page])
+    client.batch.return_value.__exit__.side_effect = gcs.gexc.NotFound("o1 was deleted meanwhile")
+    page[1].delete.side_effect = [None, gcs.gexc.NotFound("gone")]
+    assert gcs.bucket_delete(gcfg, gcfg.bucket, delete_objects=True) == 3
+    assert [b.delete.call_count for b in page] == [2, 2, 2]
+    bucket.delete.assert_called_once_with(timeout=gcs.CALL_TIMEOUT_S)

@@ -25,7 +25,7 @@ log = logging.getLogger(__name__)
 OK = "ok"
 FAILED = "failed"
 SKIPPED = "skipped"
-WAITING = "waiting"  # a step still running says why it waits (never in the returned steps)
+RUNNING = "running"  # a step still under way says what it is doing or waiting for (never in the returned steps)
 
 
 @dataclass(frozen=True)
@@ -58,13 +58,13 @@ def run_step(spec: s.StackSpec, change: Change, *, delete_data: bool = False, ki
     raise ValueError(f"{change.action} is not carried out by apply")
 
 
-def _waits_to(on_step: OnStep | None, change: Change, started: float) -> progress.Report:
-    def waiting(line: str) -> None:
+def _progress_to(on_step: OnStep | None, change: Change, started: float) -> progress.Report:
+    def running(line: str) -> None:
         log.info("%s %s: %s", change.action, change.key, line)
         if on_step:
-            on_step(Step(change, WAITING, line, time.monotonic() - started))
+            on_step(Step(change, RUNNING, line, time.monotonic() - started))
 
-    return waiting
+    return running
 
 
 def run_changes(
@@ -83,7 +83,7 @@ def run_changes(
         else:
             started = time.monotonic()
             try:
-                with progress.watching(_waits_to(on_step, change, started)):
+                with progress.watching(_progress_to(on_step, change, started)):
                     message = run_step(spec, change, delete_data=delete_data, kinds=kinds)
                 step = Step(change, OK, message, time.monotonic() - started)
             except Exception as exc:

@@ -10,4 +10,5 @@ urlpatterns = [
     path("destroy/", views.destroy, name="destroy"),
     path("audit/", views.audit, name="audit"),
     path("preflight/", views.preflight, name="preflight"),
+    path("runs/<str:run_id>/", views.run, name="run"),
 ]

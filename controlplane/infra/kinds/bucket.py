@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from classifier.cloud import gcs
+from controlplane.infra import progress
 from controlplane.infra import spec as s
 from controlplane.infra.changes import DELETE, NOOP, Change
 from controlplane.infra.kinds.base import ResourceKind, absent, created, location_diff
@@ -31,5 +32,8 @@ class BucketKind(ResourceKind[dict[str, str | None] | None]):
         return created(gcs.bucket_create(spec.cfg, r.name))
 
     def delete(self, spec: s.StackSpec, r: s.Resource, change: Change, *, delete_data: bool) -> str:
-        removed = gcs.bucket_delete(spec.cfg, r.name, delete_objects=delete_data)
+        def deleting(count: int) -> None:
+            progress.report(f"deleted {count} of {change.data_label or 'its'} so far")
+
+        removed = gcs.bucket_delete(spec.cfg, r.name, delete_objects=delete_data, on_progress=deleting)
         return f"deleted with {removed} objects" if removed else "deleted"
