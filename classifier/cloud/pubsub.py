@@ -127,12 +127,32 @@ def acknowledge(cfg: Config, messages: list[Pulled]) -> None:
         subscriber(cfg).acknowledge(request={"subscription": subscription, "ack_ids": ack_ids}, **_retried())
 
 
-def pull(cfg: Config, *, max_messages: int, wait_s: float) -> list[Pulled]:
+# How long one listener pull is held open by the server when nothing is waiting. A pull returns as soon as messages
+# arrive; the client only gives up (DeadlineExceeded) at the end of an idle hold. Pub/Sub hands a message to a pull it
+# still holds, so a pull whose caller already left leases messages to no one (until the ack deadline, and each such
+# lease is a delivery attempt: after 5, dead-lettered unseen). A 1 s client timeout opened that window every second;
+# a long hold opens it once per idle PULL_HOLD_S. Pausing does not wait for the hold (see Listener.serve).
+PULL_HOLD_S = 20.0
+
+
+def hand_back(cfg: Config, messages: list[Pulled]) -> None:
+    """Nack many pulled messages (ack deadline 0) in one request per subscription: redelivered at once."""
+    by_subscription: dict[str, list[str]] = {}
+    for message in messages:
+        by_subscription.setdefault(message.subscription, []).append(message.ack_id)
+    for subscription, ack_ids in by_subscription.items():
+        subscriber(cfg).modify_ack_deadline(
+            request={"subscription": subscription, "ack_ids": ack_ids, "ack_deadline_seconds": 0}, **_retried()
+        )
+
+
+def pull(cfg: Config, *, max_messages: int, wait_s: float = PULL_HOLD_S) -> list[Pulled]:
     """Long-poll the subscription once: returns as soon as messages are there, or empty after `wait_s`.
 
     Unary pull rather than streaming pull: each call is independent, so a listener that is paused, restarted
     or killed leaves nothing behind. (The Pub/Sub emulator keeps routing messages to a streaming pull whose
     client went away, so those messages would never be delivered again; checked with emulator 0.8.20.)
+    Not retried: a retry after a lost answer would be a second pull while the first one's messages are leased.
     """
     path = subscription_path(cfg, cfg.subscription)
     try:
@@ -160,44 +180,51 @@ class Peeked:
     delivery_attempt: int
 
 
-def peek(cfg: Config, subscription: str, *, limit: int, timeout_s: float = 2.0) -> list[Peeked]:
+def peek(cfg: Config, subscription: str, *, limit: int, timeout_s: float = CALL_TIMEOUT_S) -> list[Peeked]:
     """Read up to `limit` messages without consuming them: pull, then nack all (ack deadline 0) at once.
 
-    The messages are held until the end, so a nacked one cannot come back within the same call."""
+    Each pull asks the server to answer at once with what it has (return_immediately): it is never held, so the
+    client never leaves one that the server still fills, and an empty answer is the only sign of "no more". A short
+    answer is not: Pub/Sub may return fewer messages than are waiting. The messages are held until the end, so a
+    nacked one cannot come back within the same call."""
     path = subscription_path(cfg, subscription)
     seen: dict[str, Peeked] = {}
     ack_ids: list[str] = []
     try:
         while len(seen) < limit:
-            try:
-                response = subscriber(cfg).pull(
-                    request={"subscription": path, "max_messages": min(limit - len(seen), 100)}, timeout=timeout_s
-                )
-            except gexc.DeadlineExceeded:
-                break
-            fresh = [r for r in response.received_messages if r.message.message_id not in seen]
+            response = subscriber(cfg).pull(
+                request={
+                    "subscription": path,
+                    "max_messages": min(limit - len(seen), 100),
+                    "return_immediately": True,
+                },
+                timeout=timeout_s,
+                retry=None,
+            )
             ack_ids += [r.ack_id for r in response.received_messages]
+            fresh = [r for r in response.received_messages if r.message.message_id not in seen]
             if not fresh:
                 break
-            drained = len(response.received_messages) < min(limit - len(seen), 100)
             for r in fresh:
-                m = r.message
-                published = m.publish_time
-                seen[m.message_id] = Peeked(
-                    message_id=m.message_id,
-                    data=bytes(m.data),
-                    attributes=dict(m.attributes),
-                    publish_time=datetime.fromtimestamp(published.timestamp(), UTC) if published else None,
-                    delivery_attempt=r.delivery_attempt,
-                )
-            if drained:
-                break
+                seen[r.message.message_id] = _peeked(r)
     finally:
         if ack_ids:
             subscriber(cfg).modify_ack_deadline(
                 request={"subscription": path, "ack_ids": ack_ids, "ack_deadline_seconds": 0}, **_retried()
             )
     return sorted(seen.values(), key=lambda p: (p.publish_time is None, p.publish_time), reverse=True)
+
+
+def _peeked(r: Any) -> Peeked:
+    m = r.message
+    published = m.publish_time
+    return Peeked(
+        message_id=m.message_id,
+        data=bytes(m.data),
+        attributes=dict(m.attributes),
+        publish_time=datetime.fromtimestamp(published.timestamp(), UTC) if published else None,
+        delivery_attempt=r.delivery_attempt,
+    )
 
 
 # --- Live state and teardown, for the control plane's plan/apply/destroy ---
