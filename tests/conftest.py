@@ -16,12 +16,29 @@ from classifier import ledger
 from classifier.cloud import gcs
 from classifier.config import Config
 from devstack import localstack
+from tests import stacks
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--gcp",
+        action="store_true",
+        help="run the end-to-end, plan/apply/destroy and delivery tests against SIGHTLINE_TEST_PROJECT",
+    )
 
 
 @pytest.hookimpl(trylast=True)
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """After pytest-django put database tests first: tests marked runs_last go to the very end."""
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """After pytest-django put database tests first: tests marked runs_last go to the very end. With --gcp only
+    the suite that runs on both stacks, less what asserts the local stack's own answers."""
     items.sort(key=lambda item: item.get_closest_marker("runs_last") is not None)
+    if not config.getoption("--gcp"):
+        return
+    for item in items:
+        if not str(item.path).endswith(stacks.GCP_SUITE):
+            item.add_marker(pytest.mark.skip(reason="runs on the local stack only"))
+        elif item.get_closest_marker("local_only"):
+            item.add_marker(pytest.mark.skip(reason="asserts what the local stack provides"))
 
 
 def _logged_in(django_user_model: Any, username: str, **flags: Any) -> Any:
@@ -50,14 +67,15 @@ def cfg() -> Config:
 
 
 @pytest.fixture(scope="session")
-def stack(cfg: Config) -> Iterator[localstack.Stack]:
+def stack(cfg: Config, request: pytest.FixtureRequest) -> Iterator[localstack.Stack]:
+    """The one stack every test runs on: the local emulators, or the real project of `bin/test --gcp`."""
+    provision = stacks.real_project if request.config.getoption("--gcp") else stacks.local
     try:
-        running = localstack.start(cfg)
+        with provision(cfg) as running:
+            ledger.trust(ledger.connection(cfg))  # a fresh data dir: the empty ledger matches the empty tables
+            yield running
     except localstack.StackError as exc:
-        pytest.skip(f"local stack unavailable: {exc}")
-    ledger.trust(ledger.connection(cfg))  # a fresh data dir: the empty ledger matches the empty tables
-    yield running
-    running.stop()
+        pytest.skip(f"stack unavailable: {exc}")
 
 
 @pytest.fixture(scope="session")
@@ -107,8 +125,11 @@ def upload(cfg: Config, stack: localstack.Stack) -> Callable[..., int]:
 
 
 @pytest.fixture(scope="session")
-def gcloud(cfg: Config, stack: localstack.Stack, tmp_path_factory: pytest.TempPathFactory) -> Callable[..., str]:
-    """The real `gcloud` CLI, pointed at the local stack as ../shared/STACK.md says; skips where it is not installed."""
+def gcloud(
+    cfg: Config, stack: localstack.Stack, tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
+) -> Callable[..., str]:
+    """The real `gcloud` CLI, pointed at the local stack as ../shared/STACK.md says (with --gcp: as configured, at
+    the real project); skips where it is not installed."""
     import shutil
     import subprocess
 
@@ -129,6 +150,9 @@ def gcloud(cfg: Config, stack: localstack.Stack, tmp_path_factory: pytest.TempPa
         "CLOUDSDK_API_ENDPOINT_OVERRIDES_STORAGE": f"{cfg.storage_emulator_host}/storage/v1/",
         "CLOUDSDK_API_ENDPOINT_OVERRIDES_PUBSUB": f"http://{cfg.pubsub_emulator_host}/",
     }
+
+    if request.config.getoption("--gcp"):
+        env = {**os.environ, "CLOUDSDK_CORE_PROJECT": cfg.project}
 
     def run(*args: str) -> str:
         done = subprocess.run([exe, *args], env=env, capture_output=True, text=True, timeout=120)

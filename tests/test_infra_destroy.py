@@ -41,6 +41,7 @@ def gone(cfg) -> bool:
     )
 
 
+@pytest.mark.local_only
 def test_destroy_plan_is_in_reverse_dependency_order(icfg, db):
     spec = applied(icfg)
     plan = p.build_destroy_plan(spec)

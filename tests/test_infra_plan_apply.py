@@ -29,6 +29,7 @@ def actions(plan: Plan) -> list[tuple[str, str, str]]:
     return [(c.action, c.kind, c.name) for c in plan.changes]
 
 
+@pytest.mark.local_only
 def test_plan_on_an_empty_project_lists_every_resource_to_create(icfg, db):
     plan = stack_plan(spec=s.stack_spec(cfg=icfg), actor=ACTOR)
     assert actions(plan) == [
@@ -52,6 +53,7 @@ def test_plan_on_an_empty_project_lists_every_resource_to_create(icfg, db):
     assert AuditLog.objects.get().action == "plan"
 
 
+@pytest.mark.local_only
 def test_apply_creates_everything_then_nothing_to_do_then_a_deleted_subscription_is_one_create(icfg, db):
     code, out = run("plan")
     assert code == 2 and "Plan: 8 to create, 0 to change, 0 to destroy." in out
@@ -105,6 +107,7 @@ def test_apply_asks_and_anything_but_yes_aborts(icfg, db, monkeypatch):
     assert gcs.bucket_get(icfg, icfg.bucket) is None and pubsub.topic_get(icfg, icfg.topic) is None
 
 
+@pytest.mark.local_only
 def test_existing_matching_resources_are_adopted(icfg, db):
     pubsub.topic_ensure(icfg, icfg.topic)
     gcs.bucket_create(icfg, icfg.bucket)
@@ -153,6 +156,7 @@ def test_a_hand_made_table_with_a_wrong_schema_shows_the_exact_drift(icfg, db):
     assert AuditLog.objects.get(action="apply").outcome == "refused"
 
 
+@pytest.mark.local_only
 def test_additive_schema_drift_and_subscription_drift_are_updated_in_place(icfg, db):
     bigquery.dataset_create(icfg, icfg.dataset_id)
     bigquery.table_create(icfg, icfg.failures_table_id, [f for f in bigquery.FAILURES_SCHEMA if f.name != "model"])
@@ -211,6 +215,7 @@ def test_a_stale_plan_is_refused(icfg, db):
     assert AuditLog.objects.get(action="apply").outcome == "refused"
 
 
+@pytest.mark.local_only
 def test_a_failure_midway_leaves_a_report_and_applying_again_finishes(icfg, db):
     spec = s.stack_spec(cfg=icfg)
     plan = p.build_plan(spec)
@@ -253,6 +258,7 @@ def test_one_apply_or_destroy_at_a_time(icfg, db):
     assert stack_apply(spec=spec, checksum=plan.checksum, actor=ACTOR).ok  # released: the next one goes ahead
 
 
+@pytest.mark.local_only
 def test_the_local_stack_creates_only_whats_missing_of_its_kinds_and_never_updates(icfg, db):
     """What an emulator's (re)start runs (devstack.localstack): apply's own plan and steps, creates only."""
     from controlplane.infra import apply as runner
