@@ -126,13 +126,19 @@ def _health_context() -> dict[str, Any]:
     queue, queue_error = _read(selectors.queue_status, None)
     tp, tp_error = _read(_shared, None, key="health:throughput", compute=selectors.throughput, minutes=HEALTH_MINUTES)
     failures, failures_error = _read(_shared, None, key="health:failures", compute=selectors.failure_count)
+    backlog, backlog_error = _read(_shared, None, key="health:backlog", compute=selectors.pubsub_backlog)
+    memory, memory_error = _read(selectors.redis_memory, None)
     return {
         "listener": listener,
         "queue": queue,
         "tp": tp,
         "chart": charts.throughput_chart(tp["series"]) if tp else None,
         "failure_total": failures,
-        "health_errors": [e for e in (listener_error, queue_error, tp_error, failures_error) if e],
+        "backlog": backlog,
+        "memory": memory,
+        "health_errors": [
+            e for e in (listener_error, queue_error, tp_error, failures_error, backlog_error, memory_error) if e
+        ],
         "now": datetime.now(UTC),
     }
 
