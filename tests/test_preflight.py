@@ -166,7 +166,7 @@ def test_once_applied_each_identity_is_checked_on_the_resource_itself(gcfg, fake
     topic = f"projects/{gcfg.project}/topics/{gcfg.dead_letter_topic}"
     sub = f"projects/{gcfg.project}/subscriptions/{gcfg.subscription}"
     dls = f"projects/{gcfg.project}/subscriptions/{gcfg.dead_letter_subscription}"
-    state.on_project = every_permission(pf.CONTROL_PLANE) | {"bigquery.jobs.create"}
+    state.on_project = every_permission(pf.CONTROL_PLANE) | {"bigquery.jobs.create", "monitoring.timeSeries.list"}
     state.on = {
         "bucket": {"storage.objects.get", "storage.objects.list", "storage.objects.create"},
         topic: {"pubsub.topics.publish"},

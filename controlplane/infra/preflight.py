@@ -35,6 +35,7 @@ SERVICES = (
     "bigquery.googleapis.com",
     "cloudresourcemanager.googleapis.com",
     "serviceusage.googleapis.com",
+    "monitoring.googleapis.com",  # the dashboard's backlog figure (classifier/cloud/monitoring.py)
 )
 
 
@@ -82,6 +83,8 @@ NEEDS = (
     Need(WEB, PROJECT, "roles/bigquery.jobUser", ("bigquery.jobs.create",), "run queries"),
     Need(WEB, DEAD_LETTER_SUBSCRIPTION, "roles/pubsub.subscriber", ("pubsub.subscriptions.consume",),
          "peek at the dead letters"),
+    Need(WEB, PROJECT, "roles/monitoring.viewer", ("monitoring.timeSeries.list",),
+         "show the subscription's backlog (Cloud Monitoring)"),
 )  # fmt: skip
 
 OK = "ok"
