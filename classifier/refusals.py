@@ -10,8 +10,9 @@ from __future__ import annotations
 import json
 import time
 
-from rq import Queue, Worker
+from rq import Queue
 from rq.job import Job
+from rq.worker import BaseWorker
 
 from classifier.logsafe import shown
 
@@ -23,17 +24,19 @@ REFUSED_RECENT_KEY = "sightline:worker:refused:recent"
 REFUSED_RECENT_KEPT = 100
 
 
-def refusal(job: Job) -> str | None:
+def refusal(
+    job: Job, funcs: frozenset[str] = ALLOWED_FUNCS, callbacks: frozenset[str] = ALLOWED_CALLBACKS
+) -> str | None:
     """Why `job` must not run, or None. Reads names only: nothing is imported."""
-    if job.func_name not in ALLOWED_FUNCS:
-        return f"function {shown(job.func_name)} is not a classification job"
+    if job.func_name not in funcs:
+        return f"function {shown(job.func_name)} is not a job this worker runs"
     # rq has no public read of a callback's name that does not import it.
     named = (job._success_callback_name, job._failure_callback_name, job._stopped_callback_name)
-    stray = sorted(name for name in named if name and name not in ALLOWED_CALLBACKS)
+    stray = sorted(name for name in named if name and name not in callbacks)
     return f"callback {shown(stray[0])} is not allowed" if stray else None
 
 
-def refuse(worker: Worker, job: Job, queue: Queue, reason: str) -> None:
+def refuse(worker: BaseWorker, job: Job, queue: Queue, reason: str) -> None:
     """Fail `job` without running, retrying or calling back anything it names; count and keep the refusal."""
     worker.log.error("refused job %s: %s; not run", shown(job.id), reason)
     job.retries_left = 0

@@ -41,7 +41,7 @@ def test_a_job_that_is_not_a_classification_is_refused_not_imported_not_run(cfg,
     assert int(redis.get(refusals.REFUSED_COUNT_KEY)) == before + 2
     recent = [json.loads(e) for e in redis.lrange(refusals.REFUSED_RECENT_KEY, 0, 1)]
     assert {e["job"] for e in recent} == {forged.id, callback.id}
-    assert any("tests.forged_payload.run is not a classification job" in e["reason"] for e in recent)
+    assert any("tests.forged_payload.run is not a job this worker runs" in e["reason"] for e in recent)
 
 
 def test_what_a_dead_worker_had_taken_is_handed_back_at_once_as_an_attempt(cfg, stack):
@@ -76,3 +76,18 @@ def test_what_a_dead_worker_had_taken_is_handed_back_at_once_as_an_attempt(cfg, 
         assert (job.get_status(), job.retries_left) == (JobStatus.QUEUED, jobs.RETRY.max - 1)
     assert not redis.exists(liveness.TAKEN_PREFIX + dead)
     liveness.gone(redis, living)
+
+
+def test_the_infra_worker_runs_destroys_only(cfg, stack, tmp_path, monkeypatch):
+    """The sightline-infra queue's worker (manage.py runinfra) refuses anything but destroy_run the same way."""
+    from controlplane.infra.jobs import InfraWorker
+
+    marker = tmp_path / "forged"
+    monkeypatch.setenv("SIGHTLINE_FORGED_MARKER", str(marker))
+    redis = ledger.connection(cfg)
+    q = Queue(f"infra-forged-{uuid.uuid4().hex[:8]}", connection=redis, serializer=JSONSerializer)
+    forged = q.enqueue("tests.forged_payload.run", kwargs={})
+    InfraWorker([q], connection=redis, serializer=JSONSerializer).work(burst=True)
+    assert not marker.exists()
+    assert forged.get_status(refresh=True) == JobStatus.FAILED
+    assert "is not a job this worker runs" in (forged.latest_result().exc_string or "")
