@@ -145,6 +145,7 @@ class Config:
     batch_size: int = 1
     metrics_token: str | None = None
     destroy_protection: bool = False
+    max_bytes_billed: int = 1_000_000_000
 
     @property
     def dataset_id(self) -> str:
@@ -216,6 +217,8 @@ class Config:
             batch_size=envint(env, "BATCH_SIZE", 8, minimum=1),
             metrics_token=_metrics_token(env),
             destroy_protection=envbool(env, "DESTROY_PROTECTION", False),
+            # BigQuery bills at least 10 MB a query: a smaller cap would refuse every query.
+            max_bytes_billed=envint(env, "BQ_MAX_BYTES_BILLED", 1_000_000_000, minimum=10_485_760),
         )
 
     def export_emulator_env(self) -> None:

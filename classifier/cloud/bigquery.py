@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from google.api_core import exceptions as gexc
@@ -49,8 +50,37 @@ FAILURES_SCHEMA = [
 ]
 
 
+@dataclass(frozen=True)
+class TableShape:
+    """How a table is laid out for its queries: day partitions on the time every read filters on, clustered on
+    what lookups filter on. A query that names a window of `partition_field` reads only those days."""
+
+    partition_field: str | None
+    clustering: tuple[str, ...] = ()
+
+    def describe(self) -> str:
+        part = f"partitioned by day on {self.partition_field}" if self.partition_field else "not partitioned"
+        return part + (f", clustered on {', '.join(self.clustering)}" if self.clustering else ", not clustered")
+
+
+CLASSIFICATIONS_SHAPE = TableShape("processed_at", ("bucket", "image_name"))
+FAILURES_SHAPE = TableShape("failed_at", ("bucket", "image_name"))
+UNSHAPED = TableShape(None)
+
+
+@dataclass(frozen=True)
+class TableLive:
+    schema: list[SchemaField]
+    shape: TableShape
+    num_bytes: int = 0
+
+
 class InsertError(Exception):
     pass
+
+
+class BytesBudgetExceeded(Exception):
+    """BigQuery refused a query that would bill more than BQ_MAX_BYTES_BILLED: nothing was billed."""
 
 
 @functools.cache
@@ -82,17 +112,46 @@ def insert_rows(cfg: Config, table_id: str, rows: Sequence[dict[str, Any]], *, r
         raise InsertError(f"insert into {table_id} refused: {errors}")
 
 
-def query(cfg: Config, sql: str, params: Sequence[Any] = (), *, timeout_s: float | None = None) -> list[dict[str, Any]]:
+def _job_config(cfg: Config, params: Sequence[Any], max_bytes: int | None) -> bigquery.QueryJobConfig:
+    return bigquery.QueryJobConfig(
+        query_parameters=list(params), maximum_bytes_billed=max_bytes or cfg.max_bytes_billed
+    )
+
+
+def _budget_error(cfg: Config, exc: gexc.GoogleAPICallError, max_bytes: int | None) -> Exception | None:
+    text = str(exc).lower()
+    if "bytes billed" in text or "bytesbilledlimitexceeded" in text:
+        cap = max_bytes or cfg.max_bytes_billed
+        return BytesBudgetExceeded(
+            f"BigQuery refused a query that would bill more than {cap:,} bytes (BQ_MAX_BYTES_BILLED); "
+            "nothing was billed. Narrow the time window, or raise the setting if the cost is intended."
+        )
+    return None
+
+
+def query(
+    cfg: Config,
+    sql: str,
+    params: Sequence[Any] = (),
+    *,
+    timeout_s: float | None = None,
+    max_bytes: int | None = None,
+) -> list[dict[str, Any]]:
     """Run a parameterised query; `params` are ScalarQueryParameter objects, never formatted into the SQL.
 
+    Every query carries `maximum_bytes_billed` (BQ_MAX_BYTES_BILLED unless `max_bytes` names a deliberate cap):
+    one that would bill more raises BytesBudgetExceeded instead of a bill.
     `timeout_s` bounds the whole call (the client's default retries for up to 10 minutes)."""
-    job_config = bigquery.QueryJobConfig(query_parameters=list(params))
-    if timeout_s is None:
-        result = client(cfg).query(sql, job_config=job_config).result()
-    else:
-        bounded = DEFAULT_RETRY.with_timeout(timeout_s)
-        job = client(cfg).query(sql, job_config=job_config, retry=bounded, job_retry=None, timeout=timeout_s / 2)
-        result = job.result(retry=bounded, timeout=timeout_s)
+    job_config = _job_config(cfg, params, max_bytes)
+    try:
+        if timeout_s is None:
+            result = client(cfg).query(sql, job_config=job_config).result()
+        else:
+            bounded = DEFAULT_RETRY.with_timeout(timeout_s)
+            job = client(cfg).query(sql, job_config=job_config, retry=bounded, job_retry=None, timeout=timeout_s / 2)
+            result = job.result(retry=bounded, timeout=timeout_s)
+    except (gexc.BadRequest, gexc.Forbidden) as exc:
+        raise (_budget_error(cfg, exc, max_bytes) or exc) from None
     return [dict(row.items()) for row in result]
 
 
@@ -144,20 +203,53 @@ def dataset_delete(cfg: Config, dataset_id: str) -> None:
     client(cfg).delete_dataset(dataset_id, delete_contents=False, not_found_ok=True)
 
 
-def table_schema(cfg: Config, table_id: str) -> list[bigquery.SchemaField] | None:
+def table_get(cfg: Config, table_id: str) -> TableLive | None:
     try:
-        return list(client(cfg).get_table(table_id).schema)
+        table = client(cfg).get_table(table_id)
     except gexc.NotFound:
         return None
+    tp = table.time_partitioning
+    field = (tp.field or "_PARTITIONTIME") if tp is not None else None
+    shape = TableShape(field, tuple(table.clustering_fields or ()))
+    return TableLive(schema=list(table.schema), shape=shape, num_bytes=int(table.num_bytes or 0))
 
 
-def table_create(cfg: Config, table_id: str, schema: Sequence[bigquery.SchemaField]) -> bool:
-    """True when created, False when it already existed (whatever its schema: the plan compares that)."""
+def table_schema(cfg: Config, table_id: str) -> list[bigquery.SchemaField] | None:
+    live = table_get(cfg, table_id)
+    return live.schema if live is not None else None
+
+
+def _table(table_id: str, schema: Sequence[bigquery.SchemaField], shape: TableShape) -> bigquery.Table:
+    table = bigquery.Table(table_id, schema=list(schema))
+    if shape.partition_field:
+        table.time_partitioning = bigquery.TimePartitioning(
+            type_=bigquery.TimePartitioningType.DAY, field=shape.partition_field
+        )
+    if shape.clustering:
+        table.clustering_fields = list(shape.clustering)
+    return table
+
+
+def table_create(
+    cfg: Config, table_id: str, schema: Sequence[bigquery.SchemaField], shape: TableShape = UNSHAPED
+) -> bool:
+    """True when created, False when it already existed (whatever its schema and shape: the plan compares those)."""
     try:
-        client(cfg).create_table(bigquery.Table(table_id, schema=list(schema)))
+        client(cfg).create_table(_table(table_id, schema, shape))
     except gexc.Conflict:
         return False
     return True
+
+
+def table_copy_rows(cfg: Config, source: str, target: str, columns: Sequence[str], *, max_bytes: int) -> int:
+    """INSERT every row of `source` into `target` (same columns): one job, billed the source's bytes once."""
+    cols = ", ".join(columns)
+    job = client(cfg).query(
+        f"INSERT INTO `{target}` ({cols}) SELECT {cols} FROM `{source}`",
+        job_config=_job_config(cfg, (), max_bytes),
+    )
+    job.result()
+    return int(job.num_dml_affected_rows or 0)
 
 
 def table_schema_update(cfg: Config, table_id: str, schema: Sequence[bigquery.SchemaField]) -> None:
@@ -168,6 +260,7 @@ def table_schema_update(cfg: Config, table_id: str, schema: Sequence[bigquery.Sc
 
 
 def table_row_count(cfg: Config, table_id: str) -> int:
+    """COUNT(*) with no filter reads table metadata only: 0 bytes billed on BigQuery."""
     try:
         return int(query(cfg, f"SELECT COUNT(*) AS n FROM `{table_id}`")[0]["n"])
     except gexc.NotFound:
@@ -183,12 +276,12 @@ class StreamingBufferBusy(Exception):
 
 
 def dml(cfg: Config, sql: str, params: Sequence[Any] = ()) -> int:
-    """Run a parameterised DELETE/UPDATE; returns the rows it affected."""
-    job = client(cfg).query(sql, job_config=bigquery.QueryJobConfig(query_parameters=list(params)))
+    """Run a parameterised DELETE/UPDATE, capped like every query; returns the rows it affected."""
+    job = client(cfg).query(sql, job_config=_job_config(cfg, params, None))
     try:
         job.result()
     except gexc.BadRequest as exc:
         if "streaming buffer" in str(exc).lower():
             raise StreamingBufferBusy(str(exc)) from None
-        raise
+        raise (_budget_error(cfg, exc, None) or exc) from None
     return int(job.num_dml_affected_rows or 0)
