@@ -9,18 +9,18 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from django.core.cache import cache
 from django.test import Client
 from django.urls import reverse
 from PIL import Image
 from rq.job import Job
 from rq.serializers import JSONSerializer
 
-from classifier import jobs, ledger, listener
+from classifier import failures as failure_ops
+from classifier import jobs, ledger, listener, stats
 from classifier.cloud import bigquery, gcs
 from classifier.config import Config
 from classifier.queue import enqueue_classification
-from controlplane import charts, localstack, selectors, services
+from controlplane import charts, livecache, localstack, selectors, services
 from tests.conftest import failures_for, wait_for
 
 XSS_NAME = "<script>alert(1)</script>.png"
@@ -62,6 +62,7 @@ def insert_row(
         "processed_at": (upload + timedelta(seconds=latency_s)).isoformat(),
     }
     bigquery.insert_row(cfg, cfg.table_id, row, row_id=uuid.uuid4().hex)
+    stats.record(ledger.connection(cfg), rows=[row])  # as a worker does when it writes
     return row
 
 
@@ -83,6 +84,7 @@ def insert_failure(
         "failed_at": (datetime.now(UTC) - timedelta(seconds=1)).isoformat(),
     }
     bigquery.insert_row(cfg, cfg.failures_table_id, row, row_id=uuid.uuid4().hex)
+    stats.record(ledger.connection(cfg), failures=[row])
     ledger.outcome_set(ledger.connection(cfg), ledger.object_key(cfg.bucket, name, generation), f"failure:{code}")
     return row
 
@@ -99,6 +101,12 @@ def drop_jobs(cfg: Config, job_ids: list[str]) -> None:
     for job_id in job_ids:
         if Job.exists(job_id, redis):
             Job.fetch(job_id, connection=redis, serializer=JSONSerializer).delete()
+
+
+def run_background_job(cfg: Config, job_id: str) -> Any:
+    """What the rq worker does with a background job, here and now."""
+    job = Job.fetch(job_id, connection=ledger.connection(cfg), serializer=JSONSerializer)
+    return job.perform()
 
 
 @pytest.fixture
@@ -204,11 +212,14 @@ def test_filters_by_label_name_and_time(staff: Client, cfg: Config, stack: Any) 
         response = staff.get(reverse("recent_partial"), {"name": folder, **params})
         return {r["image_name"].removeprefix(folder) for r in response.context["rows"]}
 
-    assert names() == {"cat.png", "cup.png", "old-cat.png"}
-    assert names(label="CAT") == {"cat.png", "old-cat.png"}
+    assert names() == {"cat.png", "cup.png"}  # the last day by default: one day's partitions
+    assert names(range="7d") == {"cat.png", "cup.png", "old-cat.png"}
+    assert names(range="7d", label="CAT") == {"cat.png", "old-cat.png"}
     assert names(label="espresso") == {"cup.png"}
     assert names(range="24h") == {"cat.png", "cup.png"}
     assert names(until=(old + timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M")) == {"old-cat.png"}
+    two_days_back = (old + timedelta(days=1)).strftime("%Y-%m-%dT%H:%M")
+    assert names(before=two_days_back) == {"old-cat.png"}  # "The day before", twice
     assert names(label="100%_") == set()  # LIKE wildcards are plain text here
 
 
@@ -281,7 +292,7 @@ def test_health_shows_throughput_latency_and_failures(staff: Client, cfg: Config
     folder = f"t-{uuid.uuid4().hex[:8]}/"
     for latency in (1.0, 2.0, 3.0):
         insert_row(cfg, f"{folder}{latency}.png", [("tabby", 0.5)], latency_s=latency)
-    cache.clear()  # the BigQuery figures are shared for a few seconds
+    livecache.forget_all()  # the figures are shared for a few seconds
     response = staff.get(reverse("health_partial"))
     html = response.content.decode()
     tp = response.context["tp"]
@@ -392,31 +403,49 @@ def test_requeue_all_says_how_many_and_refuses_a_stale_count(staff: Client, cfg:
     assert "changed since you confirmed" in stale.content.decode()
     assert all(failures_for(cfg, names).values())
     done = staff.post(reverse("failure_requeue_all"), {"expected": count}, follow=True)
-    assert f"Requeued {count} failed object" in done.content.decode()
+    assert f"Requeueing {count} failed object" in done.content.decode()
+    op = done.context["operation"]
+    assert op["state"] == "queued" and op["total"] == count
+    run_background_job(cfg, f"failures-requeue-all-{op['id']}")
+    op = failure_ops.op_get(ledger.connection(cfg), op["id"])
+    assert op["state"] == "done" and op["done"] == count
+    page = staff.get(reverse("failures")).content.decode()
+    assert f"{count} of {count} requeued" in page
     assert all(f["reason_code"] != "not_an_image" for found in failures_for(cfg, names).values() for f in found)
     assert all(Job.exists(jobs.job_id(cfg.bucket, n, g), ledger.connection(cfg)) for n, g in generations.items())
     # Every open failure was requeued, this test's and any other's: leave none of those jobs queued.
     drop_jobs(cfg, [jobs.job_id(f["bucket"], f["image_name"], f["generation"]) for f in confirm.context["rows"]])
 
 
-def test_streaming_buffer_refusal_hides_instead(staff: Client, cfg: Config, stack: Any, monkeypatch: Any) -> None:
+def test_a_delete_the_streaming_buffer_refused_shows_pending_and_is_retried(
+    staff: Client, cfg: Config, stack: Any, monkeypatch: Any
+) -> None:
     name = f"t-{uuid.uuid4().hex[:8]}/buffered.txt"
     generation = insert_failure(cfg, name)["generation"]
+    redis = ledger.connection(cfg)
+    real_dml = bigquery.dml
 
     def refuse(*args: Any, **kwargs: Any) -> int:
         raise bigquery.StreamingBufferBusy("would affect rows in the streaming buffer")
 
     monkeypatch.setattr(bigquery, "dml", refuse)
+    livecache.forget_all()
+    before = selectors.failure_count()
     services.failure_dismiss(bucket=cfg.bucket, name=name, generation=generation, user="test")
     assert failures_for(cfg, [name])[name]  # still in BigQuery...
-    assert selectors.failure_list(name=name)[0] == []  # ...but no longer shown as open
-    monkeypatch.undo()
-    before = selectors.failure_count()
-    insert_failure(cfg, name + ".2")
-    assert selectors.failure_count() == before + 1  # the hidden one is not counted as open
-    redis = ledger.connection(cfg)
-    redis.delete(selectors.RESOLVED_PREFIX + ledger.object_key(cfg.bucket, name, generation))
-    assert selectors.failure_count() == before + 2
+    rows = selectors.failure_list(name=name)[0]
+    assert [r["pending_delete"] for r in rows] == [True]  # ...shown as pending, not as open
+    page = staff.get(reverse("failures"), {"name": name}).content.decode()
+    assert "delete pending" in page and 'class="primary small requeue"' not in page
+    assert selectors.failure_count() == before - 1
+    retry = "failures-retry-pending-deletes"
+    assert Job.exists(retry, redis)  # scheduled: the rq worker's scheduler runs it
+    failure_ops.retry_pending(cfg, redis)  # still refused: stays pending
+    assert ledger.object_key(cfg.bucket, name, generation) in failure_ops.pending(redis)
+    monkeypatch.setattr(bigquery, "dml", real_dml)
+    run_background_job(cfg, retry)
+    assert failures_for(cfg, [name])[name] == []
+    assert ledger.object_key(cfg.bucket, name, generation) not in failure_ops.pending(redis)
 
 
 # --- the object's story ---------------------------------------------------------------------------------------------
