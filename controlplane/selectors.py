@@ -168,6 +168,11 @@ def failure_list_all(*, cap: int = 10_000) -> list[dict[str, Any]]:
     return failures.not_pending(_redis(), _visible(failures.open_failures(_cfg(), cap=cap)))
 
 
+def failure_requeue_preview(*, shown: int) -> tuple[int, list[dict[str, Any]]]:
+    """What "requeue all" would act on: how many (one windowed count), and the oldest `shown` of them."""
+    return failure_count(), failure_list_all(cap=shown)
+
+
 def failure_get(*, bucket: str, name: str, generation: int) -> list[dict[str, Any]]:
     cfg = _cfg()
     sql = (

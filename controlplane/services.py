@@ -81,7 +81,7 @@ def failure_requeue_all(*, expected: int, user: str) -> str:
     """Start requeueing every open failure in the background (batched: one DELETE per 500); returns the operation's
     id, whose progress `failures.op_get` reads. Refuses when their number is not the one the operator confirmed."""
     cfg = _cfg()
-    now = len(selectors.failure_list_all(cap=REQUEUE_ALL_CAP))
+    now = selectors.failure_count()
     if now != expected:
         raise CountChanged(now)
     redis = ledger.connection(cfg)

@@ -38,6 +38,8 @@ log = logging.getLogger(__name__)
 PAGE_SIZE = 20
 FAILURES_PAGE_SIZE = 50
 DEAD_LETTERS_SHOWN = 50
+DEAD_LETTERS_REFRESH_S = 15.0
+REQUEUE_ALL_SHOWN = 20
 RECONCILE_SHOWN = 20
 HEALTH_MINUTES = 15
 THUMB_PX = 112
@@ -246,7 +248,16 @@ def failures(request: HttpRequest) -> HttpResponse:
     )
     operation, _ = _read(failure_ops.op_get, None, redis=ledger.connection(settings.SIGHTLINE))
     # Pub/Sub, not BigQuery: read on its own so either one failing leaves the other on the page.
-    dead_letters, dead_letters_error = _read(dead_letter_list, [], cfg=settings.SIGHTLINE, limit=DEAD_LETTERS_SHOWN)
+    # Shared like the dashboard's figures: a pull from Pub/Sub waits for its answer (about a second when empty).
+    (dead_letters, _age), dead_letters_error = _read(
+        livecache.shared,
+        ([], None),
+        key="failures:dead-letters",
+        compute=dead_letter_list,
+        ttl_s=DEAD_LETTERS_REFRESH_S,
+        cfg=settings.SIGHTLINE,
+        limit=DEAD_LETTERS_SHOWN,
+    )
     # Attributes as sorted pairs: a template looks up `.items` as a key first, and these keys are the sender's.
     dead_letters = [{**m, "attributes": sorted(m["attributes"].items())} for m in dead_letters]
     query = {"name": name} if name else {}
@@ -323,8 +334,8 @@ def failure_requeue_all(request: HttpRequest) -> HttpResponse:
             "progress is shown on this page.",
         )
         return redirect("failures")
-    rows, error = _read(selectors.failure_list_all, [])
-    return render(request, "controlplane/failure_requeue_all.html", {"rows": rows, "count": len(rows), "error": error})
+    (count, rows), error = _read(selectors.failure_requeue_preview, (0, []), shown=REQUEUE_ALL_SHOWN)
+    return render(request, "controlplane/failure_requeue_all.html", {"rows": rows, "count": count, "error": error})
 
 
 @never_cache

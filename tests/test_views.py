@@ -402,6 +402,7 @@ def test_requeue_all_says_how_many_and_refuses_a_stale_count(staff: Client, cfg:
     stale = staff.post(reverse("failure_requeue_all"), {"expected": count + 1}, follow=True)
     assert "changed since you confirmed" in stale.content.decode()
     assert all(failures_for(cfg, names).values())
+    acted_on = selectors.failure_list_all()
     done = staff.post(reverse("failure_requeue_all"), {"expected": count}, follow=True)
     assert f"Requeueing {count} failed object" in done.content.decode()
     op = done.context["operation"]
@@ -414,7 +415,7 @@ def test_requeue_all_says_how_many_and_refuses_a_stale_count(staff: Client, cfg:
     assert all(f["reason_code"] != "not_an_image" for found in failures_for(cfg, names).values() for f in found)
     assert all(Job.exists(jobs.job_id(cfg.bucket, n, g), ledger.connection(cfg)) for n, g in generations.items())
     # Every open failure was requeued, this test's and any other's: leave none of those jobs queued.
-    drop_jobs(cfg, [jobs.job_id(f["bucket"], f["image_name"], f["generation"]) for f in confirm.context["rows"]])
+    drop_jobs(cfg, [jobs.job_id(f["bucket"], f["image_name"], f["generation"]) for f in acted_on])
 
 
 def test_a_delete_the_streaming_buffer_refused_shows_pending_and_is_retried(
