@@ -110,7 +110,7 @@ def _recent_context(request: HttpRequest) -> dict[str, Any]:
         "page": page,
         "prev_query": urlencode({**query, "page": page - 1}) if page > 1 else None,
         "next_query": urlencode({**query, "page": page + 1}) if more else None,
-        "older_query": None if more or explicit else urlencode({**older, "before": f"{start:%Y-%m-%dT%H:%M}"}),
+        "older_query": None if explicit else urlencode({**older, "before": f"{start:%Y-%m-%dT%H:%M}"}),
         "window_start": start,
         "window_end": end,
         "rows_age_s": age,
