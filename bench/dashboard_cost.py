@@ -25,7 +25,7 @@ REFRESH = ("recent_partial", "health_partial")  # what one open dashboard polls 
 
 
 def _env() -> None:
-    from controlplane.localstack import free_port
+    from devstack.localstack import free_port
 
     os.environ.update(
         {
@@ -176,7 +176,7 @@ def main(argv: list[str] | None = None) -> int:
     from django.test.utils import setup_test_environment
 
     from bench import bqaudit
-    from controlplane import localstack
+    from devstack import localstack
 
     setup_test_environment()
     cfg = settings.SIGHTLINE

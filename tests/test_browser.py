@@ -7,6 +7,7 @@ Screenshots of the main pages land in artifacts/screenshots/ (git-ignored): look
 
 from __future__ import annotations
 
+import functools
 import shutil
 import tempfile
 import uuid
@@ -20,8 +21,8 @@ from django.conf import settings
 from classifier import ledger, listener
 from classifier.cloud import gcs
 from classifier.config import BASE_DIR, Config
-from controlplane import localstack
-from tests.conftest import failures_for, wait_for
+from devstack import localstack
+from tests.helpers import failures_for, wait_for
 
 pytestmark = [pytest.mark.browser, pytest.mark.e2e]
 
@@ -40,7 +41,9 @@ if not (Path(CHROMIUM).exists() and Path(CHROMEDRIVER).exists()):
 from selenium import webdriver  # noqa: E402
 from selenium.common.exceptions import NoAlertPresentException, StaleElementReferenceException  # noqa: E402
 from selenium.webdriver.chrome.service import Service  # noqa: E402
+from selenium.webdriver.common.action_chains import ActionChains  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
+from selenium.webdriver.common.keys import Keys  # noqa: E402
 from selenium.webdriver.remote.webdriver import WebDriver  # noqa: E402
 from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
 
@@ -104,13 +107,14 @@ def until(driver: WebDriver, check: Callable[[WebDriver], Any], timeout: float =
     return wait.until(check)
 
 
-def screenshot(driver: WebDriver, name: str) -> Path:
-    """The whole page, beyond the window's height (Chromium's DevTools capture)."""
+def screenshot(driver: WebDriver, name: str, *, whole: bool = True) -> Path:
+    """The whole page, beyond the window's height (Chromium's DevTools capture), or only what the screen shows."""
     import base64
 
     SHOTS.mkdir(parents=True, exist_ok=True)
-    size = driver.execute_cdp_cmd("Page.getLayoutMetrics", {})["cssContentSize"]
-    clip = {"x": 0, "y": 0, "width": size["width"], "height": min(size["height"], 4000), "scale": 1}
+    size = driver.execute_cdp_cmd("Page.getLayoutMetrics", {})["cssContentSize" if whole else "cssVisualViewport"]
+    width, height = (size["width"], size["height"]) if whole else (size["clientWidth"], size["clientHeight"])
+    clip = {"x": 0, "y": 0, "width": width, "height": min(height, 4000), "scale": 1}
     shot = driver.execute_cdp_cmd(
         "Page.captureScreenshot", {"format": "png", "captureBeyondViewport": True, "clip": clip}
     )
@@ -261,3 +265,195 @@ def test_dropping_files_fills_the_upload_form(driver: WebDriver, live_server: An
         """
     )
     assert chosen == [2, "dropped one.png, dropped two.png"]
+
+
+# --- Every page on a phone and a desktop, light and dark: no sideways scroll, no axe-core violation. ---
+
+AXE = BASE_DIR / "tests" / "browser" / "node_modules" / "axe-core" / "axe.min.js"
+ADMIN = "browser-admin"
+VIEWPORTS = {"phone": (390, 844), "desktop": (1400, 900)}
+THEMES = ("light", "dark")
+
+
+def emulate(driver: WebDriver, *, width: int, height: int, scheme: str) -> None:
+    """A phone is emulated as one (viewport meta honoured, touch); the colour scheme as the OS would set it."""
+    metrics = {"width": width, "height": height, "deviceScaleFactor": 1, "mobile": width < 600}
+    driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride", metrics)
+    driver.execute_cdp_cmd(
+        "Emulation.setEmulatedMedia", {"features": [{"name": "prefers-color-scheme", "value": scheme}]}
+    )
+
+
+@functools.cache
+def axe_source() -> str:
+    return AXE.read_text()
+
+
+def page_problems(driver: WebDriver) -> list[str]:
+    """Sideways scroll and every axe-core violation (its default rules: WCAG 2.2 A/AA and best practices)."""
+    # htmx polling would swap parts of the page while axe reads it: hold it for this check.
+    driver.execute_script(
+        "document.body.addEventListener('htmx:beforeRequest', (e) => e.preventDefault());"
+        "if (!window.axe) { const s = document.createElement('script'); s.text = arguments[0];"
+        " document.head.appendChild(s); }",
+        axe_source(),
+    )
+    problems = []
+    scroll, width = driver.execute_script(
+        "return [document.documentElement.scrollWidth, document.documentElement.clientWidth]"
+    )
+    if scroll > width:
+        widest = driver.execute_script(  # what reaches the page's right edge, to say where to look
+            "return [...document.querySelectorAll('body *')]"
+            ".filter((e) => Math.abs(e.getBoundingClientRect().right + window.scrollX - arguments[0]) < 2)"
+            ".slice(0, 3).map((e) => e.tagName.toLowerCase() + (e.id ? '#' + e.id : '') + '.' + e.className)",
+            scroll,
+        )
+        problems.append(f"scrolls sideways: {scroll} px wide in a {width} px viewport ({', '.join(widest)})")
+    violations = driver.execute_async_script(
+        """
+        const done = arguments[arguments.length - 1];
+        axe.run(document, {resultTypes: ['violations']}).then((r) => done(r.violations.map((v) =>
+          `${v.impact} ${v.id}: ${v.help} (${v.nodes.length}): ` +
+          v.nodes.slice(0, 4).map((n) => n.target.join(' ') + (n.failureSummary ? ' [' +
+            n.failureSummary.replace(/\\s+/g, ' ').slice(0, 160) + ']' : '')).join('; '))))
+          .catch((e) => done(['axe failed: ' + e]));
+        """
+    )
+    return problems + violations
+
+
+def test_every_page_fits_a_phone_and_passes_axe_in_both_themes(
+    driver: WebDriver,
+    live_server: Any,
+    users: None,
+    django_user_model: Any,
+    app_processes: None,
+    photos: dict[str, bytes],
+) -> None:
+    """A superuser, so the admin's own pages are checked too, not a 403."""
+    cfg: Config = settings.SIGHTLINE
+    base = live_server.url
+    django_user_model.objects.create_superuser(ADMIN, password=PASSWORD)
+    folder = f"a11y-{uuid.uuid4().hex[:6]}"
+    for photo, data in photos.items():
+        gcs.upload(cfg, name=f"{folder}/{photo}", data=data, content_type="image/png")
+    bad = f"{folder}/notes.txt"
+    generation = gcs.upload(cfg, name=bad, data=b"not an image\n", content_type="text/plain")
+    assert AXE.exists(), f"{AXE} is missing: run `bin/setup --test` (it installs axe-core with npm ci)"
+    login(driver, base, ADMIN)
+    assert wait_for(lambda: failures_for(cfg, [bad])[bad], timeout=90), "no failure record for the text file"
+    until(driver, lambda d: d.get(f"{base}/?name={folder}") or len(d.find_elements(By.CSS_SELECTOR, "tr.result")) >= 3)
+    driver.get(f"{base}/infra/")  # writes an audit entry, so the audit pages have a row
+    pages = {
+        "dashboard": "/",
+        "failures": f"/failures/?name={folder}",
+        "requeue all": "/failures/requeue-all/",
+        "dismiss": f"/failures/dismiss/?bucket={cfg.bucket}&name={bad}&generation={generation}",
+        "reconcile": "/reconcile/",
+        "object": f"/objects/?name={folder}/chelsea.png",
+        "failed object": f"/objects/?name={bad}",
+        "unknown object": f"/objects/?name={folder}/chelsea",
+        "infrastructure": "/infra/",
+        "destroy": "/infra/destroy/",
+        "audit": "/infra/audit/",
+        "admin": "/admin/",
+        "admin audit log": "/admin/controlplane/auditlog/",
+        "admin teardown": "/admin/controlplane/auditlog/teardown/",
+    }
+    import os
+
+    if os.environ.get("A11Y_ONLY"):
+        pages = {k: v for k, v in pages.items() if k in os.environ["A11Y_ONLY"].split(",")}
+    found: dict[str, list[str]] = {}
+    for scheme in THEMES:
+        for size, (width, height) in VIEWPORTS.items():
+            emulate(driver, width=width, height=height, scheme=scheme)
+            for page, path in pages.items():
+                driver.get(base + path)
+                if problems := page_problems(driver):
+                    found[f"{page} ({size}, {scheme})"] = problems
+                if page == "dashboard":
+                    screenshot(driver, f"dashboard-{size}-{scheme}", whole=size != "phone")
+            driver.delete_all_cookies()
+            driver.get(f"{base}/login/")
+            if problems := page_problems(driver):
+                found[f"login ({size}, {scheme})"] = problems
+            login(driver, base, ADMIN)
+    report = "\n".join(f"{where}:\n  " + "\n  ".join(problems) for where, problems in found.items())
+    print(report)
+    assert not found, f"{len(found)} page views with problems:\n{report}"
+
+
+def press(driver: WebDriver, *keys: str) -> None:
+    """Keys as a keyboard sends them, to whatever has the focus."""
+    ActionChains(driver).send_keys(*keys).perform()
+
+
+def focused(driver: WebDriver) -> str:
+    return driver.switch_to.active_element.get_attribute("id") or ""
+
+
+def tab_to(driver: WebDriver, element_id: str, *, most: int = 60) -> None:
+    for _ in range(most):
+        press(driver, Keys.TAB)
+        if focused(driver) == element_id:
+            return
+    raise AssertionError(f"#{element_id} is not reachable with Tab")
+
+
+def test_keyboard_only_finds_an_object_and_stops_and_starts_the_listener(
+    driver: WebDriver,
+    live_server: Any,
+    users: None,
+    app_processes: None,
+    photos: dict[str, bytes],
+    listener_restored: None,
+) -> None:
+    cfg: Config = settings.SIGHTLINE
+    base = live_server.url
+    name = f"kbd-{uuid.uuid4().hex[:6]}/chelsea.png"
+    gcs.upload(cfg, name=name, data=photos["chelsea.png"], content_type="image/png")
+    emulate(driver, width=390, height=844, scheme="dark")  # on a phone the menu, and the search in it, are folded away
+    driver.get(f"{base}/login/")
+    assert focused(driver) == "id_username"
+    press(driver, STAFF, Keys.TAB, PASSWORD, Keys.ENTER)
+    until(driver, lambda d: d.find_elements(By.ID, "health"), timeout=10)
+
+    # / opens the menu and focuses the search; shortcuts typed there are text, not commands.
+    press(driver, "/")
+    assert focused(driver) == "find"
+    press(driver, "g", "f")
+    assert driver.current_url == f"{base}/" and driver.find_element(By.ID, "find").get_attribute("value") == "gf"
+    press(driver, Keys.BACKSPACE, Keys.BACKSPACE, name, Keys.ENTER)
+    until(driver, lambda d: d.find_elements(By.CSS_SELECTOR, "section.story"), timeout=10)
+    assert name in driver.find_element(By.TAG_NAME, "main").text
+
+    # ? lists the shortcuts in a modal dialog; Escape closes it; g d goes home.
+    press(driver, "?")
+    assert driver.execute_script("return document.getElementById('shortcuts').open")
+    assert driver.switch_to.active_element.text == "Close"
+    press(driver, Keys.ESCAPE)
+    assert not driver.execute_script("return document.getElementById('shortcuts').open")
+    press(driver, "g", "d")
+    until(driver, lambda d: d.current_url == f"{base}/" and d.find_elements(By.ID, "health"), timeout=10)
+
+    # Tab to the listener's button and press it: it drains and pauses; the focus moves to the button that replaced it.
+    tab_to(driver, "listener-stop")
+    press(driver, Keys.ENTER)
+    until(driver, lambda d: d.find_element(By.ID, "listener-state").text == "paused", timeout=20)
+    assert focused(driver) == "listener-start"
+    press(driver, Keys.ENTER)
+    until(driver, lambda d: d.find_element(By.ID, "listener-state").text == "running", timeout=20)
+    assert focused(driver) == "listener-stop"
+
+    # The system asks for dark; the switch picks light, and the pick outlives a reload.
+    background = "return getComputedStyle(document.body).backgroundColor"
+    assert driver.execute_script(background) == "rgb(12, 17, 29)"
+    press(driver, "/")
+    tab_to(driver, "theme-toggle")
+    assert driver.switch_to.active_element.get_attribute("aria-pressed") == "true"
+    press(driver, Keys.ENTER)
+    driver.refresh()
+    assert driver.execute_script(background) == "rgb(246, 247, 249)"
+    assert driver.find_element(By.ID, "theme-toggle").get_attribute("aria-pressed") == "false"

@@ -15,7 +15,7 @@ from bench import bqaudit
 from classifier import ledger, stats
 from classifier.config import Config
 from controlplane import livecache
-from tests.test_views import insert_row
+from tests.helpers import insert_row
 
 
 def test_many_tabs_cost_one_set_of_bigquery_reads_per_refresh(

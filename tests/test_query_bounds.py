@@ -27,7 +27,7 @@ from controlplane import livecache
 from controlplane.infra import plan as infra_plan
 from controlplane.infra import spec as infra_spec
 from controlplane.reconcile import reconcile_run
-from tests.test_views import drop_jobs, insert_failure, insert_row, png, run_background_job
+from tests.helpers import drop_jobs, insert_failure, insert_row, png, run_background_job
 
 TOKEN = "metrics-token-0123456789abcdef"
 
