@@ -126,7 +126,7 @@ def _forget() -> None:
     livecache.forget_all()
 
 
-def _pages(rows: int) -> dict[str, tuple[dict[str, str], dict[str, str]]]:
+def _pages(rows: int) -> dict[str, tuple[dict[str, str], dict[str, Any]]]:
     """Page -> (query, headers)."""
     token = os.environ["METRICS_TOKEN"]
     return {
@@ -147,7 +147,7 @@ def _url(name: str) -> str:
     return reverse(name)
 
 
-def _time(client: Any, path: str, params: dict[str, str], headers: dict[str, str], *, cold: bool, n: int) -> float:
+def _time(client: Any, path: str, params: dict[str, str], headers: dict[str, Any], *, cold: bool, n: int) -> float:
     samples = []
     for _ in range(n):
         if cold:

@@ -27,6 +27,8 @@ WINDOW = timedelta(seconds=ledger.TTL_S)
 CHUNK = 500  # keys per query or DML: one array parameter, well under BigQuery's 10 MB request limit
 PENDING_KEY = "sightline:failure:pending"  # hash: ledger key -> the `before` of the refused delete (epoch s)
 RETRY_AFTER_S = 10 * 60
+RETRY_SCHEDULED_KEY = "sightline:failure:retry-scheduled"
+RETRY_JOB_PREFIX = "failures-retry-pending-deletes-"
 OP_PREFIX = "sightline:op:"
 OP_LATEST = "sightline:op:latest"
 OP_TTL_S = 7 * 24 * 3600
@@ -97,7 +99,7 @@ def delete(cfg: Config, redis: Redis, keys: Sequence[str], *, before: datetime) 
 
 def pending(redis: Redis) -> dict[str, float]:
     """Ledger key -> the cutoff of its refused delete: records failed before it are on their way out."""
-    return {k.decode(): float(v) for k, v in redis.hgetall(PENDING_KEY).items()}
+    return {ledger.text(k): float(v) for k, v in redis.hgetall(PENDING_KEY).items()}
 
 
 def is_pending(row: dict[str, Any], cutoffs: dict[str, float]) -> bool:
@@ -116,20 +118,24 @@ def retry_pending(cfg: Config, redis: Redis) -> int:
     return int(redis.hlen(PENDING_KEY))
 
 
-def schedule_retry(cfg: Config) -> None:
+def schedule_retry(cfg: Config, *, again: bool = False) -> str | None:
+    """One retry scheduled at a time (the rq worker's scheduler runs it); `again`: from the retry job itself.
+    Returns the scheduled job's id, or None when one is already waiting."""
     from classifier.queue import queue  # the queue module imports jobs, which imports this
 
     q = queue(cfg)
-    job_id = "failures-retry-pending-deletes"
-    if q.scheduled_job_registry.connection.zscore(q.scheduled_job_registry.key, job_id) is not None:
-        return
-    q.enqueue_in(
+    if again:
+        q.connection.delete(RETRY_SCHEDULED_KEY)
+    if not q.connection.set(RETRY_SCHEDULED_KEY, "1", nx=True, ex=RETRY_AFTER_S):
+        return None
+    job = q.enqueue_in(
         timedelta(seconds=RETRY_AFTER_S),
         "classifier.jobs.retry_pending_deletes",
-        job_id=job_id,
+        job_id=f"{RETRY_JOB_PREFIX}{uuid.uuid4().hex[:12]}",
         result_ttl=3600,
         description="retry failure deletes the streaming buffer refused",
     )
+    return str(job.id)
 
 
 # --- reads shared by the dashboard and the background job ---------------------------------------------------------
@@ -152,7 +158,7 @@ def not_pending(redis: Redis, rows: list[dict[str, Any]]) -> list[dict[str, Any]
 
 def op_start(redis: Redis, *, kind: str, total: int, user: str) -> str:
     op_id = uuid.uuid4().hex[:12]
-    fields = {
+    fields: dict[str, object] = {
         "id": op_id,
         "kind": kind,
         "total": total,
@@ -163,7 +169,7 @@ def op_start(redis: Redis, *, kind: str, total: int, user: str) -> str:
         "error": "",
     }
     with redis.pipeline() as pipe:
-        pipe.hset(OP_PREFIX + op_id, mapping=fields)
+        pipe.hset(OP_PREFIX + op_id, mapping={k: str(v) for k, v in fields.items()})
         pipe.expire(OP_PREFIX + op_id, OP_TTL_S)
         pipe.set(OP_LATEST, op_id, ex=OP_TTL_S)
         pipe.execute()
@@ -173,13 +179,13 @@ def op_start(redis: Redis, *, kind: str, total: int, user: str) -> str:
 def op_get(redis: Redis, op_id: str | None = None) -> dict[str, Any] | None:
     if op_id is None:
         latest = redis.get(OP_LATEST)
-        op_id = latest.decode() if latest else None
+        op_id = ledger.text(latest) if latest else None
     if op_id is None:
         return None
     raw = redis.hgetall(OP_PREFIX + op_id)
     if not raw:
         return None
-    op: dict[str, Any] = {k.decode(): v.decode() for k, v in raw.items()}
+    op: dict[str, Any] = {ledger.text(k): ledger.text(v) for k, v in raw.items()}
     for field in ("total", "done", "pending"):
         op[field] = int(op.get(field) or 0)
     op["started"] = datetime.fromtimestamp(float(op["started"]), UTC)

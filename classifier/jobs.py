@@ -100,5 +100,5 @@ def retry_pending_deletes() -> int:
     cfg = get_config()
     left = failures.retry_pending(cfg, ledger.connection(cfg))
     if left:
-        failures.schedule_retry(cfg)
+        failures.schedule_retry(cfg, again=True)
     return left

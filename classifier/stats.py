@@ -9,11 +9,13 @@ Prometheus counter and histogram. A lost Redis restarts the counts at zero, as a
 from __future__ import annotations
 
 import bisect
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from redis import Redis
+
+from classifier import ledger
 
 PREFIX = "sightline:stats:"
 TOTAL_KEY = PREFIX + "total"
@@ -70,8 +72,8 @@ def record(redis: Redis, *, rows: Iterable[dict[str, Any]] = (), failures: Itera
         pipe.execute()
 
 
-def _counts(raw: dict[bytes, bytes]) -> dict[str, int]:
-    return {k.decode(): int(v) for k, v in raw.items()}
+def _counts(raw: Mapping[bytes | str, bytes | str]) -> dict[str, int]:
+    return {ledger.text(k): int(v) for k, v in raw.items()}
 
 
 def percentile(histogram: list[int], pct: float) -> float | None:
@@ -104,14 +106,14 @@ def throughput(redis: Redis, *, minutes: int, now: datetime | None = None) -> di
             pipe.hgetall(_key(minute))
         per_minute = [_counts(raw) for raw in pipe.execute()]
     total_hist = [0] * (len(BUCKETS_S) + 1)
-    series = []
+    series: list[dict[str, Any]] = []
     for minute, counts in zip(minute_list, per_minute, strict=True):
         hist = _histogram(counts)
         total_hist = [a + b for a, b in zip(total_hist, hist, strict=True)]
         series.append(
             {"minute": minute, "count": counts.get("rows", 0), "p50": percentile(hist, 50), "p95": percentile(hist, 95)}
         )
-    rows = sum(s["count"] for s in series)
+    rows = sum(int(s["count"]) for s in series)
     return {
         "minutes": minutes,
         "series": series,

@@ -17,7 +17,7 @@ from classifier import failures as failure_ops
 from classifier import jobs, ledger, listener
 from classifier.cloud import bigquery, gcs
 from classifier.config import Config
-from classifier.queue import enqueue_classification
+from classifier.queue import enqueue_classification, queue
 from controlplane import livecache, selectors, services
 from devstack import localstack
 from tests.helpers import drop_jobs, failures_for, insert_failure, insert_row, png, run_background_job, wait_for
@@ -330,6 +330,8 @@ def test_a_delete_the_streaming_buffer_refused_shows_pending_and_is_retried(
 
     monkeypatch.setattr(bigquery, "dml", refuse)
     livecache.forget_all()
+    redis.delete(failure_ops.RETRY_SCHEDULED_KEY)
+    earlier = set(queue(cfg).scheduled_job_registry.get_job_ids())
     before = selectors.failure_count()
     services.failure_dismiss(bucket=cfg.bucket, name=name, generation=generation, user="test")
     assert failures_for(cfg, [name])[name]  # still in BigQuery...
@@ -338,8 +340,10 @@ def test_a_delete_the_streaming_buffer_refused_shows_pending_and_is_retried(
     page = staff.get(reverse("failures"), {"name": name}).content.decode()
     assert "delete pending" in page and 'class="primary small requeue"' not in page
     assert selectors.failure_count() == before - 1
-    retry = "failures-retry-pending-deletes"
-    assert Job.exists(retry, redis)  # scheduled: the rq worker's scheduler runs it
+    scheduled = queue(cfg).scheduled_job_registry.get_job_ids()
+    retries = [j for j in scheduled if j.startswith(failure_ops.RETRY_JOB_PREFIX) and j not in earlier]
+    assert len(retries) == 1  # scheduled once: the rq worker's scheduler runs it
+    retry = retries[0]
     failure_ops.retry_pending(cfg, redis)  # still refused: stays pending
     assert ledger.object_key(cfg.bucket, name, generation) in failure_ops.pending(redis)
     monkeypatch.setattr(bigquery, "dml", real_dml)
