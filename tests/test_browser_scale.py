@@ -17,7 +17,7 @@ from classifier import failures, ledger, stats
 from classifier.cloud import bigquery
 from classifier.config import Config
 from controlplane import livecache
-from tests.test_browser import STAFF, login, screenshot, until
+from tests.test_browser import STAFF, driver, login, screenshot, until, users  # noqa: F401  (fixtures)
 
 pytestmark = [pytest.mark.browser]
 
@@ -30,7 +30,7 @@ def _direct(cfg: Config, sql: str, **params: Any) -> list[dict[str, Any]]:
 
 
 def test_the_dashboard_over_a_filled_table_shows_what_a_direct_query_counts(
-    driver: Any, live_server: Any, users: None, cfg: Config, stack: Any
+    driver: Any, live_server: Any, users: None, cfg: Config, stack: Any  # noqa: F811  (the fixtures imported above)
 ) -> None:
     from selenium.webdriver.common.by import By
 
