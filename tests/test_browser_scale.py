@@ -17,9 +17,12 @@ from classifier import failures, ledger, stats
 from classifier.cloud import bigquery
 from classifier.config import Config
 from controlplane import livecache
-from tests.test_browser import STAFF, driver, login, screenshot, until, users  # noqa: F401  (fixtures)
+from tests import test_browser as browser
+from tests.test_browser import STAFF, login, screenshot, until
 
 pytestmark = [pytest.mark.browser]
+# The browser module's fixtures, used here by name.
+driver, users = browser.driver, browser.users
 
 ROWS, FAILURES = 30_000, 300
 
@@ -30,7 +33,11 @@ def _direct(cfg: Config, sql: str, **params: Any) -> list[dict[str, Any]]:
 
 
 def test_the_dashboard_over_a_filled_table_shows_what_a_direct_query_counts(
-    driver: Any, live_server: Any, users: None, cfg: Config, stack: Any  # noqa: F811  (the fixtures imported above)
+    driver: Any,
+    live_server: Any,
+    users: None,
+    cfg: Config,
+    stack: Any,
 ) -> None:
     from selenium.webdriver.common.by import By
 
