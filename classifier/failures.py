@@ -43,7 +43,8 @@ def window_start(now: datetime | None = None) -> datetime:
     return (now or datetime.now(UTC)) - WINDOW
 
 
-def chunks(items: Sequence[Any], size: int = CHUNK) -> Iterable[Sequence[Any]]:
+def chunks(items: Sequence[Any], size: int | None = None) -> Iterable[Sequence[Any]]:
+    size = size or CHUNK
     for i in range(0, len(items), size):
         yield items[i : i + size]
 

@@ -13,6 +13,7 @@ from django.urls import reverse
 from PIL import Image
 from rq.job import Job
 
+from bench import bqaudit
 from classifier import failures as failure_ops
 from classifier import jobs, ledger, listener
 from classifier.cloud import bigquery, gcs
@@ -292,12 +293,14 @@ def test_dismiss_confirms_then_deletes(staff: Client, cfg: Config, stack: Any) -
     assert ledger.outcome_get(ledger.connection(cfg), ledger.object_key(cfg.bucket, name, generation)) is None
 
 
-def test_requeue_all_says_how_many_and_refuses_a_stale_count(staff: Client, cfg: Config, stack: Any) -> None:
-    names = [f"t-{uuid.uuid4().hex[:8]}/all-{i}.txt" for i in range(2)]
+def test_requeue_all_says_how_many_and_refuses_a_stale_count(
+    staff: Client, cfg: Config, stack: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    names = [f"t-{uuid.uuid4().hex[:8]}/all-{i}.txt" for i in range(3)]
     generations = {name: insert_failure(cfg, name)["generation"] for name in names}
     confirm = staff.get(reverse("failure_requeue_all"))
     count = confirm.context["count"]
-    assert count >= 2 and f"This requeues <strong>{count}</strong> failed object" in confirm.content.decode()
+    assert count >= 3 and f"This requeues <strong>{count}</strong> failed object" in confirm.content.decode()
     stale = staff.post(reverse("failure_requeue_all"), {"expected": count + 1}, follow=True)
     assert "changed since you confirmed" in stale.content.decode()
     assert all(failures_for(cfg, names).values())
@@ -306,7 +309,12 @@ def test_requeue_all_says_how_many_and_refuses_a_stale_count(staff: Client, cfg:
     assert f"Requeueing {count} failed object" in done.content.decode()
     op = done.context["operation"]
     assert op["state"] == "queued" and op["total"] == count
-    run_background_job(cfg, f"failures-requeue-all-{op['id']}")
+    monkeypatch.setattr(failure_ops, "CHUNK", 2)
+    with bqaudit.recording() as seen:
+        run_background_job(cfg, f"failures-requeue-all-{op['id']}")  # in the background: the rq worker's
+    deletes = [q for q in seen if q.sql.startswith("DELETE")]
+    assert len(deletes) == -(-count // 2)  # one DELETE per chunk of keys, never one per failure
+    assert len(seen) == len(deletes) + 1  # and one SELECT of what to requeue
     op = failure_ops.op_get(ledger.connection(cfg), op["id"])
     assert op["state"] == "done" and op["done"] == count
     page = staff.get(reverse("failures")).content.decode()
