@@ -141,6 +141,18 @@ def _pages(rows: int) -> dict[str, tuple[dict[str, str], dict[str, Any]]]:
     }
 
 
+def _query_floor(cfg: Any, n: int) -> float:
+    """What one query costs the emulator on this machine, whatever it reads: the floor under every page."""
+    from classifier.cloud import bigquery
+
+    samples = []
+    for _ in range(n):
+        started = time.perf_counter()
+        bigquery.query(cfg, "SELECT 1 AS one")
+        samples.append(time.perf_counter() - started)
+    return round(statistics.median(samples) * 1000, 1)
+
+
 def _url(name: str) -> str:
     from django.urls import reverse
 
@@ -195,6 +207,8 @@ def main(argv: list[str] | None = None) -> int:
         }
         report.update(fill(cfg, args.rows, args.failures, now))
         record_recent_stats(cfg, now)
+        report["emulator_floor_ms"] = _query_floor(cfg, args.samples)
+        report["load_average"] = os.getloadavg()[0]
         tabs = [Client() for _ in range(5)]
         for tab in tabs:
             tab.force_login(user)
@@ -263,6 +277,11 @@ def _markdown(report: dict[str, Any]) -> str:
             f"{'yes' if p['capped'] else 'NO'} | {reads} |"
         )
     per = report["queries_per_refresh"]
+    lines += [
+        "",
+        f"One `SELECT 1` through the emulator: p50 {report['emulator_floor_ms']} ms; "
+        f"load average {report['load_average']:.1f} at the start.",
+    ]
     lines += [
         "",
         "Queries per dashboard refresh (recent + health partials): " + ", ".join(f"{k}: {v}" for k, v in per.items()),
