@@ -64,15 +64,6 @@ def test_throughput_and_latency_come_from_what_workers_recorded_not_from_bigquer
     assert not [q for q in seen if "processed_at" in q.sql]  # no scan of the rows for the figures
 
 
-def test_percentiles_from_the_bucketed_histogram() -> None:
-    hist = [0] * (len(stats.BUCKETS_S) + 1)
-    for latency in [0.8] * 50 + [25.0] * 50:
-        hist[stats.BUCKETS_S.index(min(b for b in stats.BUCKETS_S if b >= latency))] += 1
-    assert 0.75 <= stats.percentile(hist, 50) <= 1.0
-    assert 20 <= stats.percentile(hist, 95) <= 30
-    assert stats.percentile([0] * len(hist), 50) is None
-
-
 def test_one_process_computes_while_the_others_wait_for_it(cfg: Config, stack: Any) -> None:
     livecache.forget_all()
     calls: list[int] = []
