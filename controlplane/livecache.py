@@ -13,6 +13,7 @@ from collections.abc import Callable
 from typing import Any
 
 from django.core.cache import caches
+from redis.exceptions import RedisError
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +31,17 @@ def _cache() -> Any:
 
 
 def shared(key: str, compute: Callable[..., Any], *, ttl_s: float = REFRESH_S, **kwargs: Any) -> tuple[Any, float]:
-    """(value, age in seconds) of `compute(**kwargs)`, computed at most once per `ttl_s` across processes."""
+    """(value, age in seconds) of `compute(**kwargs)`, computed at most once per `ttl_s` across processes.
+
+    A Redis that cannot be reached shares nothing: the value is computed here, and the page still shows it."""
+    try:
+        return _shared(key, compute, ttl_s, kwargs)
+    except RedisError:
+        log.warning("%s: the shared cache is unreachable; computed without it", key, exc_info=True)
+        return compute(**kwargs), 0.0
+
+
+def _shared(key: str, compute: Callable[..., Any], ttl_s: float, kwargs: dict[str, Any]) -> tuple[Any, float]:
     cache = _cache()
     entry = cache.get(key)
     if entry is not None and time.time() - entry[0] < ttl_s:

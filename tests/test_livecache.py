@@ -80,3 +80,13 @@ def test_one_process_computes_while_the_others_wait_for_it(cfg: Config, stack: A
     for t in threads:
         t.join()
     assert len(calls) == 1 and [value for value, _age in results] == ["figure"] * 5
+
+
+def test_an_unreachable_shared_cache_still_shows_the_figure(monkeypatch: Any) -> None:
+    from unittest import mock
+
+    from redis.exceptions import ConnectionError as RedisConnectionError
+
+    broken = mock.Mock(**{"get.side_effect": RedisConnectionError("refused")})
+    monkeypatch.setattr(livecache, "_cache", lambda: broken)
+    assert livecache.shared("test:down", lambda: 42) == (42, 0.0)
