@@ -22,8 +22,8 @@ from classifier.config import Config
 
 log = logging.getLogger(__name__)
 
-# Open failures are those of the last 30 days: the ledger forgets an outcome after as long (ledger.TTL_S).
-WINDOW = timedelta(seconds=ledger.TTL_S)
+# Open failures are those of the last 30 days: every read of the failures table names this window (its partitions).
+WINDOW = timedelta(days=30)
 CHUNK = 500  # keys per query or DML: one array parameter, well under BigQuery's 10 MB request limit
 PENDING_KEY = "sightline:failure:pending"  # hash: ledger key -> the `before` of the refused delete (epoch s)
 RETRY_AFTER_S = 10 * 60
@@ -211,8 +211,8 @@ def requeue_all(cfg: Config, redis: Redis, *, op_id: str, before: datetime, cap:
     done = left = 0
     try:
         for chunk in chunks(list(seen)):
-            redis.delete(*[ledger.PREFIX + k for k in chunk], *[ledger.INSERTING_PREFIX + k for k in chunk])
             for key in chunk:
+                ledger.outcome_clear(redis, key)
                 bucket, name, generation = ledger.parse_key(key)
                 upload = seen[key]["upload"]
                 event_time = upload.isoformat() if isinstance(upload, datetime) else upload

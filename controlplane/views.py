@@ -46,6 +46,8 @@ FAILURES_PAGE_SIZE = 50
 DEAD_LETTERS_SHOWN = 50
 DEAD_LETTERS_REFRESH_S = 15.0
 REQUEUE_ALL_SHOWN = 20
+# Cloud Monitoring's figure for the subscription's backlog: shared by every tab, read at most every 15 s.
+BACKLOG_REFRESH_S = 15.0
 RECONCILE_SHOWN = 20
 HEALTH_MINUTES = 15
 THUMB_PX = 112
@@ -147,6 +149,10 @@ def _health_context() -> dict[str, Any]:
         compute=selectors.failure_count,
         ttl_s=livecache.FAILURE_COUNT_S,
     )
+    (backlog, _backlog_age), backlog_error = _read(
+        livecache.shared, (None, None), key="health:backlog", compute=selectors.pubsub_backlog, ttl_s=BACKLOG_REFRESH_S
+    )
+    memory, memory_error = _read(selectors.redis_memory, None)
     return {
         "listener": listener,
         "queue": queue,
@@ -155,7 +161,11 @@ def _health_context() -> dict[str, Any]:
         "chart": charts.throughput_chart(tp["series"]) if tp else None,
         "failure_total": failures,
         "failures_age_s": failures_age,
-        "health_errors": [e for e in (listener_error, queue_error, tp_error, failures_error) if e],
+        "backlog": backlog,
+        "memory": memory,
+        "health_errors": [
+            e for e in (listener_error, queue_error, tp_error, failures_error, backlog_error, memory_error) if e
+        ],
         "now": datetime.now(UTC),
     }
 
