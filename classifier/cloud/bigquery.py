@@ -90,6 +90,19 @@ def client(cfg: Config) -> bigquery.Client:
     return bigquery.Client(project=cfg.project)
 
 
+# Every request has a deadline and every call a bounded total: the client's defaults are no per-request timeout and
+# up to 10 minutes of retries. Reads, creates (Conflict is success), deletes (not_found_ok) and schema updates are
+# idempotent, so they retry on the transient errors the client's DEFAULT_RETRY knows, with backoff.
+CALL_TIMEOUT_S = 30.0
+RETRY = DEFAULT_RETRY.with_timeout(90.0)
+# A dashboard query or a DML statement: long enough for BigQuery's slowest ordinary answers, never unbounded.
+QUERY_TIMEOUT_S = 60.0
+
+
+def _bounded() -> dict[str, Any]:
+    return {"timeout": CALL_TIMEOUT_S, "retry": RETRY}
+
+
 # A job's write must end well inside its Redis claim (ledger CLAIM_TTL_S): the client's own retry would
 # otherwise keep trying for 10 minutes. RQ retries the whole job with backoff instead.
 WRITE_TIMEOUT_S = 20.0
@@ -112,10 +125,21 @@ def insert_rows(cfg: Config, table_id: str, rows: Sequence[dict[str, Any]], *, r
         raise InsertError(f"insert into {table_id} refused: {errors}")
 
 
-def _job_config(cfg: Config, params: Sequence[Any], max_bytes: int | None) -> bigquery.QueryJobConfig:
-    return bigquery.QueryJobConfig(
-        query_parameters=list(params), maximum_bytes_billed=max_bytes or cfg.max_bytes_billed
-    )
+def query(
+    cfg: Config,
+    sql: str,
+    params: Sequence[Any] = (),
+    *,
+    timeout_s: float = QUERY_TIMEOUT_S,
+    max_bytes: int | None = None,
+) -> list[dict[str, Any]]:
+    """Run a parameterised query; `params` are ScalarQueryParameter objects, never formatted into the SQL.
+
+    Every query carries `maximum_bytes_billed` (BQ_MAX_BYTES_BILLED unless `max_bytes` names a deliberate cap):
+    one that would bill more raises BytesBudgetExceeded instead of a bill.
+    `timeout_s` bounds the whole call (the client's default retries for up to 10 minutes)."""
+    _, rows = _run(cfg, sql, params, timeout_s=timeout_s, max_bytes=max_bytes)
+    return [dict(row.items()) for row in rows]
 
 
 def _budget_error(cfg: Config, exc: gexc.GoogleAPICallError, max_bytes: int | None) -> Exception | None:
@@ -129,30 +153,20 @@ def _budget_error(cfg: Config, exc: gexc.GoogleAPICallError, max_bytes: int | No
     return None
 
 
-def query(
-    cfg: Config,
-    sql: str,
-    params: Sequence[Any] = (),
-    *,
-    timeout_s: float | None = None,
-    max_bytes: int | None = None,
-) -> list[dict[str, Any]]:
-    """Run a parameterised query; `params` are ScalarQueryParameter objects, never formatted into the SQL.
-
-    Every query carries `maximum_bytes_billed` (BQ_MAX_BYTES_BILLED unless `max_bytes` names a deliberate cap):
-    one that would bill more raises BytesBudgetExceeded instead of a bill.
-    `timeout_s` bounds the whole call (the client's default retries for up to 10 minutes)."""
-    job_config = _job_config(cfg, params, max_bytes)
+def _run(
+    cfg: Config, sql: str, params: Sequence[Any], *, timeout_s: float, max_bytes: int | None = None
+) -> tuple[bigquery.QueryJob, Any]:
+    """Start the job and wait for it, within `timeout_s` in all. Retrying the insert is safe (the client names the
+    job, and a retried insert finds it); re-running a failed job (job_retry) is not done: a DML could run twice."""
+    bounded = DEFAULT_RETRY.with_timeout(timeout_s)
+    job_config = bigquery.QueryJobConfig(
+        query_parameters=list(params), maximum_bytes_billed=max_bytes or cfg.max_bytes_billed
+    )
     try:
-        if timeout_s is None:
-            result = client(cfg).query(sql, job_config=job_config).result()
-        else:
-            bounded = DEFAULT_RETRY.with_timeout(timeout_s)
-            job = client(cfg).query(sql, job_config=job_config, retry=bounded, job_retry=None, timeout=timeout_s / 2)
-            result = job.result(retry=bounded, timeout=timeout_s)
+        job = client(cfg).query(sql, job_config=job_config, retry=bounded, job_retry=None, timeout=timeout_s / 2)
+        return job, job.result(retry=bounded, timeout=timeout_s)
     except (gexc.BadRequest, gexc.Forbidden) as exc:
         raise (_budget_error(cfg, exc, max_bytes) or exc) from None
-    return [dict(row.items()) for row in result]
 
 
 def array_param(name: str, type_: str, values: Sequence[Any]) -> bigquery.ArrayQueryParameter:
@@ -176,16 +190,19 @@ def object_params(bucket: str, name: str, generation: int) -> list[bigquery.Scal
 
 def dataset_get(cfg: Config, dataset_id: str) -> dict[str, Any] | None:
     try:
-        dataset = client(cfg).get_dataset(dataset_id)
+        dataset = client(cfg).get_dataset(dataset_id, **_bounded())
     except gexc.NotFound:
         return None
     return {"dataset_id": dataset_id, "location": dataset.location}
 
 
 def dataset_create(cfg: Config, dataset_id: str) -> bool:
-    """True when created, False when it already existed: creating is idempotent, and the answer needs no read first."""
+    """True when created (in GCP_LOCATION), False when it already existed: creating is idempotent, and the answer
+    needs no read first."""
+    dataset = bigquery.Dataset(dataset_id)
+    dataset.location = cfg.location
     try:
-        client(cfg).create_dataset(bigquery.Dataset(dataset_id))
+        client(cfg).create_dataset(dataset, **_bounded())
     except gexc.Conflict:
         return False
     return True
@@ -193,19 +210,21 @@ def dataset_create(cfg: Config, dataset_id: str) -> bool:
 
 def dataset_table_ids(cfg: Config, dataset_id: str) -> list[str]:
     try:
-        return sorted(f"{t.project}.{t.dataset_id}.{t.table_id}" for t in client(cfg).list_tables(dataset_id))
+        return sorted(
+            f"{t.project}.{t.dataset_id}.{t.table_id}" for t in client(cfg).list_tables(dataset_id, **_bounded())
+        )
     except gexc.NotFound:
         return []
 
 
 def dataset_delete(cfg: Config, dataset_id: str) -> None:
     """Only an empty dataset: tables are deleted one by one, each shown in the plan."""
-    client(cfg).delete_dataset(dataset_id, delete_contents=False, not_found_ok=True)
+    client(cfg).delete_dataset(dataset_id, delete_contents=False, not_found_ok=True, **_bounded())
 
 
 def table_get(cfg: Config, table_id: str) -> TableLive | None:
     try:
-        table = client(cfg).get_table(table_id)
+        table = client(cfg).get_table(table_id, **_bounded())
     except gexc.NotFound:
         return None
     tp = table.time_partitioning
@@ -235,28 +254,29 @@ def table_create(
 ) -> bool:
     """True when created, False when it already existed (whatever its schema and shape: the plan compares those)."""
     try:
-        client(cfg).create_table(_table(table_id, schema, shape))
+        client(cfg).create_table(_table(table_id, schema, shape), **_bounded())
     except gexc.Conflict:
         return False
     return True
 
 
+# Copying a whole table (a migration) takes as long as the table is large: bounded, but by an hour.
+COPY_TIMEOUT_S = 3600.0
+
+
 def table_copy_rows(cfg: Config, source: str, target: str, columns: Sequence[str], *, max_bytes: int) -> int:
     """INSERT every row of `source` into `target` (same columns): one job, billed the source's bytes once."""
     cols = ", ".join(columns)
-    job = client(cfg).query(
-        f"INSERT INTO `{target}` ({cols}) SELECT {cols} FROM `{source}`",
-        job_config=_job_config(cfg, (), max_bytes),
-    )
-    job.result()
+    sql = f"INSERT INTO `{target}` ({cols}) SELECT {cols} FROM `{source}`"
+    job, _ = _run(cfg, sql, (), timeout_s=COPY_TIMEOUT_S, max_bytes=max_bytes)
     return int(job.num_dml_affected_rows or 0)
 
 
 def table_schema_update(cfg: Config, table_id: str, schema: Sequence[bigquery.SchemaField]) -> None:
     """Additive changes only (new NULLABLE/REPEATED fields, REQUIRED relaxed to NULLABLE): BigQuery refuses the rest."""
-    table = client(cfg).get_table(table_id)
+    table = client(cfg).get_table(table_id, **_bounded())
     table.schema = list(schema)
-    client(cfg).update_table(table, ["schema"])
+    client(cfg).update_table(table, ["schema"], **_bounded())
 
 
 def table_row_count(cfg: Config, table_id: str) -> int:
@@ -268,20 +288,28 @@ def table_row_count(cfg: Config, table_id: str) -> int:
 
 
 def table_delete(cfg: Config, table_id: str) -> None:
-    client(cfg).delete_table(table_id, not_found_ok=True)
+    client(cfg).delete_table(table_id, not_found_ok=True, **_bounded())
 
 
 class StreamingBufferBusy(Exception):
     """BigQuery refuses DML on rows still in the streaming buffer (up to ~90 min after a streaming insert)."""
 
 
-def dml(cfg: Config, sql: str, params: Sequence[Any] = ()) -> int:
+def dml(cfg: Config, sql: str, params: Sequence[Any] = (), *, timeout_s: float = QUERY_TIMEOUT_S) -> int:
     """Run a parameterised DELETE/UPDATE, capped like every query; returns the rows it affected."""
-    job = client(cfg).query(sql, job_config=_job_config(cfg, params, None))
     try:
-        job.result()
+        job, _ = _run(cfg, sql, params, timeout_s=timeout_s)
     except gexc.BadRequest as exc:
         if "streaming buffer" in str(exc).lower():
             raise StreamingBufferBusy(str(exc)) from None
-        raise (_budget_error(cfg, exc, None) or exc) from None
+        raise
     return int(job.num_dml_affected_rows or 0)
+
+
+def table_permissions(cfg: Config, table_id: str, permissions: Sequence[str]) -> set[str] | None:
+    """Which of `permissions` the caller holds on the table (a dataset's grants included); None when it is missing."""
+    try:
+        response = client(cfg).test_iam_permissions(table_id, list(permissions), **_bounded())
+    except gexc.NotFound:
+        return None
+    return set(response.get("permissions", []))
