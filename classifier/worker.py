@@ -15,6 +15,7 @@ import time
 from typing import Any
 
 from rq import Queue, SimpleWorker, Worker
+from rq.defaults import DEFAULT_WORKER_TTL
 from rq.job import Job
 from rq.serializers import JSONSerializer
 from rq.timeouts import JobTimeoutException
@@ -29,6 +30,9 @@ from classifier.model import ModelUnavailable
 log = logging.getLogger(__name__)
 
 CLASSIFY = "classifier.jobs.classify_object"
+# rq's default worker TTL (420 s) makes an idle worker beat every 405 s, so a killed one looks alive for minutes.
+# At 25 s it beats every 10 s (one BLPOP timeout each, nothing else), and the alerts see a dead worker within 30 s.
+WORKER_TTL_S = 25
 
 
 def _log_like_rq() -> None:
@@ -60,6 +64,14 @@ def _prepare(worker: Worker) -> None:
     )
 
 
+def _with_ttl(kwargs: dict[str, Any]) -> dict[str, Any]:
+    """WORKER_TTL_S unless `rq worker --worker-ttl` asked for something other than rq's default."""
+    if kwargs.get("worker_ttl") in (None, DEFAULT_WORKER_TTL):
+        kwargs["worker_ttl"] = WORKER_TTL_S
+    kwargs.pop("default_worker_ttl", None)  # deprecated in rq 3; worker_ttl wins anyway
+    return kwargs
+
+
 class ClassifierWorker(SimpleWorker):
     """Takes up to BATCH_SIZE queued jobs at once, classifies their images in one forward pass, then runs each job
     through rq as usual (its own status, timeout, retries and outcome); a job whose image was not prefetched, or
@@ -68,7 +80,7 @@ class ClassifierWorker(SimpleWorker):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         kwargs["serializer"] = JSONSerializer  # rq's docs warn that pickle is not safe
         kwargs["job_class"] = BatchJob  # carries the batch to the job code
-        super().__init__(*args, **kwargs)
+        super().__init__(*args, **_with_ttl(kwargs))
         _prepare(self)
 
     def execute_job(self, job: Job, queue: Queue) -> None:
@@ -154,5 +166,5 @@ class ClassifierWorker(SimpleWorker):
 class ForkingClassifierWorker(Worker):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         kwargs["serializer"] = JSONSerializer
-        super().__init__(*args, **kwargs)
+        super().__init__(*args, **_with_ttl(kwargs))
         _prepare(self)

@@ -143,6 +143,7 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "The dashboard's reads and actions for scripts. Send `Authorization: Bearer <token>`.",
     "VERSION": "1",
     "SERVE_INCLUDE_SCHEMA": False,
+    "SERVE_PERMISSIONS": ["rest_framework.permissions.IsAuthenticated"],
     "SCHEMA_PATH_PREFIX": "/api/v1/",
 }
 

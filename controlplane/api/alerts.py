@@ -100,8 +100,8 @@ def channels(request: Request) -> Response:
 @extend_schema(responses={204: None}, summary="Remove a channel")
 @api_view(["DELETE"])
 @permission_classes([IsStaff])
-def channel(request: Request, pk: int) -> Response:
-    services.channel_delete(channel=get_object_or_404(Channel, pk=pk), user=request.user.get_username())
+def channel(request: Request, channel_id: int) -> Response:
+    services.channel_delete(channel=get_object_or_404(Channel, pk=channel_id), user=request.user.get_username())
     return Response(status=status.HTTP_204_NO_CONTENT)
 
 

@@ -1,12 +1,12 @@
 from django.urls import path
-from drf_spectacular.views import SpectacularAPIView
+from drf_spectacular.views import SpectacularJSONAPIView
 
 from controlplane.api import alerts, views
 
 app_name = "api"
 
 urlpatterns = [
-    path("openapi.json", SpectacularAPIView.as_view(), name="docs"),
+    path("openapi.json", SpectacularJSONAPIView.as_view(), name="docs"),
     path("health/", views.health, name="health"),
     path("classifications/", views.classifications, name="classifications"),
     path("failures/", views.failures, name="failures"),
@@ -25,7 +25,7 @@ urlpatterns = [
     path("alerts/rules/", alerts.rules, name="alert_rules"),
     path("alerts/rules/<str:kind>/", alerts.rule, name="alert_rule"),
     path("alerts/channels/", alerts.channels, name="alert_channels"),
-    path("alerts/channels/<int:pk>/", alerts.channel, name="alert_channel"),
+    path("alerts/channels/<int:channel_id>/", alerts.channel, name="alert_channel"),
     path("alerts/test/", alerts.send_test, name="alert_test"),
     path("alerts/notifications/", alerts.notifications, name="alert_notifications"),
 ]
