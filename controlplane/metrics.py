@@ -14,6 +14,7 @@ from prometheus_client.registry import Collector
 
 from classifier.cloud import bigquery
 from controlplane import selectors
+from controlplane.alerts.rules import IDLE_WORKER_STALE_S
 
 LATENCY_BUCKETS_S = (0.5, 1, 2, 5, 10, 30, 60, 120, 300, 600)
 CACHE_S = 15.0
@@ -27,12 +28,19 @@ def _latency_histogram() -> dict[str, Any]:
     cfg = settings.SIGHTLINE
     diff = "TIMESTAMP_DIFF(processed_at, upload, MILLISECOND)"
     counts = ", ".join(f"COUNTIF({diff} <= @b{i}) AS b{i}" for i in range(len(LATENCY_BUCKETS_S)))
-    sql = f"SELECT COUNT(*) AS n, SUM({diff}) AS ms, {counts} FROM `{cfg.table_id}`"
+    # Rows within the objective's latency, counted in the same scan: the good events of the burn-rate alerts.
+    sql = f"SELECT COUNT(*) AS n, SUM({diff}) AS ms, COUNTIF({diff} <= @slo) AS good, {counts} FROM `{cfg.table_id}`"
     params = [bigquery.param(f"b{i}", "INT64", int(b * 1000)) for i, b in enumerate(LATENCY_BUCKETS_S)]
+    params.append(bigquery.param("slo", "INT64", int(settings.SLO_LATENCY_S * 1000)))
     row = bigquery.query(cfg, sql, params)[0]
     total = int(row["n"] or 0)
     buckets = [(str(float(b)), int(row[f"b{i}"] or 0)) for i, b in enumerate(LATENCY_BUCKETS_S)]
-    return {"total": total, "sum_s": (row["ms"] or 0) / 1000, "buckets": [*buckets, ("+Inf", total)]}
+    return {
+        "total": total,
+        "good": int(row["good"] or 0),
+        "sum_s": (row["ms"] or 0) / 1000,
+        "buckets": [*buckets, ("+Inf", total)],
+    }
 
 
 def snapshot() -> dict[str, Any]:
@@ -46,6 +54,10 @@ def snapshot() -> dict[str, Any]:
             "failures": selectors.failure_count(),
             "queue": selectors.queue_status(),
             "listener": selectors.listener_status(),
+            "oldest_job_s": selectors.queue_oldest_age_s(),
+            "workers_live": selectors.workers_live(
+                idle_stale_s=IDLE_WORKER_STALE_S, busy_stale_s=settings.SIGHTLINE.job_timeout_s + 60
+            ),
         }
         _cache = (time.monotonic(), data)
         return data
@@ -82,11 +94,45 @@ class SightlineCollector(Collector):
         for state in ("running", "paused", "reconnecting", "stopped", "dead"):
             up.add_metric([state], 1.0 if lst["state"] == state else 0.0)
         yield up
+        yield from _alert_inputs(data)
         yield GaugeMetricFamily(
             "sightline_listener_messages_received",
             "Messages the running listener received since it started.",
             value=lst.get("received", 0),
         )
+
+
+def _alert_inputs(data: dict[str, Any]) -> Iterator[Metric]:
+    """What the alert rules read, for those who alert from Prometheus (ops/prometheus/sightline-rules.yml)."""
+    hist, tp = data["histogram"], data["throughput"]
+    yield CounterMetricFamily(
+        "sightline_classifications_within_objective",
+        "Classification rows that came within SLO_LATENCY_S of their upload.",
+        value=hist["good"],
+    )
+    yield GaugeMetricFamily(
+        "sightline_objective_target_ratio",
+        "The objective: this share of uploads within SLO_LATENCY_S.",
+        value=settings.SLO_TARGET_PERCENT / 100,
+    )
+    yield GaugeMetricFamily(
+        "sightline_objective_latency_seconds", "The objective's upload-to-row latency.", value=settings.SLO_LATENCY_S
+    )
+    yield GaugeMetricFamily("sightline_recent_rows", "Rows written in the last 5 minutes.", value=tp["rows"])
+    yield GaugeMetricFamily(
+        "sightline_recent_failures", "Failure records written in the last 5 minutes.", value=tp["failed"]
+    )
+    oldest = data["oldest_job_s"]
+    yield GaugeMetricFamily(
+        "sightline_queue_oldest_job_age_seconds",
+        "How long the job at the head of the queue has waited (0 when empty).",
+        value=oldest or 0.0,
+    )
+    yield GaugeMetricFamily(
+        "sightline_workers_live",
+        "Workers with a fresh heartbeat (a killed one drops out within 30 s).",
+        value=data["workers_live"],
+    )
 
 
 def exposition() -> bytes:
