@@ -27,6 +27,8 @@ from PIL import Image, UnidentifiedImageError
 
 from classifier.cloud import gcs
 from controlplane import charts, deadletters, metrics, selectors, services
+from controlplane.alerts import objective
+from controlplane.alerts.models import Rule
 from controlplane.auth import staff_required
 from controlplane.deadletters import dead_letter_list
 from controlplane.reconcile import reconcile_run
@@ -113,13 +115,16 @@ def _health_context() -> dict[str, Any]:
     queue, queue_error = _read(selectors.queue_status, None)
     tp, tp_error = _read(_shared, None, key="health:throughput", compute=selectors.throughput, minutes=HEALTH_MINUTES)
     failures, failures_error = _read(_shared, None, key="health:failures", compute=selectors.failure_count)
+    slo, slo_error = _read(objective.objective_status, None)
     return {
         "listener": listener,
         "queue": queue,
         "tp": tp,
         "chart": charts.throughput_chart(tp["series"]) if tp else None,
         "failure_total": failures,
-        "health_errors": [e for e in (listener_error, queue_error, tp_error, failures_error) if e],
+        "objective": slo,
+        "alerts_firing": Rule.objects.filter(enabled=True, firing=True).count(),
+        "health_errors": [e for e in (listener_error, queue_error, tp_error, failures_error, slo_error) if e],
         "now": datetime.now(UTC),
     }
 

@@ -248,3 +248,33 @@ def test_staff_edit_rules_add_a_channel_send_a_test_and_see_it_in_the_history(
     channel = Channel.objects.get()
     assert staff.post(reverse("alerts:channel_delete", kwargs={"pk": channel.pk})).status_code == 302
     assert not Channel.objects.exists()
+
+
+# --- the objective -----------------------------------------------------------------------------------------------------
+
+
+def test_the_objective_counts_late_rows_and_failures_as_bad(cfg: Any, stack: Any) -> None:
+    from controlplane.alerts import objective
+    from tests.test_views import insert_failure, insert_row
+
+    before = objective.objective_status(fresh=True)
+    folder = f"t-{uuid.uuid4().hex[:8]}/"
+    insert_row(cfg, folder + "fast-1.png", [("tabby", 0.9)], latency_s=2)
+    insert_row(cfg, folder + "fast-2.png", [("tabby", 0.9)], latency_s=3)
+    insert_row(cfg, folder + "late.png", [("tabby", 0.9)], latency_s=600)
+    insert_failure(cfg, folder + "bad.txt")
+    after = objective.objective_status(fresh=True)
+    assert after["uploads"] - before["uploads"] == 4
+    assert after["good"] - before["good"] == 2
+    fast = after["burn"]["burn_fast"]
+    assert fast["short"] is not None and fast["short"] > 0  # the 5-minute window saw the late row and the failure
+
+
+def test_the_dashboard_shows_the_error_budget_and_firing_alerts(viewer: Client, stack: Any) -> None:
+    rules_ensure()
+    Rule.objects.filter(kind="no_workers").update(firing=True)
+    page = viewer.get(reverse("dashboard"))
+    assert page.status_code == 200
+    text = page.content.decode()
+    assert "Error budget" in text and "of uploads a row within 60 s over 30 days" in text
+    assert "1 alert firing" in text
