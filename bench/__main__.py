@@ -55,7 +55,7 @@ def _args(argv: list[str] | None) -> argparse.Namespace:
 
 def _private_env(workdir: Path, models_dir: Path) -> None:
     """Before any settings are read: free loopback ports and a fresh data folder, as the tests do."""
-    from controlplane.localstack import free_port
+    from devstack.localstack import free_port
 
     os.environ.update(
         {
@@ -224,7 +224,7 @@ def main(argv: list[str] | None = None) -> int:
     from bench import report as out
     from classifier import ledger
     from classifier.config import get_config
-    from controlplane import localstack
+    from devstack import localstack
 
     names = [n.strip() for n in args.models.split(",") if n.strip()]
     if "resnet50" in names:

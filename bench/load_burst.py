@@ -26,7 +26,7 @@ CHUNK = 500  # keys per BigQuery query while polling
 
 
 def _private_env(workdir: Path) -> None:
-    from controlplane.localstack import free_port
+    from devstack.localstack import free_port
 
     os.environ.update(
         {
@@ -67,8 +67,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     from classifier import ledger
     from classifier.cloud import gcs, pubsub
     from classifier.config import get_config
-    from controlplane import localstack
     from controlplane.reconcile import reconcile_run
+    from devstack import localstack
 
     cfg = get_config()
     others = _others()

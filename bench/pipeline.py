@@ -18,7 +18,7 @@ from rq import Worker
 from classifier import ledger
 from classifier.cloud import bigquery, gcs
 from classifier.config import Config
-from controlplane import localstack
+from devstack import localstack
 
 log = logging.getLogger("bench")
 

@@ -97,16 +97,17 @@ def _claim(redis: Redis, key: str, token: str) -> bool:
     """Take the write claim; wait briefly for a live holder to finish. False when the outcome appeared meanwhile."""
     deadline = time.monotonic() + CLAIM_WAIT_S
     while not ledger.claim(redis, key, token, CLAIM_TTL_S):
-        holder = redis.get(ledger.CLAIM_PREFIX + key)
-        if holder is not None and _holder_dead(redis, holder.decode()):
-            if ledger.claim_takeover(redis, key, holder.decode(), token, CLAIM_TTL_S):
-                log.warning("claim on %s held by dead execution %s: taken over", key, holder.decode())
+        raw = redis.get(ledger.CLAIM_PREFIX + key)
+        holder = ledger.text(raw) if raw is not None else None
+        if holder is not None and _holder_dead(redis, holder):
+            if ledger.claim_takeover(redis, key, holder, token, CLAIM_TTL_S):
+                log.warning("claim on %s held by dead execution %s: taken over", key, holder)
                 return True
             continue  # another contender took it first: look again
         if ledger.outcome_get(redis, key) is not None:
             return False
         if time.monotonic() > deadline:
-            raise ClaimBusy(f"{key} is being written by {holder.decode() if holder else 'another execution'}")
+            raise ClaimBusy(f"{key} is being written by {holder or 'another execution'}")
         time.sleep(0.2)
     return True
 
@@ -193,7 +194,9 @@ def classify(
         return {"outcome": "duplicate", "key": key, "previous": previous}
 
     clf = _classifier()
-    fail = dict(bucket=obj.bucket, name=obj.name, generation=obj.generation, upload=obj.event_time, attempts=attempts)
+    fail: dict[str, Any] = dict(
+        bucket=obj.bucket, name=obj.name, generation=obj.generation, upload=obj.event_time, attempts=attempts
+    )
     try:
         blob = batch.blob(key) if batch is not None else None
         if blob is None:

@@ -33,6 +33,11 @@ _TAKEOVER = (
 )
 
 
+def text(value: bytes | str) -> str:
+    """A Redis reply as text: these clients answer bytes (no decode_responses), which redis-py types as bytes | str."""
+    return value.decode() if isinstance(value, bytes) else value
+
+
 def object_key(bucket: str, name: str, generation: int) -> str:
     return f"{bucket}/{name}#{generation}"
 
@@ -50,14 +55,14 @@ def connection(cfg: Config) -> Redis:
 
 def outcome_get(redis: Redis, key: str) -> str | None:
     value = redis.get(PREFIX + key)
-    return value.decode() if value is not None else None
+    return text(value) if value is not None else None
 
 
 def outcome_get_many(redis: Redis, keys: list[str]) -> dict[str, str | None]:
     if not keys:
         return {}
     values = redis.mget([PREFIX + k for k in keys])
-    return {k: v.decode() if v is not None else None for k, v in zip(keys, values, strict=True)}
+    return {k: text(v) if v is not None else None for k, v in zip(keys, values, strict=True)}
 
 
 def outcome_set(redis: Redis, key: str, outcome: str) -> None:

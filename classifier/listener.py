@@ -29,7 +29,8 @@ DESIRED_STATES = ("running", "paused")
 
 def desired_get(redis: Redis) -> str:
     value = redis.get(DESIRED_KEY)
-    return value.decode() if value is not None and value.decode() in DESIRED_STATES else "running"
+    state = ledger.text(value) if value is not None else None
+    return state if state in DESIRED_STATES else "running"
 
 
 def desired_set(redis: Redis, state: str) -> None:

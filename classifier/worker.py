@@ -19,7 +19,7 @@ from rq.defaults import DEFAULT_WORKER_TTL
 from rq.job import Job
 from rq.serializers import JSONSerializer
 from rq.timeouts import JobTimeoutException
-from rq.worker import WorkerStatus
+from rq.worker import BaseWorker, WorkerStatus
 
 from classifier import inference, ledger
 from classifier.batch import Batch, BatchJob
@@ -46,7 +46,7 @@ def _log_like_rq() -> None:
         logger.propagate = False
 
 
-def _prepare(worker: Worker) -> None:
+def _prepare(worker: BaseWorker) -> None:
     _log_like_rq()
     try:
         cfg = get_config()

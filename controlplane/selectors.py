@@ -283,7 +283,8 @@ def _job_summary(bucket: str, name: str, generation: int) -> dict[str, Any] | No
     if not Job.exists(job_id, q.connection):
         return None
     job = Job.fetch(job_id, connection=q.connection, serializer=JSONSerializer)
-    exc = job.latest_result().exc_string if job.latest_result() else None
+    result = job.latest_result()
+    exc = result.exc_string if result else None
     return {
         "id": job_id,
         "status": getattr(job.get_status(), "value", str(job.get_status())),

@@ -19,10 +19,12 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.cache import cache
 from django.http import Http404, HttpRequest, HttpResponse, StreamingHttpResponse
+from django.http.response import HttpResponseBase
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
+from django_htmx.middleware import HtmxDetails
 from PIL import Image, UnidentifiedImageError
 
 from classifier.cloud import gcs
@@ -45,6 +47,12 @@ THUMB_PX = 112
 RANGES = {"15m": timedelta(minutes=15), "1h": timedelta(hours=1), "24h": timedelta(days=1), "7d": timedelta(days=7)}
 # Served inline only as these types; anything else is a download, so an uploaded HTML file never runs as our page.
 INLINE_TYPES = {"image/png", "image/jpeg", "image/gif", "image/webp", "image/bmp"}
+
+
+class HtmxHttpRequest(HttpRequest):
+    """What django-htmx's middleware adds to every request (its documented way to type `request.htmx`)."""
+
+    htmx: HtmxDetails
 
 
 def _read(fn: Callable[..., Any], default: Any, **kwargs: Any) -> tuple[Any, str | None]:
@@ -155,7 +163,7 @@ def health_partial(request: HttpRequest) -> HttpResponse:
 @login_required
 @staff_required
 @require_POST
-def listener_control(request: HttpRequest, action: str) -> HttpResponse:
+def listener_control(request: HtmxHttpRequest, action: str) -> HttpResponse:
     state = {"start": "running", "stop": "paused"}.get(action)
     if state is None:
         raise Http404("unknown action")
@@ -184,7 +192,7 @@ def upload(request: HttpRequest) -> HttpResponse:
             continue
         try:
             name, _generation = services.image_upload(
-                folder=folder, filename=f.name, data=f.read(), content_type=f.content_type, user=user
+                folder=folder, filename=f.name or "", data=f.read(), content_type=f.content_type, user=user
             )
             done.append(name)
         except services.BadUpload as exc:
@@ -374,13 +382,14 @@ def _thumbnail(bucket: str, name: str, generation: int) -> bytes:
 
 @login_required
 @require_GET
-def object_image(request: HttpRequest) -> HttpResponse:
+def object_image(request: HttpRequest) -> HttpResponseBase:
     """One generation of an object of the pipeline's bucket, through this app: the bucket stays private."""
     bucket, name, generation = _object_ref(request.GET)
     if bucket != settings.SIGHTLINE.bucket:
         raise Http404("not the pipeline's bucket")
     # A generation never changes, so browsers may keep it; `private`: only this user's browser.
     cache_control = "private, max-age=86400, immutable"
+    response: HttpResponseBase
     try:
         if request.GET.get("size") == "thumb":
             response = HttpResponse(_thumbnail(bucket, name, generation), content_type="image/jpeg")

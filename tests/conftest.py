@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -13,9 +12,9 @@ from django.conf import settings
 from PIL import Image
 
 from classifier import ledger
-from classifier.cloud import bigquery, gcs
+from classifier.cloud import gcs
 from classifier.config import Config
-from controlplane import localstack
+from devstack import localstack
 
 
 @pytest.hookimpl(trylast=True)
@@ -104,42 +103,3 @@ def upload(cfg: Config, stack: localstack.Stack) -> Callable[..., int]:
         return gcs.upload(cfg, name=name, data=data, content_type=content_type)
 
     return _upload
-
-
-def wait_for(check: Callable[[], Any], *, timeout: float = 30, every: float = 0.25) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        result = check()
-        if result or time.monotonic() > deadline:
-            return result
-        time.sleep(every)
-
-
-def wait_for_all(fetch: Callable[[], dict[str, list[Any]]], *, timeout: float = 30) -> dict[str, list[Any]]:
-    """Poll until every key has at least one entry; returns the last fetch either way."""
-    last: dict[str, list[Any]] = {}
-
-    def check() -> bool:
-        nonlocal last
-        last = fetch()
-        return all(last.values())
-
-    wait_for(check, timeout=timeout)
-    return last
-
-
-def _by_name(cfg: Config, table_id: str, names: list[str]) -> dict[str, list[dict[str, Any]]]:
-    """Rows of `table_id` by image name: a list, so a doubled row shows as two."""
-    sql = f"SELECT * FROM `{table_id}` WHERE image_name IN UNNEST(@names)"
-    found: dict[str, list[dict[str, Any]]] = {n: [] for n in names}
-    for row in bigquery.query(cfg, sql, [bigquery.array_param("names", "STRING", names)]):
-        found[row["image_name"]].append(row)
-    return found
-
-
-def rows_for(cfg: Config, names: list[str]) -> dict[str, list[dict[str, Any]]]:
-    return _by_name(cfg, cfg.table_id, names)
-
-
-def failures_for(cfg: Config, names: list[str]) -> dict[str, list[dict[str, Any]]]:
-    return _by_name(cfg, cfg.failures_table_id, names)

@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 import tempfile
 
-from controlplane.localstack import free_port
+from devstack.localstack import free_port
 
 _data_dir = tempfile.mkdtemp(prefix="sightline-test-")
 os.environ.update(

@@ -21,8 +21,8 @@ from django.conf import settings
 from classifier import ledger, listener
 from classifier.cloud import gcs
 from classifier.config import BASE_DIR, Config
-from controlplane import localstack
-from tests.conftest import failures_for, wait_for
+from devstack import localstack
+from tests.helpers import failures_for, wait_for
 
 pytestmark = [pytest.mark.browser, pytest.mark.e2e]
 

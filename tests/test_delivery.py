@@ -18,7 +18,7 @@ from google.api_core import exceptions as gexc
 from classifier import delivery, jobs, ledger, outcomes
 from classifier.cloud import bigquery, gcs
 from classifier.queue import enqueue_classification, queue
-from controlplane import localstack
+from devstack import localstack
 from tests import contract
 
 

@@ -19,7 +19,7 @@ from classifier.cloud import gcs, pubsub
 from controlplane.deadletters import dead_letter_list
 from controlplane.reconcile import reconcile_run
 from tests import contract
-from tests.conftest import wait_for
+from tests.helpers import wait_for
 
 
 @pytest.fixture

@@ -32,11 +32,11 @@ from classifier import listener as listener_module
 from classifier.cloud import bigquery, gcs, pubsub
 from classifier.config import Config
 from classifier.queue import queue
-from controlplane import localstack
 from controlplane.deadletters import dead_letter_list
 from controlplane.reconcile import reconcile_run
+from devstack import localstack
 from tests import contract
-from tests.conftest import wait_for
+from tests.helpers import wait_for
 
 pytestmark = pytest.mark.e2e
 

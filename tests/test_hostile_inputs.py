@@ -22,7 +22,7 @@ from classifier import images, jobs, ledger, model
 from classifier.cloud import gcs
 from classifier.config import get_config
 from tests import contract
-from tests.conftest import wait_for
+from tests.helpers import wait_for
 
 CATS = {"Egyptian cat", "tiger cat", "tabby", "Persian cat", "Siamese cat", "lynx"}
 

@@ -226,7 +226,7 @@ def test_one_apply_or_destroy_at_a_time(icfg, db):
 
 
 def test_the_local_stack_creates_only_whats_missing_of_its_kinds_and_never_updates(icfg, db):
-    """What an emulator's (re)start runs (controlplane.localstack): apply's own plan and steps, creates only."""
+    """What an emulator's (re)start runs (devstack.localstack): apply's own plan and steps, creates only."""
     from controlplane.infra import apply as runner
 
     pubsub.topic_ensure(icfg, icfg.topic)

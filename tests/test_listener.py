@@ -1,51 +1,13 @@
-"""Notifications -> jobs: parsing, and one job per object generation however often Pub/Sub delivers."""
+"""Notifications -> jobs: one job per object generation however often Pub/Sub delivers; a pull's acks.
+
+Parsing a notification is tested in the fast tier (tests/fast/test_listener.py)."""
 
 from __future__ import annotations
 
-import pytest
 from rq.job import Job
 
-from classifier import jobs
-from classifier.listener import BadMessage, ObjectEvent, parse
 from classifier.queue import enqueue_classification, queue
-
-FINALIZE = {
-    "eventType": "OBJECT_FINALIZE",
-    "payloadFormat": "JSON_API_V1",
-    "bucketId": "b",
-    "objectId": "dir/with space/çat.png",
-    "objectGeneration": "1795603288518325",
-    "eventTime": "2026-11-25T10:41:28.123Z",
-}
-
-
-def test_finalize_becomes_a_notification():
-    assert parse(FINALIZE) == ObjectEvent("b", "dir/with space/çat.png", 1795603288518325, "2026-11-25T10:41:28.123Z")
-
-
-@pytest.mark.parametrize("event", ["OBJECT_DELETE", "OBJECT_METADATA_UPDATE", "OBJECT_ARCHIVE"])
-def test_other_events_are_ignored(event):
-    assert parse({**FINALIZE, "eventType": event}) is None
-
-
-@pytest.mark.parametrize(
-    ("attributes", "reason"),
-    [
-        ({}, "no eventType"),
-        ({**FINALIZE, "objectGeneration": "abc"}, "not an integer"),
-        ({k: v for k, v in FINALIZE.items() if k != "objectId"}, "missing attribute objectId"),
-        ({**FINALIZE, "payloadFormat": "XML"}, "unsupported payloadFormat"),
-    ],
-)
-def test_unparseable_messages_say_why(attributes, reason):
-    with pytest.raises(BadMessage, match=reason):
-        parse(attributes)
-
-
-def test_job_id_is_deterministic_and_distinct_per_generation():
-    assert jobs.job_id("b", "x.png", 1) == jobs.job_id("b", "x.png", 1)
-    assert jobs.job_id("b", "x.png", 1) != jobs.job_id("b", "x.png", 2)
-    assert jobs.job_id("b", "x.png", 1) != jobs.job_id("c", "x.png", 1)
+from tests.helpers import FINALIZE
 
 
 def test_redelivery_does_not_enqueue_twice(cfg, stack, prefix):

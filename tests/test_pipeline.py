@@ -8,7 +8,7 @@ import pytest
 from PIL import Image
 from skimage import data
 
-from tests.conftest import failures_for, rows_for, wait_for, wait_for_all
+from tests.helpers import failures_for, rows_for, wait_for, wait_for_all
 
 pytestmark = pytest.mark.e2e
 

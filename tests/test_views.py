@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-import time
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -14,14 +13,14 @@ from django.test import Client
 from django.urls import reverse
 from PIL import Image
 from rq.job import Job
-from rq.serializers import JSONSerializer
 
 from classifier import jobs, ledger, listener
 from classifier.cloud import bigquery, gcs
 from classifier.config import Config
 from classifier.queue import enqueue_classification
-from controlplane import charts, localstack, selectors, services
-from tests.conftest import failures_for, wait_for
+from controlplane import selectors, services
+from devstack import localstack
+from tests.helpers import drop_jobs, failures_for, insert_failure, insert_row, png, wait_for
 
 XSS_NAME = "<script>alert(1)</script>.png"
 XSS_LABEL = '<img src=x onerror="alert(2)">'
@@ -34,71 +33,6 @@ CONTROL_POSTS = [
     ("failure_dismiss", {}),
     ("failure_requeue_all", {}),
 ]
-
-
-# --- helpers ----------------------------------------------------------------------------------------------------
-
-
-def insert_row(
-    cfg: Config,
-    name: str,
-    labels: list[tuple[str, float]],
-    *,
-    generation: int | None = None,
-    upload: datetime | None = None,
-    latency_s: float = 2.0,
-) -> dict[str, Any]:
-    upload = upload or datetime.now(UTC)
-    generation = generation or int(time.time() * 1e6)
-    row = {
-        "image_name": name,
-        "upload": upload.isoformat(),
-        "classifications": [{"classification": label, "confidence": c} for label, c in labels],
-        "bucket": cfg.bucket,
-        "generation": generation,
-        "content_type": "image/png",
-        "size_bytes": 10,
-        "model": "efficientnet_lite0 (test)",
-        "processed_at": (upload + timedelta(seconds=latency_s)).isoformat(),
-    }
-    bigquery.insert_row(cfg, cfg.table_id, row, row_id=uuid.uuid4().hex)
-    return row
-
-
-def insert_failure(
-    cfg: Config, name: str, *, generation: int | None = None, code: str = "not_an_image"
-) -> dict[str, Any]:
-    generation = generation or int(time.time() * 1e6)
-    row = {
-        "image_name": name,
-        "upload": datetime.now(UTC).isoformat(),
-        "bucket": cfg.bucket,
-        "generation": generation,
-        "content_type": "text/plain",
-        "size_bytes": 5,
-        "reason_code": code,
-        "reason": f"reason for {name}",
-        "attempts": 1,
-        "model": "test",
-        "failed_at": (datetime.now(UTC) - timedelta(seconds=1)).isoformat(),
-    }
-    bigquery.insert_row(cfg, cfg.failures_table_id, row, row_id=uuid.uuid4().hex)
-    ledger.outcome_set(ledger.connection(cfg), ledger.object_key(cfg.bucket, name, generation), f"failure:{code}")
-    return row
-
-
-def png(size: tuple[int, int] = (64, 48), color: tuple[int, int, int] = (200, 40, 40)) -> bytes:
-    out = io.BytesIO()
-    Image.new("RGB", size, color).save(out, "PNG")
-    return out.getvalue()
-
-
-def drop_jobs(cfg: Config, job_ids: list[str]) -> None:
-    """Leave no queued job behind: a worker in a later test must not meet this test's objects."""
-    redis = ledger.connection(cfg)
-    for job_id in job_ids:
-        if Job.exists(job_id, redis):
-            Job.fetch(job_id, connection=redis, serializer=JSONSerializer).delete()
 
 
 @pytest.fixture
@@ -263,20 +197,6 @@ def test_a_non_image_object_is_a_download_never_inline(viewer: Client, cfg: Conf
 # --- pipeline health ------------------------------------------------------------------------------------------------
 
 
-def test_listener_state_from_the_heartbeat() -> None:
-    now = 1_000_000.0
-    beat = {"state": "running", "at": now - 2, "started_at": now - 100, "received": 7, "enqueued": 5}
-    assert selectors.listener_state(None, desired="running", now=now)["state"] == "dead"
-    assert selectors.listener_state(beat, desired="running", now=now)["state"] == "running"
-    assert selectors.listener_state(beat, desired="running", now=now)["received"] == 7
-    assert selectors.listener_state({**beat, "state": "paused"}, desired="paused", now=now)["state"] == "paused"
-    stale = selectors.listener_state(beat, desired="running", now=now + 60)
-    assert stale["state"] == "dead" and "last heartbeat 62 s ago" in stale["detail"]
-    assert (
-        selectors.listener_state({**beat, "state": "stopped"}, desired="running", now=now + 600)["state"] == "stopped"
-    )
-
-
 def test_health_shows_throughput_latency_and_failures(staff: Client, cfg: Config, stack: Any) -> None:
     folder = f"t-{uuid.uuid4().hex[:8]}/"
     for latency in (1.0, 2.0, 3.0):
@@ -290,19 +210,6 @@ def test_health_shows_throughput_latency_and_failures(staff: Client, cfg: Config
     for marker in ('id="listener-state"', 'id="queue"', 'id="workers"', 'id="throughput"', 'id="latency"', "<svg"):
         assert marker in html
     assert response.context["queue"]["depth"] >= 0
-
-
-def test_chart_geometry() -> None:
-    minute = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
-    series = [
-        {"minute": minute + timedelta(minutes=i), "count": c, "p50": p, "p95": p}
-        for i, (c, p) in enumerate([(0, None), (4, 2.0), (8, 6.0)])
-    ]
-    chart = charts.throughput_chart(series)
-    assert len(chart["bars"]) == 3 and chart["bars"][0]["h"] == 0
-    assert chart["bars"][2]["h"] == pytest.approx(0.8 * (chart["bottom"] - chart["top"]), abs=0.2)
-    assert chart["max_count"] == 10 and len(chart["dots"]) == 2
-    assert chart["bars"][2]["title"] == "12:02 UTC: 8 rows, p95 6.00 s"
 
 
 # --- listener control -----------------------------------------------------------------------------------------------
@@ -478,15 +385,6 @@ def test_upload_refuses_bad_names_and_empty_posts(staff: Client, stack: Any) -> 
     response = staff.post(reverse("upload"), {"folder": "in\x07box", "images": [bad]}, follow=True)
     assert "control characters" in response.content.decode()
     assert "at least one file" in staff.post(reverse("upload"), {}, follow=True).content.decode()
-
-
-def test_upload_name_rules() -> None:
-    assert services.upload_name(folder=" /in/box/ ", filename="C:\\Users\\me\\cat.png") == "in/box/cat.png"
-    assert services.upload_name(folder="", filename="cat.png") == "cat.png"
-    with pytest.raises(services.BadUpload):
-        services.upload_name(folder="x", filename="..")
-    with pytest.raises(services.BadUpload):
-        services.upload_name(folder="x" * 1100, filename="a.png")
 
 
 def test_upload_refuses_files_over_the_limit_unread(staff: Client, cfg: Config, stack: Any) -> None:

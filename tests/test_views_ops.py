@@ -23,7 +23,7 @@ from classifier import jobs, ledger
 from classifier.cloud import gcs, pubsub
 from classifier.config import Config
 from controlplane import views
-from tests.test_views import drop_jobs, insert_row, png
+from tests.helpers import drop_jobs, insert_row, png
 
 XSS = "<script>alert('dl')</script>"
 

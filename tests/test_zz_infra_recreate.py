@@ -13,7 +13,7 @@ from classifier.cloud import bigquery, gcs, pubsub
 from controlplane.infra import plan as p
 from controlplane.infra import spec as s
 from controlplane.infra.services import Actor, stack_apply, stack_destroy
-from tests.conftest import rows_for, wait_for_all
+from tests.helpers import rows_for, wait_for_all
 
 pytestmark = [pytest.mark.e2e, pytest.mark.runs_last]
 

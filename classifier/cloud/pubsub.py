@@ -66,7 +66,9 @@ def subscription_ensure(cfg: Config, subscription: str, topic: str, *, dead_lett
 
 
 def publish(cfg: Config, topic: str, data: bytes, **attributes: str) -> str:
-    return publisher(cfg).publish(topic_path(cfg, topic), data, **attributes).result(timeout=30)
+    # Typed as Any: publish() takes its attributes as **kwargs beside its own keyword arguments (retry, timeout).
+    message_attributes: dict[str, Any] = attributes
+    return publisher(cfg).publish(topic_path(cfg, topic), data, **message_attributes).result(timeout=30)
 
 
 @dataclass

@@ -30,7 +30,7 @@ def exclusive(cfg: Config, *, holder: str) -> Iterator[None]:
     if not redis.set(lock_key(cfg), token, nx=True, ex=LOCK_TTL_S):
         current = redis.get(lock_key(cfg))
         raise Busy(
-            f"another operation is running ({current.decode() if current else 'just ended'}): try again when it ends"
+            f"another operation is running ({ledger.text(current) if current else 'just ended'}): try again when it ends"
         )
     try:
         yield

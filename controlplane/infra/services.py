@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from django.conf import settings
-from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+from django.contrib.auth.models import AbstractBaseUser, AnonymousUser, User
 
 from classifier.config import Config
 from controlplane.infra import apply as runner
@@ -37,7 +37,7 @@ class StalePlan(Refused):
 @dataclass(frozen=True)
 class Actor:
     name: str
-    user: AbstractBaseUser | None = None
+    user: User | None = None
 
     @classmethod
     def cli(cls) -> Actor:
@@ -45,7 +45,7 @@ class Actor:
 
     @classmethod
     def of(cls, user: AbstractBaseUser | AnonymousUser) -> Actor:
-        if isinstance(user, AnonymousUser) or not user.is_authenticated:
+        if not isinstance(user, User) or not user.is_authenticated:  # the project uses Django's own User model
             return cls(name="anonymous")
         return cls(name=user.get_username(), user=user)
 

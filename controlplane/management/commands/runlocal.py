@@ -15,8 +15,8 @@ from django.contrib.auth import get_user_model
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
 
-from controlplane import localstack
 from controlplane.reconcile import reconcile_run
+from devstack import localstack
 
 log = logging.getLogger("controlplane.runlocal")
 

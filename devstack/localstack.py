@@ -7,6 +7,7 @@ recreated at every (re)start, before fake-gcs-server publishes into them.
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import os
 import shutil
@@ -92,6 +93,26 @@ def ensure_duckdb_spatial() -> None:
     import_extension("spatial")
 
 
+PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
+
+
+def _die_with_parent(parent: int) -> Callable[[], None]:
+    """What a child runs before exec: the kernel sends it SIGTERM when this process ends, even by SIGKILL.
+
+    The setting survives exec (the Pub/Sub emulator's script execs java in the same process) but not fork: a
+    child's own children (rq's scheduler) are stopped by the child's SIGTERM handler. Linux only; the kernel
+    watches the thread that started the child, so services are started from the main thread.
+    """
+    libc = ctypes.CDLL(None, use_errno=True)
+
+    def preexec() -> None:
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+        if os.getppid() != parent:  # the parent died before prctl: no signal will come
+            os._exit(1)
+
+    return preexec
+
+
 @dataclass
 class Service:
     name: str
@@ -131,8 +152,14 @@ class Service:
     def _spawn(self) -> subprocess.Popen[bytes]:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         with self.log_path.open("ab") as log_file:
+            # Its own session, so stop() and kill() reach its whole process group; dies with this process.
             self.proc = subprocess.Popen(
-                self.argv, stdout=log_file, stderr=subprocess.STDOUT, env=self.env, start_new_session=True
+                self.argv,
+                stdout=log_file,
+                stderr=subprocess.STDOUT,
+                env=self.env,
+                start_new_session=True,
+                preexec_fn=_die_with_parent(os.getpid()),
             )
         return self.proc
 

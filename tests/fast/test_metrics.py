@@ -1,0 +1,33 @@
+"""/metrics' exposition of one snapshot: every family, workers by state, the listener's state as one-hot."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from controlplane import metrics
+
+SNAPSHOT: dict[str, Any] = {
+    "histogram": {"total": 3, "sum_s": 8.8, "buckets": [("0.5", 1), ("2.0", 2), ("10.0", 3), ("+Inf", 3)]},
+    "throughput": {"per_minute": 0.6},
+    "failures": 2,
+    "queue": {"depth": 4, "workers": [{}, {}, {}], "workers_busy": 1, "failed": 0},
+    "listener": {"state": "paused", "received": 9},
+}
+
+
+def test_a_snapshot_becomes_prometheus_text(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(metrics, "snapshot", lambda: SNAPSHOT)  # the reads from BigQuery and Redis
+    families = {f.name: f for f in text_string_to_metric_families(metrics.exposition().decode())}
+    value = {name: family.samples[0].value for name, family in families.items()}
+    assert value["sightline_classifications"] == 3 and value["sightline_failures"] == 2
+    assert value["sightline_queue_depth"] == 4 and value["sightline_throughput_rows_per_minute"] == 0.6
+    assert value["sightline_listener_messages_received"] == 9
+    workers = {s.labels["state"]: s.value for s in families["sightline_workers"].samples}
+    assert workers == {"busy": 1, "idle": 2}
+    states = {s.labels["state"]: s.value for s in families["sightline_listener_state"].samples}
+    assert states == {"running": 0, "paused": 1, "reconnecting": 0, "stopped": 0, "dead": 0}
+    hist = {s.labels["le"]: s.value for s in families["sightline_upload_to_row_seconds"].samples if "le" in s.labels}
+    assert hist == {"0.5": 1, "2.0": 2, "10.0": 3, "+Inf": 3}
