@@ -255,7 +255,7 @@ def test_staff_edit_rules_add_a_channel_send_a_test_and_see_it_in_the_history(
 
 def test_the_objective_counts_late_rows_and_failures_as_bad(cfg: Any, stack: Any) -> None:
     from controlplane.alerts import objective
-    from tests.test_views import insert_failure, insert_row
+    from tests.helpers import insert_failure, insert_row
 
     before = objective.objective_status(fresh=True)
     folder = f"t-{uuid.uuid4().hex[:8]}/"

@@ -14,8 +14,8 @@ from openapi_spec_validator import validate
 from classifier import ledger, listener
 from classifier.config import Config
 from controlplane.api.models import ApiToken, token_create
+from tests.helpers import drop_jobs, insert_failure, insert_row
 from tests.infra_support import use_isolated
-from tests.test_views import drop_jobs, insert_failure, insert_row
 
 # Each dashboard URL (by name) and the API endpoint that reads or does the same.
 TWINS = {
@@ -314,7 +314,7 @@ def test_plan_then_apply_with_its_checksum(
 def test_staff_upload_through_the_api(client: Client, staff_token: str, cfg: Config, stack: Any) -> None:
     import io
 
-    from tests.test_views import png
+    from tests.helpers import png
 
     folder = f"t-{uuid.uuid4().hex[:8]}"
     image = io.BytesIO(png())

@@ -87,7 +87,7 @@ def rule(request: Request, kind: str) -> Response:
 def channels(request: Request) -> Response:
     if request.method == "GET":
         return Response(ChannelSerializer(Channel.objects.all(), many=True).data)
-    data: dict[str, Any] = request.data
+    data: dict[str, Any] = request.data if isinstance(request.data, dict) else {}
     try:
         made = services.channel_create(
             kind=str(data.get("kind", "")), target=str(data.get("target", "")), user=request.user.get_username()

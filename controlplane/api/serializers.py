@@ -8,7 +8,8 @@ RANGES = ("15m", "1h", "24h", "7d")
 
 
 class ClassificationQuery(serializers.Serializer):
-    label = serializers.CharField(required=False, allow_blank=True, max_length=200)
+    # A field named like Field.label: DRF collects declared fields off the class, so it shadows nothing at run time.
+    label = serializers.CharField(required=False, allow_blank=True, max_length=200)  # type: ignore[assignment]
     name = serializers.CharField(required=False, allow_blank=True, max_length=200)
     range = serializers.ChoiceField(choices=RANGES, required=False, help_text="Uploads within the last ...")
     since = serializers.DateTimeField(required=False, help_text="Uploads at or after (ISO 8601; UTC if no offset).")

@@ -181,7 +181,7 @@ def listener_control(request: Request, action: str) -> Response:
 @parser_classes([MultiPartParser, FormParser])
 def upload(request: Request) -> Response:
     files = request.FILES.getlist("images")
-    folder = _valid(s.UploadInput, {"images": files, "folder": request.data.get("folder", "")})["folder"]
+    folder = _valid(s.UploadInput, {"images": files, "folder": request.POST.get("folder", "")})["folder"]
     done, errors = [], []
     for f in files:
         try:
