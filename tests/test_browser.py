@@ -345,6 +345,11 @@ def test_every_page_fits_a_phone_and_passes_axe_in_both_themes(
     assert wait_for(lambda: failures_for(cfg, [bad])[bad], timeout=90), "no failure record for the text file"
     until(driver, lambda d: d.get(f"{base}/?name={folder}") or len(d.find_elements(By.CSS_SELECTOR, "tr.result")) >= 3)
     driver.get(f"{base}/infra/")  # writes an audit entry, so the audit pages have a row
+    from controlplane.alerts.evaluate import notify_test
+    from controlplane.api.models import token_create
+
+    notify_test(user=ADMIN)  # a row in the alert history
+    token_create(user=django_user_model.objects.get(username=ADMIN), name="a11y")  # a row in the token table
     pages = {
         "dashboard": "/",
         "failures": f"/failures/?name={folder}",
@@ -360,6 +365,9 @@ def test_every_page_fits_a_phone_and_passes_axe_in_both_themes(
         "admin": "/admin/",
         "admin audit log": "/admin/controlplane/auditlog/",
         "admin teardown": "/admin/controlplane/auditlog/teardown/",
+        "alerts": "/alerts/",
+        "alert history": "/alerts/history/",
+        "account": "/account/",
     }
     import os
 
