@@ -8,6 +8,7 @@ and weights, then the pipeline (uploads -> notifications -> listener -> RQ -> wo
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import gc
 import json
 import logging
@@ -20,7 +21,11 @@ import time
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from classifier.config import Config
+    from devstack.localstack import Service, Stack
 
 RESULTS = Path(__file__).resolve().parent / "results"
 MODELS = ("resnet50", "efficientnet_lite0")
@@ -95,79 +100,147 @@ def _load() -> str:
     return f"{load1:.2f} {load5:.2f} (cores {os.cpu_count()})"
 
 
-def run_model(args: argparse.Namespace, name: str, stack: Any, photos: dict[str, bytes], workdir: Path) -> dict:
-    import dataclasses
+@dataclasses.dataclass(frozen=True)
+class _Run:
+    """One model's time on the pipeline: the processes measured, and the folder its uploads go under."""
 
-    from bench import inference, pipeline
+    stack: Stack
+    services: list[Service]
+    photos: dict[str, bytes]
+    prefix: str
+
+
+def _pipeline_backend(args: argparse.Namespace, cfg: Config) -> str:
     from classifier import model
-    from classifier.config import get_config
 
-    cfg = dataclasses.replace(get_config(), model=name)
+    if args.fork:
+        backend = "torch"
+    else:
+        backend = model.resolve_backend(dataclasses.replace(cfg, worker_fork=args.fork), model._device())
+    return backend if args.backend == "auto" else args.backend
+
+
+def _original(args: argparse.Namespace, cfg: Config, photos: dict[str, bytes], workdir: Path) -> dict[str, Any]:
+    from bench import inference
+    from classifier import model
+
+    weights = cfg.models_dir / model.RESNET50_FILES[0] if cfg.model == "resnet50" else None
+    return inference.original(cfg, photos, workdir, threads=args.cores, seconds=args.seconds, weights=weights)
+
+
+def _model_alone(
+    args: argparse.Namespace, cfg: Config, photos: dict[str, bytes], workdir: Path, threads: int
+) -> dict[str, Any]:
+    """The model without the pipeline: bare batched rate, one image's time, and the original's rate."""
+    from bench import inference
+
+    batches = tuple(int(b) for b in args.batches.split(","))
+    part: dict[str, Any] = {
+        "bare": inference.bare(cfg, photos, threads=args.cores, batches=batches, seconds=args.seconds)
+    }
+    backend = _pipeline_backend(args, cfg)
+    part["pipeline_backend"] = backend
+    for key, on in (("single_image_s", args.cores), ("single_image_s_worker_threads", threads)):
+        part[key] = round(inference.single_image_s(cfg, photos, backend=backend, threads=on), 4)
+    if not args.skip_original:
+        part["original"] = _original(args, cfg, photos, workdir)
+    return part
+
+
+def _overrides(args: argparse.Namespace, cfg: Config, sizing: dict[str, Any]) -> dict[str, str]:
+    return {
+        "MODEL": cfg.model,
+        "WORKERS": str(sizing["workers"]),
+        "TORCH_THREADS": str(sizing["threads_per_worker"]),
+        "INFERENCE_BACKEND": "torch" if args.fork else args.backend,
+        "WORKER_FORK": "1" if args.fork else "0",
+        "BATCH_SIZE": str(sizing["batch"]),
+    }
+
+
+def _warm_up(cfg: Config, run: _Run) -> None:
+    from bench import pipeline
+
+    warm = pipeline.upload_and_wait(cfg, run.photos, f"{run.prefix}warm/", len(run.photos), run.services, timeout_s=180)
+    log.info("%s warm-up: %d rows, %d failures", cfg.model, len(warm.rows), len(warm.failures))
+    if not warm.rows:
+        raise SystemExit(f"no rows after the warm-up; listener log:\n{run.services[0].log_tail(20)}")
+
+
+def _burst(args: argparse.Namespace, cfg: Config, run: _Run, i: int) -> dict[str, Any]:
+    from bench import pipeline
+
+    cpu_before = pipeline.cpu_snapshot(run.stack, run.services)
+    timeline = pipeline.upload_and_wait(
+        cfg, run.photos, f"{run.prefix}burst{i}/", args.images, run.services, timeout_s=max(600, args.images * 3)
+    )
+    burst = pipeline.burst_report(timeline)
+    burst["cpu_ms_per_image"] = pipeline.cpu_per_image_ms(
+        cpu_before, pipeline.cpu_snapshot(run.stack, run.services), args.images
+    )
+    log.info("%s burst %d of %d: %s images/s", cfg.model, i + 1, args.bursts, burst["images_per_s"])
+    return burst
+
+
+def _median_burst(args: argparse.Namespace, cfg: Config, run: _Run) -> dict[str, Any]:
+    runs = [_burst(args, cfg, run, i) for i in range(args.bursts)]
+    # One machine, other work on it: the median burst is the figure, and every run's rate is kept beside it.
+    median = sorted(runs, key=lambda b: b["images_per_s"])[len(runs) // 2]
+    median["all_images_per_s"] = [b["images_per_s"] for b in runs]
+    return median
+
+
+def _steady(args: argparse.Namespace, cfg: Config, run: _Run) -> dict[str, Any]:
+    from bench import pipeline
+
+    steady = pipeline.upload_and_wait(
+        cfg, run.photos, f"{run.prefix}steady/", args.steady, run.services, timeout_s=120, rate_per_s=args.rate
+    )
+    return {"rate_per_s": args.rate, **pipeline.burst_report(steady)}
+
+
+def _measure(args: argparse.Namespace, cfg: Config, run: _Run) -> dict[str, Any]:
+    from bench import pipeline
+
+    _warm_up(cfg, run)
+    part: dict[str, Any] = {"load_at_burst": _load(), "burst": _median_burst(args, cfg, run)}
+    if args.steady:
+        part["steady"] = _steady(args, cfg, run)
+    part["peak_rss_mib"] = pipeline.rss_report(run.stack, run.services)
+    return part
+
+
+def _through_pipeline(
+    args: argparse.Namespace, cfg: Config, stack: Stack, photos: dict[str, bytes], sizing: dict[str, Any]
+) -> dict[str, Any]:
+    """The pipeline's bursts, steady rate and memory; its start-up time goes into `sizing`."""
+    from bench import pipeline
+
+    overrides = _overrides(args, cfg, sizing)
+    started = time.monotonic()
+    with pipeline.apps(cfg, overrides, sizing["workers"]) as services:
+        sizing["start_s"] = round(time.monotonic() - started, 1)
+        run = _Run(stack, services, photos, f"bench-{uuid.uuid4().hex[:6]}/{cfg.model}/")
+        return _measure(args, cfg, run)
+
+
+def _sizing(args: argparse.Namespace, cfg: Config) -> dict[str, Any]:
     workers = args.workers or cfg.workers
     threads = args.threads or max(1, args.cores // workers)
     batch = 1 if args.fork else (args.batch or cfg.batch_size)
-    batches = tuple(int(b) for b in args.batches.split(","))
+    return {"workers": workers, "threads_per_worker": threads, "fork": args.fork, "batch": batch}
+
+
+def run_model(args: argparse.Namespace, name: str, stack: Stack, photos: dict[str, bytes], workdir: Path) -> dict:
+    from classifier.config import get_config
+
+    cfg = dataclasses.replace(get_config(), model=name)
+    sizing = _sizing(args, cfg)
     report: dict[str, Any] = {"model": name, "load_before": _load()}
-
-    report["bare"] = inference.bare(cfg, photos, threads=args.cores, batches=batches, seconds=args.seconds)
-    backend = (
-        "torch"
-        if args.fork
-        else model.resolve_backend(dataclasses.replace(cfg, worker_fork=args.fork), model._device())
-    )
-    if args.backend != "auto":
-        backend = args.backend
-    report["pipeline_backend"] = backend
-    report["single_image_s"] = round(inference.single_image_s(cfg, photos, backend=backend, threads=args.cores), 4)
-    report["single_image_s_worker_threads"] = round(
-        inference.single_image_s(cfg, photos, backend=backend, threads=threads), 4
-    )
-    if not args.skip_original:
-        weights = cfg.models_dir / model.RESNET50_FILES[0] if name == "resnet50" else None
-        report["original"] = inference.original(
-            cfg, photos, workdir, threads=args.cores, seconds=args.seconds, weights=weights
-        )
+    report |= _model_alone(args, cfg, photos, workdir, sizing["threads_per_worker"])
     gc.collect()
-
-    overrides = {
-        "MODEL": name,
-        "WORKERS": str(workers),
-        "TORCH_THREADS": str(threads),
-        "INFERENCE_BACKEND": "torch" if args.fork else args.backend,
-        "WORKER_FORK": "1" if args.fork else "0",
-        "BATCH_SIZE": str(batch),
-    }
-    report["pipeline"] = {"workers": workers, "threads_per_worker": threads, "fork": args.fork, "batch": batch}
-    started = time.monotonic()
-    with pipeline.apps(cfg, overrides, workers) as services:
-        report["pipeline"]["start_s"] = round(time.monotonic() - started, 1)
-        run = uuid.uuid4().hex[:6]
-        warm = pipeline.upload_and_wait(cfg, photos, f"bench-{run}/{name}/warm/", len(photos), services, timeout_s=180)
-        log.info("%s warm-up: %d rows, %d failures", name, len(warm.rows), len(warm.failures))
-        if not warm.rows:
-            raise SystemExit(f"no rows after the warm-up; listener log:\n{services[0].log_tail(20)}")
-        report["load_at_burst"] = _load()
-        runs = []
-        for i in range(args.bursts):
-            cpu_before = pipeline.cpu_snapshot(stack, services)
-            timeline = pipeline.upload_and_wait(
-                cfg, photos, f"bench-{run}/{name}/burst{i}/", args.images, services, timeout_s=max(600, args.images * 3)
-            )
-            burst = pipeline.burst_report(timeline)
-            burst["cpu_ms_per_image"] = pipeline.cpu_per_image_ms(
-                cpu_before, pipeline.cpu_snapshot(stack, services), args.images
-            )
-            log.info("%s burst %d of %d: %s images/s", name, i + 1, args.bursts, burst["images_per_s"])
-            runs.append(burst)
-        # One machine, other work on it: the median burst is the figure, and every run's rate is kept beside it.
-        report["burst"] = sorted(runs, key=lambda b: b["images_per_s"])[len(runs) // 2]
-        report["burst"]["all_images_per_s"] = [b["images_per_s"] for b in runs]
-        if args.steady:
-            steady = pipeline.upload_and_wait(
-                cfg, photos, f"bench-{run}/{name}/steady/", args.steady, services, timeout_s=120, rate_per_s=args.rate
-            )
-            report["steady"] = {"rate_per_s": args.rate, **pipeline.burst_report(steady)}
-        report["peak_rss_mib"] = pipeline.rss_report(stack, services)
+    report["pipeline"] = sizing
+    report |= _through_pipeline(args, cfg, stack, photos, sizing)
     report["load_after"] = _load()
     _ratios(report)
     return report
@@ -211,48 +284,65 @@ def _ratios(report: dict) -> None:
         report["ratios"]["steady_latency_met"] = report["steady"]["latency_s"]["median"] < budget
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = _args(argv)
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # stop the stack and the apps on the way out
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s", datefmt="%H:%M:%S")
+def _private_workdir() -> Path:
     workdir = Path(tempfile.mkdtemp(prefix="sightline-bench-"))
     models_dir = workdir / "models"
     models_dir.mkdir()
     _private_env(workdir, models_dir)
+    return workdir
 
+
+def _header(args: argparse.Namespace, photo_sizes: dict[str, str]) -> dict[str, Any]:
+    return {
+        "started_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "argv": sys.argv[1:],
+        "cores": args.cores,
+        "photos": photo_sizes,
+        "weights": "real" if args.weights else "random (speed does not depend on the values)",
+        "models": [],
+    }
+
+
+def _run_models(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     from bench import photos as sample
-    from bench import report as out
     from classifier import ledger
     from classifier.config import get_config
     from devstack import localstack
 
     names = [n.strip() for n in args.models.split(",") if n.strip()]
     if "resnet50" in names:
-        _resnet_weights(models_dir, args.weights)
+        _resnet_weights(workdir / "models", args.weights)
     photos = sample.load()
     cfg = get_config()
     log.info("workdir %s; load %s", workdir, _load())
     stack = localstack.start(cfg)
     ledger.trust(ledger.connection(cfg))  # a fresh data dir: the empty ledger matches the empty tables
-    results: dict[str, Any] = {
-        "started_at": datetime.now(UTC).isoformat(timespec="seconds"),
-        "argv": sys.argv[1:],
-        "cores": args.cores,
-        "photos": sample.sizes(),
-        "weights": "real" if args.weights else "random (speed does not depend on the values)",
-        "models": [],
-    }
+    results = _header(args, sample.sizes())
     try:
         for name in names:
             results["models"].append(run_model(args, name, stack, photos, workdir))
     finally:
         stack.stop()
-    args.out.mkdir(parents=True, exist_ok=True)
-    stem = args.out / datetime.now(UTC).strftime("bench-%Y%m%dT%H%M%SZ")
+    return results
+
+
+def _write(results: dict[str, Any], folder: Path) -> None:
+    from bench import report as out
+
+    folder.mkdir(parents=True, exist_ok=True)
+    stem = folder / datetime.now(UTC).strftime("bench-%Y%m%dT%H%M%SZ")
     stem.with_suffix(".json").write_text(json.dumps(results, indent=2))
     out.chart(results, stem.with_suffix(".png"))
     print(out.table(results))
     print(f"\nreport: {stem.with_suffix('.json')}\nchart:  {stem.with_suffix('.png')}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _args(argv)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # stop the stack and the apps on the way out
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s", datefmt="%H:%M:%S")
+    workdir = _private_workdir()
+    _write(_run_models(args, workdir), args.out)
     if not args.keep:
         shutil.rmtree(workdir, ignore_errors=True)  # kept when a run fails: its logs are under data/logs
     return 0

@@ -19,7 +19,11 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from classifier.config import Config
+    from devstack.localstack import Service, Stack
 
 log = logging.getLogger("bench.load_burst")
 CHUNK = 500  # keys per BigQuery query while polling
@@ -61,13 +65,125 @@ def _others() -> list[str]:
     return [line for line in out.splitlines()[1:9] if str(os.getpid()) not in line.split()[:1]]
 
 
-def run(args: argparse.Namespace) -> dict[str, Any]:
-    from bench import photos as sample
-    from bench.pipeline import apps, peak_rss_mib
+def _warm_up(cfg: Config, photos: list[tuple[str, bytes]]) -> None:
     from classifier import ledger
-    from classifier.cloud import gcs, pubsub
-    from classifier.config import get_config
+    from classifier.cloud import gcs
+
+    warm = [gcs.upload(cfg, name=f"warm/{n}", data=d) for n, d in photos[:2]]
+    warm_keys = [ledger.object_key(cfg.bucket, f"warm/{n}", g) for (n, _), g in zip(photos, warm, strict=False)]
+    _wait(cfg, warm_keys, timeout_s=120)
+
+
+def _upload_burst(cfg: Config, photos: list[tuple[str, bytes]], images: int) -> list[str]:
+    from classifier import ledger
+    from classifier.cloud import gcs
+
+    keys: list[str] = []
+    for i in range(images):
+        name, data = photos[i % len(photos)]
+        object_name = f"burst/{i:05d}-{name}"
+        generation = gcs.upload(cfg, name=object_name, data=data, content_type=_content_type(name))
+        keys.append(ledger.object_key(cfg.bucket, object_name, generation))
+    return keys
+
+
+def _redeliver(cfg: Config, keys: list[str], duplicates: int) -> None:
+    """At-least-once delivery: Pub/Sub may redeliver; here we force it, for random objects of the burst."""
+    from classifier import ledger
+    from classifier.cloud import pubsub
+
+    for key in random.Random(0).sample(keys, min(duplicates, len(keys))):
+        bucket, name, generation = ledger.parse_key(key)
+        pubsub.publish(
+            cfg,
+            cfg.topic,
+            b"{}",
+            eventType="OBJECT_FINALIZE",
+            bucketId=bucket,
+            objectId=name,
+            objectGeneration=str(generation),
+        )
+
+
+def _peak_rss(stack: Stack, services: list[Service]) -> dict[str, float | None]:
+    from bench.pipeline import peak_rss_mib
+
+    peaks = {s.name: peak_rss_mib(s.proc.pid) for s in [*stack.services, *services] if s.proc}
+    peaks["load_burst (uploads, polling)"] = peak_rss_mib(os.getpid())
+    return peaks
+
+
+def _reconcile_dry_run(cfg: Config) -> dict[str, Any]:
     from controlplane.reconcile import reconcile_run
+
+    check = reconcile_run(cfg=cfg, dry_run=True, page_size=100)
+    return {
+        "listed": check.listed,
+        "pages": check.pages,
+        "bigquery_queries": check.queries,
+        "missing": check.missing,
+        "seconds": round(check.elapsed_s, 2),
+    }
+
+
+def _afterwards(cfg: Config, stack: Stack, services: list[Service], workers: int) -> dict[str, Any]:
+    peaks = _peak_rss(stack, services)
+    listener_log = services[0].log_path.read_text(errors="replace")
+    return {
+        "peak_rss_mib": peaks,
+        "workers": workers,
+        "listener_duplicates_skipped": listener_log.count("duplicate notification"),
+        "reconcile_dry_run": _reconcile_dry_run(cfg),
+        "load_after": os.getloadavg()[:2],
+    }
+
+
+def _burst(args: argparse.Namespace, cfg: Config, photos: list[tuple[str, bytes]], report: dict[str, Any]) -> list[str]:
+    """Upload the burst, add the duplicates, wait for every outcome; the timings go into `report`."""
+    started = time.monotonic()
+    keys = _upload_burst(cfg, photos, args.images)
+    report["upload_s"] = round(time.monotonic() - started, 1)
+    _redeliver(cfg, keys, args.duplicates)
+    _wait(cfg, keys, timeout_s=args.timeout)
+    report["all_settled_s"] = round(time.monotonic() - started, 1)
+    report["images_per_s"] = round(args.images / report["all_settled_s"], 2)
+    return keys
+
+
+def _verdict(held: dict[str, list[str]]) -> dict[str, Any]:
+    lost = [k for k, v in held.items() if not v]
+    doubled = {k: v for k, v in held.items() if len(v) > 1}
+    failures = {k: v for k, v in held.items() if len(v) == 1 and v[0] != "row"}
+    rows = sum(1 for v in held.values() if v == ["row"])
+    contract_held = not lost and not doubled and not failures
+    return {"rows": rows, "lost": lost, "doubled": doubled, "failures": failures, "contract_held": contract_held}
+
+
+def _measure(
+    args: argparse.Namespace, cfg: Config, stack: Stack, photos: list[tuple[str, bytes]], report: dict[str, Any]
+) -> dict[str, list[str]]:
+    from bench.pipeline import apps
+
+    overrides = {"WORKERS": str(args.workers)} if args.workers else {}
+    workers = args.workers or cfg.workers
+    with apps(cfg, overrides, workers) as services:
+        _warm_up(cfg, photos)
+        report["load_before"] = os.getloadavg()[:2]
+        keys = _burst(args, cfg, photos, report)
+        time.sleep(3)  # a doubled row would land right after the first
+        held = _outcomes(cfg, keys)
+        report |= _afterwards(cfg, stack, services, workers)
+    return held
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    # Imported before the stack starts, though used later: a broken import fails at once, and their memory counts
+    # in this process's peak RSS, which is measured before the reconcile check runs.
+    from bench import photos as sample
+    from bench import pipeline  # noqa: F401
+    from classifier import ledger
+    from classifier.config import get_config
+    from controlplane import reconcile  # noqa: F401
     from devstack import localstack
 
     cfg = get_config()
@@ -76,63 +192,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     ledger.trust(ledger.connection(cfg))
     photos = list(sample.load().items())
     report: dict[str, Any] = {"images": args.images, "duplicates": args.duplicates, "others_at_start": others}
-    overrides = {"WORKERS": str(args.workers)} if args.workers else {}
-    workers = args.workers or cfg.workers
     try:
-        with apps(cfg, overrides, workers) as services:
-            warm = [gcs.upload(cfg, name=f"warm/{n}", data=d) for n, d in photos[:2]]
-            warm_keys = [ledger.object_key(cfg.bucket, f"warm/{n}", g) for (n, _), g in zip(photos, warm, strict=False)]
-            _wait(cfg, warm_keys, timeout_s=120)
-            report["load_before"] = os.getloadavg()[:2]
-
-            started = time.monotonic()
-            keys: list[str] = []
-            for i in range(args.images):
-                name, data = photos[i % len(photos)]
-                object_name = f"burst/{i:05d}-{name}"
-                generation = gcs.upload(cfg, name=object_name, data=data, content_type=_content_type(name))
-                keys.append(ledger.object_key(cfg.bucket, object_name, generation))
-            report["upload_s"] = round(time.monotonic() - started, 1)
-            # At-least-once delivery: Pub/Sub may redeliver; here we force it, for random objects of the burst.
-            for key in random.Random(0).sample(keys, min(args.duplicates, len(keys))):
-                bucket, name, generation = ledger.parse_key(key)
-                pubsub.publish(
-                    cfg,
-                    cfg.topic,
-                    b"{}",
-                    eventType="OBJECT_FINALIZE",
-                    bucketId=bucket,
-                    objectId=name,
-                    objectGeneration=str(generation),
-                )
-            held = _wait(cfg, keys, timeout_s=args.timeout)
-            report["all_settled_s"] = round(time.monotonic() - started, 1)
-            report["images_per_s"] = round(args.images / report["all_settled_s"], 2)
-            time.sleep(3)  # a doubled row would land right after the first
-            held = _outcomes(cfg, keys)
-            report["peak_rss_mib"] = {s.name: peak_rss_mib(s.proc.pid) for s in [*stack.services, *services] if s.proc}
-            report["peak_rss_mib"]["load_burst (uploads, polling)"] = peak_rss_mib(os.getpid())
-            report["workers"] = workers
-            listener_log = services[0].log_path.read_text(errors="replace")
-            report["listener_duplicates_skipped"] = listener_log.count("duplicate notification")
-            check = reconcile_run(cfg=cfg, dry_run=True, page_size=100)
-            report["reconcile_dry_run"] = {
-                "listed": check.listed,
-                "pages": check.pages,
-                "bigquery_queries": check.queries,
-                "missing": check.missing,
-                "seconds": round(check.elapsed_s, 2),
-            }
-            report["load_after"] = os.getloadavg()[:2]
+        held = _measure(args, cfg, stack, photos, report)
     finally:
         stack.stop()
-    lost = [k for k, v in held.items() if not v]
-    doubled = {k: v for k, v in held.items() if len(v) > 1}
-    failures = {k: v for k, v in held.items() if len(v) == 1 and v[0] != "row"}
-    report["rows"] = sum(1 for v in held.values() if v == ["row"])
-    report["lost"], report["doubled"], report["failures"] = lost, doubled, failures
-    report["contract_held"] = not lost and not doubled and not failures
-    return report
+    return report | _verdict(held)
 
 
 def _content_type(name: str) -> str:

@@ -18,74 +18,109 @@ def _rates(burst: dict) -> str:
     return " / ".join(f"{r:.1f}" for r in rates)
 
 
+Row = tuple[str, str]
+
+
+def _bare_rows(m: dict[str, Any]) -> list[Row]:
+    threads = m["bare"]["threads"]
+    return [
+        (
+            f"bare {label if 'process' in label else f'{label}, {threads} threads'}, batch {b} (img/s)",
+            f"{rate:.2f}  ({m['bare']['cpu_ms_per_image'][label][b]:.0f} CPU ms/img)",
+        )
+        for label, rates in m["bare"]["images_per_s"].items()
+        for b, rate in rates.items()
+    ]
+
+
+def _original_row(m: dict[str, Any]) -> Row:
+    if "original" not in m:
+        return ("original", "skipped")
+    return ("original per-image (img/s)", f"{m['original']['images_per_s']:.2f}  [{m['original']['how']}]")
+
+
+def _burst_row(m: dict[str, Any]) -> Row:
+    p, burst = m["pipeline"], m["burst"]
+    return (
+        f"pipeline burst of {burst['images']} (img/s)",
+        f"{burst['images_per_s']:.2f}  ({p['workers']} workers x {p['threads_per_worker']} threads"
+        f"{', fork' if p['fork'] else ', in-process'}, batch {p.get('batch', 1)}; {burst['rows']} rows, {len(burst['failures'])} failures;"
+        f" uploads {burst['uploads_per_s']:.1f}/s; median of {_rates(burst)})",
+    )
+
+
+def _after_uploads(m: dict[str, Any]) -> str:
+    if not m["burst"].get("after_uploads_images_per_s"):
+        return "-"
+    return f"{m['burst']['after_uploads_images_per_s']:.2f}; {m['ratios']['after_uploads_over_bare_best']:.2f}"
+
+
+def _ratio_rows(r: dict[str, Any]) -> list[Row]:
+    return [
+        ("pipeline / bare (best backend, best batch)", f"{r['pipeline_over_bare_best']:.2f}"),
+        ("pipeline / bare (same backend)", f"{r['pipeline_over_bare_same_backend']:.2f}"),
+        ("pipeline / original", f"{r['pipeline_over_original']:.2f}" if "pipeline_over_original" in r else "-"),
+    ]
+
+
+def _latency_rows(m: dict[str, Any]) -> list[Row]:
+    r = m["ratios"]
+    return [
+        ("burst latency median / p95 / max (s)", _lat(m["burst"])),
+        (
+            f"steady {m.get('steady', {}).get('rate_per_s', '-')}/s latency median / p95 / max (s)",
+            _lat(m.get("steady")),
+        ),
+        (
+            "steady median under 1.5 x single + 0.3 s",
+            f"{r.get('steady_latency_met', '-')} (budget {r.get('steady_latency_budget_s', '-')} s)",
+        ),
+    ]
+
+
+def _cpu(cpu: dict[str, Any]) -> str:
+    figures = (
+        f"{cpu['bare_best_ms_per_image']:.0f} / {cpu['pipeline_workers_ms_per_image']:.0f} / "
+        f"{cpu['pipeline_total_ms_per_image']:.0f}"
+    )
+    if "original_ms_per_image" not in cpu:
+        return figures
+    return f"{figures}  (original {cpu['original_ms_per_image']:.0f})"
+
+
+def _process_rows(m: dict[str, Any]) -> list[Row]:
+    by_process = m["burst"].get("cpu_ms_per_image", {})
+    return [
+        ("burst CPU ms per image, by process", ", ".join(f"{k} {v:.0f}" for k, v in by_process.items())),
+        ("CPU ms per image: bare best / pipeline workers / pipeline all processes", _cpu(m["cpu"])),
+        ("peak RSS MiB", ", ".join(f"{k} {v:.0f}" for k, v in m["peak_rss_mib"].items() if v is not None)),
+        ("load average (before / at burst / after)", f"{m['load_before']} / {m['load_at_burst']} / {m['load_after']}"),
+    ]
+
+
+def _rows(m: dict[str, Any]) -> list[Row]:
+    return [
+        ("model", f"{m['model']} (pipeline backend: {m['pipeline_backend']})"),
+        *_bare_rows(m),
+        ("single image through the model (s)", f"{m['single_image_s']:.3f}"),
+        _original_row(m),
+        _burst_row(m),
+        ("pipeline after the last upload returned (img/s; / bare best)", _after_uploads(m)),
+        *_ratio_rows(m["ratios"]),
+        *_latency_rows(m),
+        *_process_rows(m),
+    ]
+
+
+def _aligned(rows: list[Row]) -> list[str]:
+    width = max(len(k) for k, _ in rows)
+    return [f"{k.ljust(width)}  {v}" for k, v in rows]
+
+
 def table(results: dict[str, Any]) -> str:
-    lines = []
+    lines: list[str] = []
     for m in results["models"]:
-        bare = m["bare"]["images_per_s"]
-        threads = m["bare"]["threads"]
-        p = m["pipeline"]
-        r = m["ratios"]
-        burst = m["burst"]
-        rows = [
-            ("model", f"{m['model']} (pipeline backend: {m['pipeline_backend']})"),
-            *[
-                (
-                    f"bare {label if 'process' in label else f'{label}, {threads} threads'}, batch {b} (img/s)",
-                    f"{rate:.2f}  ({m['bare']['cpu_ms_per_image'][label][b]:.0f} CPU ms/img)",
-                )
-                for label, rates in bare.items()
-                for b, rate in rates.items()
-            ],
-            ("single image through the model (s)", f"{m['single_image_s']:.3f}"),
-            ("original per-image (img/s)", f"{m['original']['images_per_s']:.2f}  [{m['original']['how']}]")
-            if "original" in m
-            else ("original", "skipped"),
-            (
-                f"pipeline burst of {burst['images']} (img/s)",
-                f"{burst['images_per_s']:.2f}  ({p['workers']} workers x {p['threads_per_worker']} threads"
-                f"{', fork' if p['fork'] else ', in-process'}, batch {p.get('batch', 1)}; {burst['rows']} rows, {len(burst['failures'])} failures;"
-                f" uploads {burst['uploads_per_s']:.1f}/s; median of {_rates(burst)})",
-            ),
-            (
-                "pipeline after the last upload returned (img/s; / bare best)",
-                f"{burst['after_uploads_images_per_s']:.2f}; {r['after_uploads_over_bare_best']:.2f}"
-                if burst.get("after_uploads_images_per_s")
-                else "-",
-            ),
-            ("pipeline / bare (best backend, best batch)", f"{r['pipeline_over_bare_best']:.2f}"),
-            ("pipeline / bare (same backend)", f"{r['pipeline_over_bare_same_backend']:.2f}"),
-            ("pipeline / original", f"{r['pipeline_over_original']:.2f}" if "pipeline_over_original" in r else "-"),
-            ("burst latency median / p95 / max (s)", _lat(burst)),
-            (
-                f"steady {m.get('steady', {}).get('rate_per_s', '-')}/s latency median / p95 / max (s)",
-                _lat(m.get("steady")),
-            ),
-            (
-                "steady median under 1.5 x single + 0.3 s",
-                f"{r.get('steady_latency_met', '-')} (budget {r.get('steady_latency_budget_s', '-')} s)",
-            ),
-            (
-                "burst CPU ms per image, by process",
-                ", ".join(f"{k} {v:.0f}" for k, v in burst.get("cpu_ms_per_image", {}).items()),
-            ),
-            (
-                "CPU ms per image: bare best / pipeline workers / pipeline all processes",
-                f"{m['cpu']['bare_best_ms_per_image']:.0f} / {m['cpu']['pipeline_workers_ms_per_image']:.0f} / "
-                f"{m['cpu']['pipeline_total_ms_per_image']:.0f}"
-                + (
-                    f"  (original {m['cpu']['original_ms_per_image']:.0f})"
-                    if "original_ms_per_image" in m["cpu"]
-                    else ""
-                ),
-            ),
-            ("peak RSS MiB", ", ".join(f"{k} {v:.0f}" for k, v in m["peak_rss_mib"].items() if v is not None)),
-            (
-                "load average (before / at burst / after)",
-                f"{m['load_before']} / {m['load_at_burst']} / {m['load_after']}",
-            ),
-        ]
-        width = max(len(k) for k, _ in rows)
-        lines += [f"{k.ljust(width)}  {v}" for k, v in rows] + [""]
+        lines += [*_aligned(_rows(m)), ""]
     return "\n".join(lines)
 
 

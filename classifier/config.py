@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -139,7 +139,7 @@ class Config:
     subscription: str
     dead_letter_topic: str
     dead_letter_subscription: str
-    redis_url: str
+    redis_url: str = field(repr=False)  # may hold a password: kept out of logs and error pages
     queue_name: str
     model: str
     models_dir: Path
@@ -156,7 +156,7 @@ class Config:
     workers: int = 1
     worker_fork: bool = False
     batch_size: int = 1
-    metrics_token: str | None = None
+    metrics_token: str | None = field(default=None, repr=False)
     destroy_protection: bool = False
 
     @property

@@ -8,13 +8,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from PIL import Image, ImageOps
 from torchvision.models import ResNet50_Weights, resnet50
 from torchvision.transforms.v2 import functional as TF
 
-from classifier import onnx_backend
+from classifier import images, onnx_backend
 from classifier.config import Config
-from classifier.images import BadImage, open_image
+from classifier.images import BadImage as BadImage  # re-exported: callers catch model.BadImage
 from classifier.weights import RESNET50_FILES, find_resnet_weights, resolve_model_name
 
 log = logging.getLogger(__name__)
@@ -22,6 +21,8 @@ log = logging.getLogger(__name__)
 CATEGORIES: list[str] = list(ResNet50_Weights.IMAGENET1K_V1.meta["categories"])
 TOP_K = 5
 RESIZE, CROP = 256, 224
+# Beyond this a centre square is a sliver of the upload, no picture to classify (a panorama is at most ~10:1).
+MAX_ASPECT_RATIO = 20
 
 
 class ModelUnavailable(Exception):
@@ -69,29 +70,9 @@ class Classifier:
 def preprocess(
     data: bytes, *, mean: tuple[float, float, float], std: tuple[float, float, float], max_pixels: int
 ) -> torch.Tensor:
-    img = open_image(data, max_pixels, draft_size=RESIZE)
-    try:
-        return _to_tensor(img, mean=mean, std=std)
-    except (OSError, SyntaxError, ValueError, TypeError, IndexError, KeyError) as exc:
-        # Some formats decode lazily (more GIF frames, EXIF): a broken part can still surface here. Permanent.
-        raise BadImage("undecodable", f"the image could not be decoded: {exc}") from None
-
-
-def _to_tensor(img: Image.Image, *, mean: tuple[float, float, float], std: tuple[float, float, float]) -> torch.Tensor:
-    img = ImageOps.exif_transpose(img)  # phones store rotation in EXIF: classify upright
-    if img.mode != "RGB":
-        if img.mode in ("RGBA", "LA", "P", "PA") or "transparency" in img.info:
-            img = img.convert("RGBA")
-            canvas = Image.new("RGB", img.size, (255, 255, 255))
-            canvas.paste(img, mask=img.getchannel("A"))
-            img = canvas
-        elif img.mode in ("I;16", "I;16B", "I;16L", "I"):
-            img = img.point(lambda v: v * (1 / 256)).convert("L").convert("RGB")
-        else:
-            img = img.convert("RGB")
-    img = TF.resize(img, [RESIZE], interpolation=TF.InterpolationMode.BILINEAR, antialias=True)
-    img = TF.center_crop(img, [CROP, CROP])
-    tensor = TF.to_dtype(TF.pil_to_tensor(img), torch.float32, scale=True)
+    """Resize 256 / centre-crop 224 / normalise, at a cost bounded by those sizes whatever the upload's shape."""
+    img = images.square_rgb(data, side=RESIZE, max_pixels=max_pixels, max_aspect=MAX_ASPECT_RATIO)
+    tensor = TF.to_dtype(TF.center_crop(TF.pil_to_tensor(img), [CROP, CROP]), torch.float32, scale=True)
     return TF.normalize(tensor, list(mean), list(std))
 
 

@@ -2,6 +2,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from axes.admin import AccessAttemptAdmin
+from axes.models import AccessAttempt
 from django.contrib import admin
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
@@ -44,3 +46,20 @@ class AuditLogAdmin(admin.ModelAdmin):
     @admin.action(description="Tear down the whole stack (asks for confirmation)…")
     def teardown(self, request: HttpRequest, queryset: QuerySet[AuditLog]) -> HttpResponse:
         return HttpResponseRedirect(reverse("admin:controlplane_auditlog_teardown"))
+
+
+admin.site.unregister(AccessAttempt)
+
+
+@admin.register(AccessAttempt)
+class LockoutAdmin(AccessAttemptAdmin):
+    """Failed logins and lockouts (django-axes): every staff member sees them and may lift a lock (delete the row)."""
+
+    def has_module_permission(self, request: HttpRequest) -> bool:
+        return bool(request.user.is_active and request.user.is_staff)
+
+    def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return self.has_module_permission(request)
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return self.has_module_permission(request)

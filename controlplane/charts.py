@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-WIDTH, HEIGHT, PAD_LEFT, PAD_BOTTOM, PAD_TOP = 1000, 120, 34, 18, 8
+WIDTH, HEIGHT, PAD_LEFT, PAD_RIGHT, PAD_BOTTOM, PAD_TOP = 1000, 120, 34, 34, 18, 8
+_PLOT_W, _PLOT_H = WIDTH - PAD_LEFT - PAD_RIGHT, HEIGHT - PAD_BOTTOM - PAD_TOP
 
 
 def _nice_max(value: float) -> float:
@@ -14,39 +15,46 @@ def _nice_max(value: float) -> float:
     return float(value)
 
 
-def throughput_chart(series: list[dict[str, Any]]) -> dict[str, Any]:
-    """Bars of rows per minute, a line of p95 upload-to-row latency on its own scale."""
-    n = max(len(series), 1)
-    plot_w, plot_h = WIDTH - PAD_LEFT - 34, HEIGHT - PAD_BOTTOM - PAD_TOP
-    slot = plot_w / n
-    max_count = _nice_max(max((p["count"] for p in series), default=0) or 1)
-    p95s = [p["p95"] for p in series if p["p95"] is not None]
-    max_latency = _nice_max(max(p95s, default=0) or 1)
-    bars, points = [], []
-    for i, point in enumerate(series):
-        x = PAD_LEFT + i * slot
-        h = plot_h * point["count"] / max_count
-        bars.append(
-            {
-                "x": round(x + slot * 0.15, 1),
-                "y": round(PAD_TOP + plot_h - h, 1),
-                "w": round(slot * 0.7, 1),
-                "h": round(h, 1),
-                "title": f"{point['minute']:%H:%M} UTC: {point['count']} rows"
-                + (f", p95 {point['p95']:.2f} s" if point["p95"] is not None else ""),
-            }
-        )
-        if point["p95"] is not None:
-            y = PAD_TOP + plot_h - plot_h * point["p95"] / max_latency
-            points.append(f"{x + slot / 2:.1f},{y:.1f}")
-    first, last = (series[0]["minute"], series[-1]["minute"]) if series else (None, None)
+def _bar(i: int, point: dict[str, Any], slot: float, max_count: float) -> dict[str, Any]:
+    x = PAD_LEFT + i * slot
+    h = _PLOT_H * point["count"] / max_count
+    return {
+        "x": round(x + slot * 0.15, 1),
+        "y": round(PAD_TOP + _PLOT_H - h, 1),
+        "w": round(slot * 0.7, 1),
+        "h": round(h, 1),
+        "title": f"{point['minute']:%H:%M} UTC: {point['count']} rows"
+        + (f", p95 {point['p95']:.2f} s" if point["p95"] is not None else ""),
+    }
+
+
+def _latency_point(i: int, p95: float, slot: float, max_latency: float) -> str:
+    x = PAD_LEFT + i * slot
+    y = PAD_TOP + _PLOT_H - _PLOT_H * p95 / max_latency
+    return f"{x + slot / 2:.1f},{y:.1f}"
+
+
+def _frame() -> dict[str, Any]:
     return {
         "width": WIDTH,
         "height": HEIGHT,
         "left": PAD_LEFT,
-        "right": WIDTH - 34,
+        "right": WIDTH - PAD_RIGHT,
         "top": PAD_TOP,
         "bottom": HEIGHT - PAD_BOTTOM,
+    }
+
+
+def throughput_chart(series: list[dict[str, Any]]) -> dict[str, Any]:
+    """Bars of rows per minute, a line of p95 upload-to-row latency on its own scale."""
+    slot = _PLOT_W / max(len(series), 1)
+    max_count = _nice_max(max((p["count"] for p in series), default=0) or 1)
+    max_latency = _nice_max(max((p["p95"] for p in series if p["p95"] is not None), default=0) or 1)
+    bars = [_bar(i, point, slot, max_count) for i, point in enumerate(series)]
+    points = [_latency_point(i, p["p95"], slot, max_latency) for i, p in enumerate(series) if p["p95"] is not None]
+    first, last = (series[0]["minute"], series[-1]["minute"]) if series else (None, None)
+    return {
+        **_frame(),
         "bars": bars,
         "line": " ".join(points),
         "dots": [p.split(",") for p in points],

@@ -5,9 +5,11 @@ Everyone who can log in may look; only staff may act (listener control, requeue,
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import io
+import json
 import logging
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -22,12 +24,15 @@ from django.http import Http404, HttpRequest, HttpResponse, StreamingHttpRespons
 from django.http.response import HttpResponseBase
 from django.shortcuts import redirect, render
 from django.urls import reverse
+from django.utils.http import content_disposition_header
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from django_htmx.middleware import HtmxDetails
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
+from classifier import images
 from classifier.cloud import gcs
+from classifier.images import BadImage
 from controlplane import charts, deadletters, metrics, selectors, services
 from controlplane.alerts import objective
 from controlplane.alerts.models import Rule
@@ -362,20 +367,31 @@ def object_find(request: HttpRequest) -> HttpResponse:
     return render(request, "controlplane/object.html", context)
 
 
+@functools.cache
+def _placeholder() -> bytes:
+    """A plain grey square: the thumbnail of an object that is no image, or too large to show."""
+    out = io.BytesIO()
+    Image.new("RGB", (THUMB_PX * 2, THUMB_PX * 2), (221, 221, 221)).save(out, "JPEG", quality=60)
+    return out.getvalue()
+
+
 def _thumbnail(bucket: str, name: str, generation: int) -> bytes:
-    key = "thumb:" + hashlib.sha256(f"{bucket}/{name}#{generation}:{THUMB_PX}".encode()).hexdigest()
+    """Decoded at a cost bounded by the thumbnail's size; the result, a picture or the placeholder, is cached."""
+    size = THUMB_PX * 2  # 2x for sharp thumbnails on dense screens
+    key = "thumb:" + hashlib.sha256(json.dumps([bucket, name, generation, size]).encode()).hexdigest()
     cached = cache.get(key)
     if cached is not None:
         return cached
-    blob = gcs.download(settings.SIGHTLINE, bucket=bucket, name=name, generation=generation)
-    Image.MAX_IMAGE_PIXELS = settings.SIGHTLINE.max_image_pixels
-    with Image.open(io.BytesIO(blob.data)) as img:
-        img.draft("RGB", (THUMB_PX * 2, THUMB_PX * 2))
-        thumb = img.convert("RGB")
-        thumb.thumbnail((THUMB_PX * 2, THUMB_PX * 2))  # 2x for sharp thumbnails on dense screens
+    try:
+        blob = gcs.download(settings.SIGHTLINE, bucket=bucket, name=name, generation=generation)
+        thumb = images.thumbnail_rgb(blob.data, side=size, max_pixels=settings.SIGHTLINE.max_image_pixels)
+    except (gcs.TooLarge, BadImage) as exc:
+        log.info("thumbnail of %s#%d is a placeholder: %s", bucket, generation, exc)
+        data = _placeholder()
+    else:
         out = io.BytesIO()
         thumb.save(out, "JPEG", quality=82)
-    data = out.getvalue()
+        data = out.getvalue()
     cache.set(key, data, 3600)
     return data
 
@@ -401,12 +417,10 @@ def object_image(request: HttpRequest) -> HttpResponseBase:
             )
             if info.size is not None:
                 response["Content-Length"] = str(info.size)
-            filename = name.rsplit("/", 1)[-1].encode("ascii", "replace").decode().replace('"', "_")
-            response["Content-Disposition"] = f'{"inline" if inline else "attachment"}; filename="{filename}"'
+            filename = name.rsplit("/", 1)[-1] or "object"
+            response["Content-Disposition"] = content_disposition_header(not inline, filename) or "inline"
     except (gcs.ObjectGone, gcs.TooLarge) as exc:
         raise Http404(str(exc)) from None
-    except (UnidentifiedImageError, Image.DecompressionBombError, OSError) as exc:
-        raise Http404(f"no thumbnail: {exc}") from None
     response["Cache-Control"] = cache_control
     response["Content-Security-Policy"] = "default-src 'none'; sandbox"
     response["X-Content-Type-Options"] = "nosniff"

@@ -19,6 +19,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 from urllib.parse import urlparse
 
 from redis import Redis
@@ -259,92 +260,68 @@ def _create_missing(cfg: Config, emulator: str, kinds: tuple[str, ...]) -> None:
     log.info("%s: %s", emulator, ", ".join(done) if done else "every resource is there")
 
 
+class _Endpoint(NamedTuple):
+    address: str
+    host: str
+    port: int
+
+
+def _endpoint(address: str) -> _Endpoint:
+    host, port = _host_port(address)
+    return _Endpoint(address, host, port)
+
+
+def _pubsub_service(cfg: Config, env: dict[str, str], at: _Endpoint) -> Service:
+    argv = [str(pubsub_emulator_script()), f"--host={at.host}", f"--port={at.port}"]
+    log_path = cfg.data_dir / "logs" / "pubsub.log"
+    recreate = (spec.TOPIC, spec.SUBSCRIPTION)
+    return Service("pubsub-emulator", argv, at.address, env, log_path, after_start=_creator(cfg, "pubsub", recreate))
+
+
+def _gcs_service(cfg: Config, env: dict[str, str], at: _Endpoint) -> Service:
+    argv = [str(fake_gcs_binary()), "-scheme", "http", "-host", at.host, "-port", str(at.port)]
+    argv += ["-external-url", at.address, "-backend", "filesystem", "-filesystem-root", str(cfg.data_dir / "gcs")]
+    argv += ["-event.pubsub-project-id", cfg.project, "-event.pubsub-topic", cfg.topic, "-event.bucket", cfg.bucket]
+    argv += ["-event.list", "finalize", "-log-level", "warn"]
+    log_path = cfg.data_dir / "logs" / "gcs.log"
+    return Service("fake-gcs-server", argv, at.address, env, log_path, after_start=_creator(cfg, "gcs", (spec.BUCKET,)))
+
+
+def _bigquery_service(cfg: Config, env: dict[str, str], at: _Endpoint) -> Service:
+    argv = [str(Path(sys.executable).with_name("bqemulator")), "start", "--rest-port", str(at.port)]
+    argv += ["--grpc-port", str(free_port()), "--rest-host", at.host, "--log-level", "warning"]
+    argv += ["--project", cfg.project, "--persistent", "--data-dir", str(cfg.data_dir / "bigquery")]
+    log_path = cfg.data_dir / "logs" / "bigquery.log"
+    recreate = (spec.DATASET, spec.TABLE)
+    return Service("bqemulator", argv, at.address, env, log_path, after_start=_creator(cfg, "bigquery", recreate))
+
+
+def _creator(cfg: Config, emulator: str, kinds: tuple[str, ...]) -> Callable[[], None]:
+    return lambda: _create_missing(cfg, emulator, kinds)
+
+
+def _emulator_services(cfg: Config, env: dict[str, str]) -> list[Service]:
+    assert cfg.pubsub_emulator_host and cfg.storage_emulator_host and cfg.bigquery_emulator_host
+    # Every address is checked before anything is created on disk or looked up on PATH.
+    pubsub = _endpoint(cfg.pubsub_emulator_host)
+    gcs = _endpoint(cfg.storage_emulator_host)
+    bigquery = _endpoint(cfg.bigquery_emulator_host)
+    (cfg.data_dir / "gcs").mkdir(parents=True, exist_ok=True)
+    (cfg.data_dir / "bigquery").mkdir(parents=True, exist_ok=True)
+    return [_pubsub_service(cfg, env, pubsub), _gcs_service(cfg, env, gcs), _bigquery_service(cfg, env, bigquery)]
+
+
 def build(cfg: Config) -> Stack:
     """Describe the services of the local stack; nothing starts yet."""
     if not cfg.local:
         raise StackError("SIGHTLINE_LOCAL is off: the local stack only runs against emulators")
-    assert cfg.pubsub_emulator_host and cfg.storage_emulator_host and cfg.bigquery_emulator_host
-    data = cfg.data_dir
-    logs = data / "logs"
     env = _base_env(cfg)
-    ps_host, ps_port = _host_port(cfg.pubsub_emulator_host)
-    gcs_host, gcs_port = _host_port(cfg.storage_emulator_host)
-    bq_host, bq_port = _host_port(cfg.bigquery_emulator_host)
-    (data / "gcs").mkdir(parents=True, exist_ok=True)
-    (data / "bigquery").mkdir(parents=True, exist_ok=True)
-    bqemulator = Path(sys.executable).with_name("bqemulator")
-    services = [
-        Service(
-            "pubsub-emulator",
-            [str(pubsub_emulator_script()), f"--host={ps_host}", f"--port={ps_port}"],
-            cfg.pubsub_emulator_host,
-            env,
-            logs / "pubsub.log",
-            after_start=lambda: _create_missing(cfg, "pubsub", (spec.TOPIC, spec.SUBSCRIPTION)),
-        ),
-        Service(
-            "fake-gcs-server",
-            [
-                str(fake_gcs_binary()),
-                "-scheme",
-                "http",
-                "-host",
-                gcs_host,
-                "-port",
-                str(gcs_port),
-                "-external-url",
-                cfg.storage_emulator_host,
-                "-backend",
-                "filesystem",
-                "-filesystem-root",
-                str(data / "gcs"),
-                "-event.pubsub-project-id",
-                cfg.project,
-                "-event.pubsub-topic",
-                cfg.topic,
-                "-event.bucket",
-                cfg.bucket,
-                "-event.list",
-                "finalize",
-                "-log-level",
-                "warn",
-            ],
-            cfg.storage_emulator_host,
-            env,
-            logs / "gcs.log",
-            after_start=lambda: _create_missing(cfg, "gcs", (spec.BUCKET,)),
-        ),
-        Service(
-            "bqemulator",
-            [
-                str(bqemulator),
-                "start",
-                "--rest-port",
-                str(bq_port),
-                "--grpc-port",
-                str(free_port()),
-                "--rest-host",
-                bq_host,
-                "--log-level",
-                "warning",
-                "--project",
-                cfg.project,
-                "--persistent",
-                "--data-dir",
-                str(data / "bigquery"),
-            ],
-            cfg.bigquery_emulator_host,
-            env,
-            logs / "bigquery.log",
-            after_start=lambda: _create_missing(cfg, "bigquery", (spec.DATASET, spec.TABLE)),
-        ),
-    ]
-    stack = Stack(cfg=cfg, services=services)
+    services = _emulator_services(cfg, env)
     if _redis_answers(cfg.redis_url):
         log.info("redis: using the server that answers at %s", cfg.redis_url)
     else:
-        services.append(_redis_service(cfg, data, env))
-    return stack
+        services.append(_redis_service(cfg, cfg.data_dir, env))
+    return Stack(cfg=cfg, services=services)
 
 
 def start(cfg: Config) -> Stack:

@@ -103,6 +103,13 @@ CORPUS: dict[str, tuple[Callable[[], bytes], str | None, str, set[str] | None]] 
     "photo.webp": (lambda: _save(_cat(), "WEBP", quality=80), "image/webp", "row", CATS),
     "exif-rotated.jpg": (exif_rotated_cat, "image/jpeg", "row", CATS),
     "huge-6000x4000.jpg": (huge_photo, "image/jpeg", "row", CATS),
+    "one-by-20000.png": (
+        lambda: _save(Image.new("RGB", (1, 20_000)), "PNG"),
+        "image/png",
+        "failure:extreme_aspect_ratio",
+        None,
+    ),
+    "photo.tiff": (lambda: _save(_cat(), "TIFF"), "image/tiff", "failure:not_an_image", None),
     "a/b/c/deep.png": (lambda: _save(_cat(), "PNG"), "image/png", "row", CATS),
     "x/../dots.png": (lambda: _save(_cat(), "PNG"), "image/png", "row", CATS),
     "with spaces  and  tabs\t.png": (lambda: _save(_cat(), "PNG"), "image/png", "row", CATS),
@@ -144,7 +151,7 @@ def test_exif_rotation_is_applied_before_classifying(corpus):
 
 
 def test_a_huge_photo_is_decoded_at_a_reduced_scale(corpus):
-    img = images.open_image(corpus["huge-6000x4000.jpg"], 64_000_000, draft_size=model.RESIZE)
+    img = images.open_image(corpus["huge-6000x4000.jpg"], max_pixels=64_000_000, draft_px=model.RESIZE)
     assert img.width * img.height <= 6000 * 4000 // 16  # JPEG draft: 1/4 (or less) of each side
 
 

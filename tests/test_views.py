@@ -18,7 +18,7 @@ from classifier import jobs, ledger, listener
 from classifier.cloud import bigquery, gcs
 from classifier.config import Config
 from classifier.queue import enqueue_classification
-from controlplane import selectors, services
+from controlplane import selectors, services, views
 from devstack import localstack
 from tests.helpers import drop_jobs, failures_for, insert_failure, insert_row, png, wait_for
 
@@ -191,7 +191,7 @@ def test_a_non_image_object_is_a_download_never_inline(viewer: Client, cfg: Conf
     thumb = viewer.get(
         reverse("object_image"), {"bucket": cfg.bucket, "name": name, "generation": generation, "size": "thumb"}
     )
-    assert thumb.status_code == 404
+    assert thumb.status_code == 200 and thumb.content == views._placeholder()  # a grey square, never the HTML
 
 
 # --- pipeline health ------------------------------------------------------------------------------------------------

@@ -1,0 +1,142 @@
+"""Decoding uploads: only the accepted formats, and a cost bounded by the output whatever the upload's shape."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image, ImageFile
+from skimage import data as skdata
+from torchvision.transforms.v2 import functional as TF
+
+from classifier import images, model
+from tests.decode_run import run_child
+
+KWARGS = {"mean": (0.5,) * 3, "std": (0.5,) * 3, "max_pixels": 64_000_000}
+# What decoding one input may add to a worker's resident memory: the decoded pixels themselves (at most
+# MAX_IMAGE_PIXELS; the largest input below is 36 Mpx RGBA, 137 MiB) and a few MiB for the output and zlib.
+SHAPES_PEAK_MIB = 160
+
+
+def _save(img: Image.Image, fmt: str, **kwargs: object) -> bytes:
+    out = io.BytesIO()
+    img.save(out, fmt, **kwargs)
+    return out.getvalue()
+
+
+def _cat() -> Image.Image:
+    return Image.fromarray(skdata.chelsea())
+
+
+def _shapes() -> dict[str, tuple[bytes, str]]:
+    grey16 = Image.fromarray(np.full((3000, 4000), 40_000, dtype=np.uint16))
+    return {
+        "1x20000.png": (_save(Image.new("RGB", (1, 20_000)), "PNG"), "failure:extreme_aspect_ratio"),
+        "200000x1.png": (_save(Image.new("L", (200_000, 1)), "PNG"), "failure:extreme_aspect_ratio"),
+        "3x65500.jpg": (_save(Image.new("RGB", (3, 65_500)), "JPEG"), "failure:extreme_aspect_ratio"),
+        "400x8000.png": (_save(Image.new("RGB", (400, 8000), (200, 10, 10)), "PNG"), "tensor"),
+        "6000x6000-palette.png": (_save(Image.new("P", (6000, 6000), 3), "PNG"), "tensor"),
+        "6000x6000-rgba.png": (_save(Image.new("RGBA", (6000, 6000), (1, 2, 3, 4)), "PNG"), "tensor"),
+        "4000x3000-16bit.png": (_save(grey16, "PNG"), "tensor"),
+        "30000x1500.png": (_save(Image.new("L", (30_000, 1500), 90), "PNG"), "tensor"),
+    }
+
+
+def test_extreme_shapes_cost_what_a_square_does(tmp_path: Path) -> None:
+    """Before: resizing the short side of 1 x 20,000 to 256 made 256 x 5,120,000 (6 GB) and the worker was killed."""
+    shapes = _shapes()
+    report = run_child(
+        tmp_path,
+        {name: blob for name, (blob, _) in shapes.items()},
+        names=list(shapes),
+        headroom_mib=1536,
+        timeout_s=300,
+    )
+    print(f"extreme shapes: {report}")
+    assert report["results"] == {name: expected for name, (_, expected) in shapes.items()}
+    assert report["peak_growth_mib"] < SHAPES_PEAK_MIB, report
+
+
+@pytest.mark.parametrize(
+    "fmt", ["TIFF", "ICO", "PCX", "TGA", "PPM", "SGI", "DDS", "QOI", "IM", "JPEG2000", "EPS", "PDF"]
+)
+def test_formats_operators_do_not_upload_are_not_images(fmt: str) -> None:
+    try:
+        blob = _save(_cat().resize((64, 48)), fmt)
+    except (KeyError, OSError) as exc:
+        pytest.skip(f"this Pillow cannot write {fmt}: {exc}")
+    with pytest.raises(model.BadImage) as excinfo:
+        model.preprocess(blob, **KWARGS)
+    assert excinfo.value.code == "not_an_image"
+    assert "JPEG, PNG, WEBP, GIF, BMP" in excinfo.value.reason
+
+
+def test_a_fits_file_is_not_an_image() -> None:
+    header = b"".join(
+        card.ljust(80).encode()
+        for card in [
+            "SIMPLE  =                    T",
+            "BITPIX  =                    8",
+            "NAXIS   =                    2",
+            "NAXIS1  =                   16",
+            "NAXIS2  =                   16",
+            "END",
+        ]
+    )
+    blob = header.ljust(2880, b" ") + bytes(256).ljust(2880, b"\0")
+    assert Image.open(io.BytesIO(blob)).format == "FITS"  # Pillow alone would open it
+    with pytest.raises(model.BadImage) as excinfo:
+        model.preprocess(blob, **KWARGS)
+    assert excinfo.value.code == "not_an_image"
+
+
+@pytest.mark.parametrize(
+    ("fmt", "kwargs"),
+    [
+        ("JPEG", {}),
+        ("MPO", {"save_all": True}),
+        ("PNG", {}),
+        ("WEBP", {}),
+        ("GIF", {}),
+        ("BMP", {}),
+    ],
+)
+def test_accepted_formats_are_classified(fmt: str, kwargs: dict[str, object]) -> None:
+    tensor = model.preprocess(_save(_cat(), fmt, **kwargs), **KWARGS)
+    assert tuple(tensor.shape) == (3, model.CROP, model.CROP)
+
+
+def test_a_memory_error_while_decoding_is_a_permanent_failure(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Before: the MemoryError reached rq, which retried the job three times into the same wall."""
+
+    def exhausted(self: ImageFile.ImageFile) -> None:
+        raise MemoryError
+
+    blob = _save(_cat(), "PNG")
+    monkeypatch.setattr(ImageFile.ImageFile, "load", exhausted)
+    with pytest.raises(model.BadImage) as excinfo:
+        model.preprocess(blob, **KWARGS)
+    assert excinfo.value.code == "out_of_memory" and excinfo.value.reason
+
+
+def _reference(blob: bytes) -> torch.Tensor:
+    """The classic pipeline at full size: what the bounded one must match."""
+    img = Image.open(io.BytesIO(blob)).convert("RGB")
+    img = TF.resize(img, [model.RESIZE], interpolation=TF.InterpolationMode.BILINEAR, antialias=True)
+    tensor = TF.to_dtype(TF.pil_to_tensor(TF.center_crop(img, [model.CROP, model.CROP])), torch.float32, scale=True)
+    return TF.normalize(tensor, [0.5] * 3, [0.5] * 3)
+
+
+@pytest.mark.parametrize("photo", ["chelsea", "coffee", "astronaut", "rocket"])
+def test_cropping_first_sees_the_same_picture(photo: str) -> None:
+    blob = _save(Image.fromarray(getattr(skdata, photo)()), "PNG")
+    assert (model.preprocess(blob, **KWARGS) - _reference(blob)).abs().mean() < 0.02  # up to a sub-pixel shift
+
+
+def test_thumbnails_keep_the_shape_and_fit_the_box() -> None:
+    thumb = images.thumbnail_rgb(_save(Image.new("P", (3, 60_000)), "PNG"), side=224, max_pixels=64_000_000)
+    assert thumb.mode == "RGB" and thumb.size == (1, 224)
+    assert images.thumbnail_rgb(_save(_cat(), "WEBP"), side=224, max_pixels=64_000_000).size == (224, 149)
