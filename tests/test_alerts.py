@@ -3,6 +3,8 @@ Measures object (the one boundary between rules and the pipeline); webhooks go t
 
 from __future__ import annotations
 
+import os
+import time
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -20,6 +22,7 @@ from controlplane.alerts.evaluate import MAX_ATTEMPTS, deliver_pending, evaluate
 from controlplane.alerts.models import Channel, Notification, Rule
 from controlplane.alerts.rules import SPECS, Measures, rules_ensure
 from tests.alert_support import Receiver, receiver  # noqa: F401 (a fixture)
+from tests.helpers import wait_for
 
 T0 = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
 HEALTHY = {
@@ -278,3 +281,37 @@ def test_the_dashboard_shows_the_error_budget_and_firing_alerts(viewer: Client, 
     text = page.content.decode()
     assert "Error budget" in text and "of uploads a row within 60 s over 30 days" in text
     assert "1 alert firing" in text
+
+
+# --- the process -------------------------------------------------------------------------------------------------------
+
+
+def test_runalerts_evaluates_and_stops_cleanly_on_sigterm(cfg: Any, stack: Any, tmp_path: Any) -> None:
+    import signal
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from devstack import localstack
+
+    manage = str(Path(__file__).resolve().parent.parent / "manage.py")
+    env = localstack.app_env(cfg) | {"DATABASE_PATH": str(tmp_path / "alerts.sqlite3")}
+    subprocess.run([sys.executable, manage, "migrate", "--noinput", "-v", "0"], env=env, check=True, timeout=120)
+    service = localstack.alerts_service(cfg, env, every_s=1)
+    service.log_path = tmp_path / "alerts.log"
+    service.start()
+    assert service.proc is not None
+    try:
+        assert wait_for(lambda: "evaluating alert rules every 1 s" in service.log_tail(), timeout=60), (
+            service.log_tail()
+        )
+        time.sleep(3)  # a few evaluations
+        os.killpg(service.proc.pid, signal.SIGTERM)
+        assert service.proc.wait(15) == 0, service.log_tail()
+    finally:
+        service.stop()
+    count = "from controlplane.alerts.models import Rule; q = Rule.objects; print(q.exclude(evaluated_at=None).count(), q.count())"
+    out = subprocess.run([sys.executable, manage, "shell", "-c", count], env=env, capture_output=True, text=True)
+    evaluated, total = map(int, out.stdout.split()[-2:])
+    assert evaluated == total == len(SPECS), service.log_tail(30)  # every rule could read what it needs
+    assert "Traceback" not in service.log_tail(200)
