@@ -17,6 +17,7 @@ import random
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -169,9 +170,12 @@ def _measure(
     with apps(cfg, overrides, workers) as services:
         _warm_up(cfg, photos)
         report["load_before"] = os.getloadavg()[:2]
+        sampler = RedisSampler(cfg)
+        sampler.start()
         keys = _burst(args, cfg, photos, report)
         time.sleep(3)  # a doubled row would land right after the first
         held = _outcomes(cfg, keys)
+        report["redis"] = sampler.report()
         report |= _afterwards(cfg, stack, services, workers)
     return held
 
@@ -197,6 +201,38 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     finally:
         stack.stop()
     return report | _verdict(held)
+
+
+class RedisSampler(threading.Thread):
+    """Redis' used memory and the queue's length every half second: the peaks a burst reaches."""
+
+    def __init__(self, cfg: Config) -> None:
+        super().__init__(daemon=True)
+        from classifier import ledger
+        from classifier.queue import queue
+
+        self.redis, self.q = ledger.connection(cfg), queue(cfg)
+        self.idle = int(self.redis.info("memory")["used_memory"])
+        self.peak, self.deepest = self.idle, 0
+        self.stop = threading.Event()
+
+    def run(self) -> None:
+        while not self.stop.wait(0.5):
+            used = int(self.redis.info("memory")["used_memory"])
+            waiting = self.redis.llen(self.q.key) + self.redis.llen(self.q.intermediate_queue_key)
+            self.peak, self.deepest = max(self.peak, used), max(self.deepest, waiting)
+
+    def report(self) -> dict[str, Any]:
+        self.stop.set()
+        after = int(self.redis.info("memory")["used_memory"])
+        mb = 1024 * 1024
+        return {
+            "idle_mib": round(self.idle / mb, 1),
+            "peak_above_idle_mib": round((self.peak - self.idle) / mb, 1),
+            "after_above_idle_mib": round((after - self.idle) / mb, 1),
+            "deepest_queue": self.deepest,
+            "keys_after": self.redis.dbsize(),
+        }
 
 
 def _content_type(name: str) -> str:

@@ -158,6 +158,10 @@ class Config:
     batch_size: int = 1
     metrics_token: str | None = field(default=None, repr=False)
     destroy_protection: bool = False
+    job_result_ttl_s: int = 300
+    failed_job_ttl_s: int = 3 * 24 * 3600
+    queue_max_jobs: int = 0
+    redis_memory_alert_mb: int = 1536
 
     @property
     def dataset_id(self) -> str:
@@ -229,6 +233,10 @@ class Config:
             batch_size=envint(env, "BATCH_SIZE", 8, minimum=1),
             metrics_token=_metrics_token(env),
             destroy_protection=envbool(env, "DESTROY_PROTECTION", False),
+            job_result_ttl_s=envint(env, "JOB_RESULT_TTL_S", 300),
+            failed_job_ttl_s=envint(env, "FAILED_JOB_TTL_S", 3 * 24 * 3600, minimum=60),
+            queue_max_jobs=envint(env, "QUEUE_MAX_JOBS", 0),
+            redis_memory_alert_mb=envint(env, "REDIS_MEMORY_ALERT_MB", 1536, minimum=1),
         )
 
     def export_emulator_env(self) -> None:

@@ -13,17 +13,30 @@ also lost the epoch key: until a full reconcile restores the ledger, every write
 from __future__ import annotations
 
 import functools
+import hashlib
 import time
+from typing import NamedTuple
 
 from redis import Redis
+from redis.client import Pipeline
 
 from classifier.config import Config
 
-PREFIX = "sightline:outcome:"
 INSERTING_PREFIX = "sightline:inserting:"
 CLAIM_PREFIX = "sightline:claim:"
 EPOCH_KEY = "sightline:ledger:epoch"
-TTL_S = 30 * 24 * 3600  # longer than Pub/Sub's 7-day retention: a redelivery always finds it
+LEDGER_PREFIX = "sightline:ledger:"
+DAY_S = 24 * 3600
+# Pub/Sub keeps a notification 7 days (pubsub.RETENTION_S), so a redelivery comes at most 7 days after the upload and
+# its outcome, recorded after the upload, is at most 7 days old. One more day of margin covers clock skew and a
+# notification handled just before midnight. Older notifications are checked against BigQuery (the listener).
+WINDOW_DAYS = 8
+WINDOW_S = WINDOW_DAYS * DAY_S
+TTL_S = (WINDOW_DAYS + 1) * DAY_S  # what may outlive a write by the window: markers, resolved failures
+# 2**15 sets per day: at 100 uploads/s a set holds ~264 members, under Redis' set-max-intset-entries (512), so each
+# stays an intset (8 bytes a member); ~190 uploads/s is where they would turn into hash tables.
+BUCKET_BITS = 15
+FAILURE_BUCKETS = 256  # failures are rare: their reason codes go into few hashes
 
 # Compare-and-delete: release a claim only if it is still ours (it may have expired and been taken).
 _RELEASE = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) else return 0 end"
@@ -53,34 +66,137 @@ def connection(cfg: Config) -> Redis:
     return Redis.from_url(cfg.redis_url)
 
 
+# --- The outcome record ------------------------------------------------------------------------------------------
+# An outcome is a member of a set: `sightline:ledger:<day>:<bucket>` holds the 8-byte digests (as integers, so Redis
+# keeps the set an intset) of the keys whose outcome was recorded that UTC day, bucketed by 15 more bits of the same
+# digest (79 bits in all: a false "done" among ~80 million keys has odds of about 1 in 10**8). A failure's reason code
+# goes into `sightline:ledger:<day>:f<byte>`. A day's sets expire together, WINDOW_DAYS after the day ends.
+
+
+class _Record(NamedTuple):
+    bucket: str
+    failures: str
+    member: str  # a signed 64-bit integer in decimal: Redis stores it in an intset as 8 bytes
+
+
+def _day(now: float | None = None) -> int:
+    return int((time.time() if now is None else now) // DAY_S)
+
+
+def _record(key: str) -> _Record:
+    digest = hashlib.blake2b(key.encode(), digest_size=10).digest()
+    bucket = int.from_bytes(digest[:2], "big") >> (16 - BUCKET_BITS)
+    return _Record(
+        f"{bucket:04x}", f"f{digest[0] % FAILURE_BUCKETS:02x}", str(int.from_bytes(digest[2:], "big", signed=True))
+    )
+
+
+def _days() -> range:
+    """The days whose sets may still hold an outcome recorded within the window, newest first."""
+    today = _day()
+    return range(today, today - WINDOW_DAYS - 1, -1)
+
+
+def _set_key(day: int, record: _Record) -> str:
+    return f"{LEDGER_PREFIX}{day}:{record.bucket}"
+
+
+def _failures_key(day: int, record: _Record) -> str:
+    return f"{LEDGER_PREFIX}{day}:{record.failures}"
+
+
+def _expire_at(day: int) -> int:
+    return (day + 1 + WINDOW_DAYS) * DAY_S
+
+
 def outcome_get(redis: Redis, key: str) -> str | None:
-    value = redis.get(PREFIX + key)
-    return text(value) if value is not None else None
+    return outcome_get_many(redis, [key])[key]
 
 
 def outcome_get_many(redis: Redis, keys: list[str]) -> dict[str, str | None]:
+    """Each key's outcome ("row", "failure:<code>") if it was recorded within the window, else None."""
     if not keys:
         return {}
-    values = redis.mget([PREFIX + k for k in keys])
-    return {k: text(v) if v is not None else None for k, v in zip(keys, values, strict=True)}
+    days, records = _days(), [_record(k) for k in keys]
+    with redis.pipeline(transaction=False) as pipe:
+        for record in records:
+            for day in days:
+                pipe.sismember(_set_key(day, record), record.member)
+        found = pipe.execute()
+    hits: dict[str, tuple[int, _Record]] = {}
+    for i, (key, record) in enumerate(zip(keys, records, strict=True)):
+        newest = next(
+            (day for day, hit in zip(days, found[i * len(days) : (i + 1) * len(days)], strict=True) if hit), None
+        )
+        if newest is not None:
+            hits[key] = (newest, record)
+    return {k: None for k in keys} | _outcomes(redis, hits)
+
+
+def _outcomes(redis: Redis, hits: dict[str, tuple[int, _Record]]) -> dict[str, str | None]:
+    """ "row" unless the day's failure hash holds a reason code for the key."""
+    if not hits:
+        return {}
+    with redis.pipeline(transaction=False) as pipe:
+        for day, record in hits.values():
+            pipe.hget(_failures_key(day, record), record.member)
+        codes = pipe.execute()
+    return {k: "row" if code is None else text(code) for k, code in zip(hits, codes, strict=True)}
+
+
+def _count_key(day: int) -> str:
+    return f"{LEDGER_PREFIX}{day}:n"
+
+
+def _record_outcomes(pipe: Pipeline, outcomes: dict[str, str]) -> None:
+    """Today's sets get the keys' members, one SADD per set (reconcile writes a page of 500 at once)."""
+    day = _day()
+    members: dict[str, list[str]] = {}
+    codes: dict[str, dict[str, str]] = {}
+    for key, outcome in outcomes.items():
+        record = _record(key)
+        members.setdefault(_set_key(day, record), []).append(record.member)
+        if outcome != "row":
+            codes.setdefault(_failures_key(day, record), {})[record.member] = outcome
+    for set_key, new in members.items():
+        pipe.sadd(set_key, *new)
+        pipe.expireat(set_key, _expire_at(day))
+    for failures_key, mapping in codes.items():
+        pipe.hset(failures_key, mapping=dict(mapping))  # type: ignore[arg-type]  # redis-py's Mapping is invariant
+        pipe.expireat(failures_key, _expire_at(day))
+    pipe.incrby(_count_key(day), len(outcomes))  # for the dashboard: counting the sets' members means scanning them
+    pipe.expireat(_count_key(day), _expire_at(day))
 
 
 def outcome_set(redis: Redis, key: str, outcome: str) -> None:
     with redis.pipeline() as pipe:
-        pipe.set(PREFIX + key, outcome, ex=TTL_S)
+        _record_outcomes(pipe, {key: outcome})
         pipe.delete(INSERTING_PREFIX + key)
         pipe.execute()
 
 
 def outcome_set_many(redis: Redis, outcomes: dict[str, str]) -> None:
+    if not outcomes:
+        return
     with redis.pipeline(transaction=False) as pipe:
-        for key, outcome in outcomes.items():
-            pipe.set(PREFIX + key, outcome, ex=TTL_S)
+        _record_outcomes(pipe, outcomes)
         pipe.execute()
 
 
+def outcome_count(redis: Redis) -> int:
+    """Outcomes recorded within the window (a key recorded twice counts twice)."""
+    return sum(int(n) for n in redis.mget([_count_key(day) for day in _days()]) if n is not None)
+
+
 def outcome_clear(redis: Redis, key: str) -> None:
-    redis.delete(PREFIX + key, INSERTING_PREFIX + key)
+    """Forget the key's outcome (a requeue or dismissal), whichever day recorded it."""
+    record = _record(key)
+    with redis.pipeline() as pipe:
+        for day in _days():
+            pipe.srem(_set_key(day, record), record.member)
+            pipe.hdel(_failures_key(day, record), record.member)
+        pipe.delete(INSERTING_PREFIX + key)
+        pipe.execute()
 
 
 def inserting_mark(redis: Redis, key: str) -> None:

@@ -9,14 +9,15 @@ import os
 import socket
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
 from redis import Redis
 
-from classifier import ledger
+from classifier import ledger, outcomes
 from classifier.cloud import pubsub
 from classifier.config import Config
-from classifier.queue import enqueue_classification
+from classifier.queue import bound, depth, enqueue_classification, queue
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +59,17 @@ class ObjectEvent:
     event_time: str | None
 
 
+def event_age_s(event: ObjectEvent, now: float) -> float | None:
+    """Seconds since the upload the notification reports; None when it says no time we can read."""
+    try:
+        at = datetime.fromisoformat(event.event_time) if event.event_time else None
+    except ValueError:
+        return None
+    if at is None:
+        return None
+    return now - (at if at.tzinfo else at.replace(tzinfo=UTC)).timestamp()
+
+
 def parse(attributes: dict[str, str]) -> ObjectEvent | None:
     """None for events other than OBJECT_FINALIZE (deletes, metadata updates): nothing to classify."""
     event = attributes.get("eventType")
@@ -84,6 +96,11 @@ class Listener:
     received: int = 0
     enqueued: int = 0
     started_at: float = 0.0
+    # Backpressure, as last seen by `room`: the queue's bound and whether pulling is held back by it.
+    queue_bound: int = 0
+    held_back: bool = False
+    _done_elsewhere: set[str] = field(default_factory=set)
+    _undecided: set[str] = field(default_factory=set)  # BigQuery did not answer for these: left for redelivery
 
     def __post_init__(self) -> None:
         self.started_at = time.time()
@@ -93,18 +110,54 @@ class Listener:
         """Handle a pull's messages, then ack the handled ones in one request: a round trip (and the emulator's CPU)
         per pull instead of per message. Each is acked only after its own job was enqueued; if the ack itself
         fails, Pub/Sub redelivers them and the deterministic job ids make the repeats no-ops."""
-        outcomes: list[str] = []
+        results: list[str] = []
         try:
+            self._done_elsewhere = self._done_in_bigquery(messages)
             for message in messages:
-                outcomes.append(self.handle_message(message))
+                results.append(self.handle_message(message))
         finally:  # what was handled before an unexpected error is acked all the same (hence strict=False)
-            handled = [m for m, outcome in zip(messages, outcomes, strict=False) if outcome in ACKED]
+            handled = [m for m, outcome in zip(messages, results, strict=False) if outcome in ACKED]
             if handled:
                 try:
                     pubsub.acknowledge(self.cfg, handled)
                 except Exception:
                     log.exception("could not ack %d handled messages; they will be redelivered", len(handled))
-        return outcomes
+        return results
+
+    def _done_in_bigquery(self, messages: list[pubsub.Pulled]) -> set[str]:
+        """Keys of notifications older than the ledger's window (or with no readable time) that BigQuery says are
+        done: the ledger may have forgotten their outcome, so one set-based query per pull asks the source of truth.
+        What it finds goes back into the ledger, so a further repeat is answered there."""
+        now, stale = time.time(), []
+        for message in messages:
+            try:
+                event = parse(dict(message.attributes))
+            except BadMessage:
+                continue
+            age = event_age_s(event, now) if event is not None else 0.0
+            if event is not None and (age is None or age > ledger.WINDOW_S):
+                stale.append(ledger.object_key(event.bucket, event.name, event.generation))
+        self._undecided = set()
+        redis = ledger.connection(self.cfg)
+        try:
+            unknown = [k for k, outcome in ledger.outcome_get_many(redis, stale).items() if outcome is None]
+            found = outcomes.find(self.cfg, unknown) if unknown else {}
+            ledger.outcome_set_many(redis, {k: v[0] for k, v in found.items()})
+        except Exception:
+            # Enqueued unchecked they might double a row: left unacked, they come back after the ack deadline.
+            log.exception("could not check %d old notifications against BigQuery; left for redelivery", len(stale))
+            self._undecided = set(stale)
+            return set()
+        return set(found)
+
+    def room(self) -> int:
+        """How many more jobs the queue takes before its bound; the listener pulls no more than that, and nothing
+        while it is full, so a backlog stays in Pub/Sub (unleased, kept 7 days) instead of in Redis."""
+        q = queue(self.cfg)
+        self.queue_bound = bound(self.cfg, q)
+        free = self.queue_bound - depth(q)
+        self.held_back = free <= 0
+        return max(0, free)
 
     def handle_message(self, message: pubsub.Pulled) -> str:
         """Enqueue; the outcomes in ACKED are then acked by `handle_messages`. A failure to enqueue leaves the message
@@ -119,6 +172,12 @@ class Listener:
         if event is None:
             log.info("ignored %s event for %s", attributes.get("eventType"), attributes.get("objectId"))
             return "ignored"
+        key = ledger.object_key(event.bucket, event.name, event.generation)
+        if key in self._undecided:
+            return "unacked"
+        if key in self._done_elsewhere:
+            log.info("duplicate notification for %s (BigQuery already holds its outcome)", key)
+            return "duplicate"
         try:
             job_id, created = enqueue_classification(
                 self.cfg,
@@ -132,7 +191,6 @@ class Listener:
             # the dead-letter topic) within a second of a Redis restart. Unacked, it comes back after the ack deadline.
             log.exception("could not enqueue gs://%s/%s; left for redelivery", event.bucket, event.name)
             return "unacked"
-        key = ledger.object_key(event.bucket, event.name, event.generation)
         if created:
             with self._lock:
                 self.enqueued += 1
@@ -162,6 +220,8 @@ class Listener:
             "started_at": self.started_at,
             "received": self.received,
             "enqueued": self.enqueued,
+            "queue_bound": self.queue_bound,
+            "held_back": self.held_back,
         }
         # A clean exit leaves its last word without a TTL, so the dashboard can tell "stopped" from "died".
         ttl = None if state == "stopped" else HEARTBEAT_TTL_S

@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import functools
 
-from rq import Callback, Queue
+from rq import Callback, Queue, Worker
 from rq.job import Job, JobStatus
 from rq.serializers import JSONSerializer
 
 from classifier import jobs, ledger
 from classifier.config import Config
+
+# With QUEUE_MAX_JOBS unset, each live worker has this many batches waiting: enough to take its next batch at once,
+# few enough that a backlog waits in Pub/Sub (7 days, free) rather than in Redis (memory).
+BATCHES_PER_WORKER = 4
 
 # A job that is queued, running or waiting for a retry must not be enqueued again by a redelivery.
 LIVE_STATUSES = {JobStatus.QUEUED, JobStatus.STARTED, JobStatus.SCHEDULED, JobStatus.DEFERRED}
@@ -65,8 +69,26 @@ def enqueue_classification(
         job_id=job_id,
         retry=jobs.RETRY,
         on_failure=Callback(jobs.on_failure),
-        result_ttl=24 * 3600,
-        failure_ttl=30 * 24 * 3600,
+        # Finished work leaves Redis within minutes (BigQuery holds the row, the ledger the outcome); a job that
+        # failed all its retries stays, with its traceback, as long as an operator needs it.
+        result_ttl=cfg.job_result_ttl_s,
+        failure_ttl=cfg.failed_job_ttl_s,
         description=f"classify gs://{bucket}/{name}#{generation}",
     )
     return job_id, True
+
+
+def depth(q: Queue) -> int:
+    """Jobs waiting: in the queue, and taken by a batching worker but not started yet (rq's intermediate list)."""
+    with q.connection.pipeline(transaction=False) as pipe:
+        pipe.llen(q.key)
+        pipe.llen(q.intermediate_queue_key)
+        return sum(pipe.execute())
+
+
+def bound(cfg: Config, q: Queue) -> int:
+    """How many jobs may wait in Redis: QUEUE_MAX_JOBS, or a few batches per live worker (at least one worker's
+    worth, so jobs are ready for the first worker that starts)."""
+    if cfg.queue_max_jobs:
+        return cfg.queue_max_jobs
+    return max(1, Worker.count(queue=q)) * cfg.batch_size * BATCHES_PER_WORKER

@@ -54,6 +54,8 @@ def snapshot() -> dict[str, Any]:
             "failures": selectors.failure_count(),
             "queue": selectors.queue_status(),
             "listener": selectors.listener_status(),
+            "memory": selectors.redis_memory(),
+            "backlog": selectors.pubsub_backlog(),
             "oldest_job_s": selectors.queue_oldest_age_s(),
             "workers_live": selectors.workers_live(
                 idle_stale_s=IDLE_WORKER_STALE_S, busy_stale_s=settings.SIGHTLINE.job_timeout_s + 60
@@ -89,6 +91,7 @@ class SightlineCollector(Collector):
         workers.add_metric(["busy"], q["workers_busy"])
         workers.add_metric(["idle"], len(q["workers"]) - q["workers_busy"])
         yield workers
+        yield from _memory_metrics(data["memory"], q, data["backlog"])
         yield GaugeMetricFamily("sightline_rq_failed_jobs", "Jobs in RQ's failed registry.", value=q["failed"])
         up = GaugeMetricFamily("sightline_listener_state", "1 for the listener's current state.", labels=["state"])
         for state in ("running", "paused", "reconnecting", "stopped", "dead"):
@@ -133,6 +136,35 @@ def _alert_inputs(data: dict[str, Any]) -> Iterator[Metric]:
         "Workers with a fresh heartbeat (a killed one drops out within 30 s).",
         value=data["workers_live"],
     )
+
+
+def _memory_metrics(memory: dict[str, Any], q: dict[str, Any], backlog: dict[str, Any]) -> Iterator[Metric]:
+    yield GaugeMetricFamily("sightline_redis_used_memory_bytes", "Redis used_memory.", value=memory["used_bytes"])
+    yield GaugeMetricFamily(
+        "sightline_redis_memory_alert_bytes",
+        "Alert when sightline_redis_used_memory_bytes exceeds this (REDIS_MEMORY_ALERT_MB).",
+        value=memory["alert_bytes"],
+    )
+    keys = GaugeMetricFamily("sightline_redis_records", "What Redis holds, by kind.", labels=["kind"])
+    for kind, count in memory["kinds"].items():
+        keys.add_metric([kind.replace(" ", "_")], count)
+    yield keys
+    yield GaugeMetricFamily("sightline_redis_keys", "Keys in Redis' database (DBSIZE).", value=memory["keys"])
+    yield GaugeMetricFamily(
+        "sightline_queue_waiting", "Jobs queued or taken but not started (rq's intermediate list).", value=q["waiting"]
+    )
+    yield GaugeMetricFamily(
+        "sightline_queue_bound", "The listener pulls nothing while sightline_queue_waiting is here.", value=q["bound"]
+    )
+    yield GaugeMetricFamily(
+        "sightline_listener_held_back", "1 while the queue is at its bound.", value=float(backlog["held_back"])
+    )
+    if backlog["undelivered"] is not None:  # only on GCP: the emulator has no Cloud Monitoring
+        yield GaugeMetricFamily(
+            "sightline_pubsub_undelivered_messages",
+            "Messages waiting in the subscription (Cloud Monitoring's last sample).",
+            value=backlog["undelivered"],
+        )
 
 
 def exposition() -> bytes:

@@ -15,9 +15,9 @@ from rq.job import Job
 from rq.serializers import JSONSerializer
 
 from classifier import jobs, ledger, listener
-from classifier.cloud import bigquery, gcs
+from classifier.cloud import bigquery, gcs, monitoring
 from classifier.config import Config
-from classifier.queue import queue
+from classifier.queue import bound, depth, queue
 from classifier.weights import resolve_model_name
 
 # A heartbeat older than this (the listener beats every second) means the process is gone or hung.
@@ -227,11 +227,52 @@ def queue_status() -> dict[str, Any]:
     return {
         "name": q.name,
         "depth": q.count,
+        "waiting": depth(q),  # queued, and taken by a batching worker but not started
+        "bound": bound(_cfg(), q),
         "started": q.started_job_registry.count,
         "scheduled": q.scheduled_job_registry.count,
         "failed": q.failed_job_registry.count,
         "workers": workers,
         "workers_busy": sum(1 for w in workers if w["state"] == "busy"),
+    }
+
+
+def pubsub_backlog() -> dict[str, Any]:
+    """Messages waiting in the subscription (Cloud Monitoring, on GCP only), and whether the listener holds back."""
+    beat = _redis().get(listener.HEARTBEAT_KEY)
+    held_back = bool(json.loads(beat).get("held_back")) if beat else False
+    try:
+        return {"undelivered": monitoring.undelivered_messages(_cfg()), "detail": "", "held_back": held_back}
+    except monitoring.Unavailable as exc:
+        return {"undelivered": None, "detail": str(exc), "held_back": held_back}
+
+
+def redis_memory() -> dict[str, Any]:
+    """Redis' used memory against the alert threshold, and what it holds by kind (counted from rq's lists and
+    registries and the ledger's day counters: no scan of the keyspace)."""
+    cfg, redis = _cfg(), _redis()
+    q = queue(cfg)
+    info = redis.info("memory")
+    with redis.pipeline(transaction=False) as pipe:
+        pipe.dbsize()
+        for key in (q.started_job_registry.key, q.finished_job_registry.key, q.failed_job_registry.key):
+            pipe.zcard(key)
+        pipe.zcard(q.scheduled_job_registry.key)
+        total, started, finished, failed, scheduled = pipe.execute()
+    return {
+        "used_bytes": int(info["used_memory"]),
+        "peak_bytes": int(info["used_memory_peak"]),
+        "max_bytes": int(info.get("maxmemory", 0)) or None,
+        "alert_bytes": cfg.redis_memory_alert_mb * 1024 * 1024,
+        "keys": int(total),
+        "kinds": {
+            "jobs waiting": depth(q),
+            "jobs running": int(started),
+            "jobs awaiting retry": int(scheduled),
+            "finished jobs kept": int(finished),
+            "failed jobs kept": int(failed),
+            "ledger outcomes": ledger.outcome_count(redis),
+        },
     }
 
 
@@ -297,7 +338,8 @@ def _job_summary(bucket: str, name: str, generation: int) -> dict[str, Any] | No
 
 
 def object_for_job(*, job_id: str) -> tuple[str, str, int] | None:
-    """(bucket, name, generation) of a job id, while RQ still has the job (a day after it ended)."""
+    """(bucket, name, generation) of a job id, while RQ still has the job (JOB_RESULT_TTL_S after it finished,
+    FAILED_JOB_TTL_S after it failed)."""
     q = queue(_cfg())
     if not job_id.startswith("classify-") or not Job.exists(job_id, q.connection):
         return None

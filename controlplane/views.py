@@ -128,6 +128,8 @@ def _health_context() -> dict[str, Any]:
     queue, queue_error = _read(selectors.queue_status, None)
     tp, tp_error = _read(_shared, None, key="health:throughput", compute=selectors.throughput, minutes=HEALTH_MINUTES)
     failures, failures_error = _read(_shared, None, key="health:failures", compute=selectors.failure_count)
+    backlog, backlog_error = _read(_shared, None, key="health:backlog", compute=selectors.pubsub_backlog)
+    memory, memory_error = _read(selectors.redis_memory, None)
     slo, slo_error = _read(objective.objective_status, None)
     return {
         "listener": listener,
@@ -135,9 +137,15 @@ def _health_context() -> dict[str, Any]:
         "tp": tp,
         "chart": charts.throughput_chart(tp["series"]) if tp else None,
         "failure_total": failures,
+        "backlog": backlog,
+        "memory": memory,
         "objective": slo,
         "alerts_firing": Rule.objects.filter(enabled=True, firing=True).count(),
-        "health_errors": [e for e in (listener_error, queue_error, tp_error, failures_error, slo_error) if e],
+        "health_errors": [
+            e
+            for e in (listener_error, queue_error, tp_error, failures_error, backlog_error, memory_error, slo_error)
+            if e
+        ],
         "now": datetime.now(UTC),
     }
 

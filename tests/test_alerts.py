@@ -28,6 +28,7 @@ T0 = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
 HEALTHY = {
     "listener": {"state": "running"},
     "queue_depth": 0,
+    "pubsub_undelivered": None,
     "oldest_job_s": None,
     "workers_live": 2,
     "throughput": {"rows": 100, "failed": 0, "p95": 1.0},
@@ -81,6 +82,8 @@ def test_every_rule_exists_with_its_defaults_and_edits_are_kept(db: Any) -> None
         ("failure_rate", {"throughput": {"rows": 5, "failed": 5, "p95": 1.0}}),
         ("latency_p95", {"throughput": {"rows": 5, "failed": 0, "p95": 900.0}}),
         ("dead_letters", {"dead_letters": [{"published_at": T0 - timedelta(minutes=1)}]}),
+        ("backlog_growing", {"queue_depth": 40}),
+        ("backlog_growing", {"pubsub_undelivered": 900}),
     ],
 )
 def test_each_rule_fires_on_its_fault_and_only_it(chat: Receiver, kind: str, fault: dict[str, Any]) -> None:

@@ -52,8 +52,17 @@ def test_exposes_throughput_latency_queue_and_failures(client: Client, cfg: Conf
         "sightline_queue_depth",
         "sightline_workers",
         "sightline_listener_state",
+        "sightline_redis_used_memory_bytes",
+        "sightline_redis_memory_alert_bytes",
+        "sightline_redis_records",
+        "sightline_queue_bound",
+        "sightline_queue_waiting",
     ):
         assert name in families, name
+    assert families["sightline_redis_used_memory_bytes"].samples[0].value > 0
+    assert families["sightline_redis_memory_alert_bytes"].samples[0].value == cfg.redis_memory_alert_mb * 2**20
+    kinds = {s.labels["kind"] for s in families["sightline_redis_records"].samples}
+    assert {"jobs_waiting", "finished_jobs_kept", "ledger_outcomes"} <= kinds
     total = families["sightline_classifications"].samples[0].value
     hist = {
         s.labels.get("le"): s.value for s in families["sightline_upload_to_row_seconds"].samples if "le" in s.labels

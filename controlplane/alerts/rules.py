@@ -47,6 +47,10 @@ class Measures:
         return int(selectors.queue_status()["depth"])
 
     @functools.cached_property
+    def pubsub_undelivered(self) -> int | None:
+        return selectors.pubsub_backlog()["undelivered"]
+
+    @functools.cached_property
     def oldest_job_s(self) -> float | None:
         return selectors.queue_oldest_age_s(now=self.now)
 
@@ -81,12 +85,15 @@ def _queue_stale(m: Measures, rule: Rule) -> Check:
 
 
 def _backlog(m: Measures, rule: Rule) -> Check:
-    """Not draining: jobs waiting, above the threshold, and no fewer than at the last evaluation. Pub/Sub's own
-    backlog is not readable from the emulator or without Cloud Monitoring; a paused or dead listener is its own rule."""
-    depth, before = m.queue_depth, rule.memo.get("depth")
+    """Not draining: messages waiting, above the threshold, and no fewer than at the last evaluation. Pub/Sub's own
+    backlog where Cloud Monitoring has it (GCP); the RQ queue's depth where it does not (the emulator)."""
+    undelivered = m.pubsub_undelivered
+    depth = undelivered if undelivered is not None else m.queue_depth
+    where = "in Pub/Sub" if undelivered is not None else "in the queue"
+    before = rule.memo.get("depth")
     rule.memo["depth"] = depth
     growing = before is not None and depth > max(rule.threshold or 0, 0) and depth >= before
-    return Check(growing, float(depth), f"{depth} jobs waiting (was {before})")
+    return Check(growing, float(depth), f"{depth} messages waiting {where} (was {before})")
 
 
 def _no_workers(m: Measures, rule: Rule) -> Check:
@@ -148,7 +155,7 @@ SPECS = {
     for s in (
         RuleSpec("listener_down", "Listener dead or paused", "", None, 30, 60, _listener),
         RuleSpec("queue_stale", "Oldest queued job too old", "minutes", 5, 0, 60, _queue_stale),
-        RuleSpec("backlog_growing", "Backlog growing", "jobs waiting at least", 0, 300, 60, _backlog),
+        RuleSpec("backlog_growing", "Backlog growing", "messages waiting at least", 0, 300, 60, _backlog),
         RuleSpec("no_workers", "No live worker", "", None, 30, 60, _no_workers),
         RuleSpec("failure_rate", "Failure rate over 15 minutes", "percent", 10, 0, 60, _failure_rate),
         RuleSpec(

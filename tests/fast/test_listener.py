@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from classifier import jobs
-from classifier.listener import BadMessage, ObjectEvent, parse
+from classifier.listener import BadMessage, ObjectEvent, event_age_s, parse
 from tests.helpers import FINALIZE
 
 
@@ -36,3 +36,19 @@ def test_job_id_is_deterministic_and_distinct_per_generation():
     assert jobs.job_id("b", "x.png", 1) == jobs.job_id("b", "x.png", 1)
     assert jobs.job_id("b", "x.png", 1) != jobs.job_id("b", "x.png", 2)
     assert jobs.job_id("b", "x.png", 1) != jobs.job_id("c", "x.png", 1)
+
+
+@pytest.mark.parametrize(
+    ("event_time", "age"),
+    [
+        ("2026-11-25T10:41:28.123Z", 3600.0),
+        ("2026-11-25T10:41:28.123456789Z", 3600.0),  # nanoseconds, as Go's RFC 3339 writes them
+        ("2026-11-25T10:41:28.123", 3600.0),  # no zone: UTC, as Cloud Storage means it
+        (None, None),
+        ("yesterday", None),
+    ],
+)
+def test_a_notifications_age_comes_from_its_event_time(event_time, age):
+    now = 1795603288.123 + 3600  # 2026-11-25T11:41:28.123Z
+    found = event_age_s(ObjectEvent("b", "n", 1, event_time), now)
+    assert found == pytest.approx(age, abs=0.01) if age is not None else found is None

@@ -22,6 +22,7 @@ log = logging.getLogger("classifier.listener")
 TICK_S = 1.0
 RESTART_BACKOFF_S = (1, 2, 5, 10, 30)
 MIN_POLL_S = 0.1
+HELD_BACK_POLL_S = 0.2
 
 
 class Command(BaseCommand):
@@ -55,9 +56,20 @@ class Command(BaseCommand):
                 # Paused from the dashboard: pull nothing (Pub/Sub keeps the messages) and keep reporting.
                 stop.wait(TICK_S)
                 continue
+            try:
+                room = min(options["max_messages"], listener.room())
+            except RedisError as exc:
+                log.error("redis unavailable: %r; retrying in %ss", exc, TICK_S)
+                stop.wait(TICK_S)
+                continue
+            if not room:
+                # Backpressure: the queue is at its bound. Pull nothing (no lease taken: the backlog waits in
+                # Pub/Sub) and look again soon, so the workers never run dry.
+                stop.wait(HELD_BACK_POLL_S)
+                continue
             started = time.monotonic()
             try:
-                messages = pubsub.pull(cfg, max_messages=options["max_messages"], wait_s=TICK_S)
+                messages = pubsub.pull(cfg, max_messages=room, wait_s=TICK_S)
             except Exception as exc:  # a fault of Pub/Sub or the network: report, back off, retry
                 delay = RESTART_BACKOFF_S[min(failures, len(RESTART_BACKOFF_S) - 1)]
                 failures += 1
@@ -69,7 +81,7 @@ class Command(BaseCommand):
             failures = 0
             # Messages pulled are leased to us: handle them all, even when a stop was asked meanwhile (drain).
             listener.handle_messages(messages)
-            if len(messages) < options["max_messages"]:
+            if len(messages) < room:
                 # Pull at most every MIN_POLL_S unless the last pull came back full: a server that answers "nothing"
                 # at once must not make this a busy loop, and during a burst each pull then takes what arrived
                 # meanwhile, in one round trip and one ack, instead of a message or two per round trip.
