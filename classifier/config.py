@@ -31,6 +31,8 @@ _PROJECT_RE = re.compile(r"^[a-z][a-z0-9-]{4,28}[a-z0-9]$")
 _BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{1,61}[a-z0-9]$")
 _RESOURCE_RE = re.compile(r"^[A-Za-z][A-Za-z0-9._~+%-]{2,254}$")
 _BQ_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,1023}$")
+# A multi-region (US, EU), dual-region (NAM4) or region (europe-west1): one name both Cloud Storage and BigQuery take.
+_LOCATION_RE = re.compile(r"^[A-Za-z][A-Za-z0-9]*(-[a-z]+[0-9]+)?$")
 
 
 class ConfigError(ValueError):
@@ -162,6 +164,7 @@ class Config:
     failed_job_ttl_s: int = 3 * 24 * 3600
     queue_max_jobs: int = 0
     redis_memory_alert_mb: int = 1536
+    location: str = "US"
 
     @property
     def dataset_id(self) -> str:
@@ -237,6 +240,7 @@ class Config:
             failed_job_ttl_s=envint(env, "FAILED_JOB_TTL_S", 3 * 24 * 3600, minimum=60),
             queue_max_jobs=envint(env, "QUEUE_MAX_JOBS", 0),
             redis_memory_alert_mb=envint(env, "REDIS_MEMORY_ALERT_MB", 1536, minimum=1),
+            location=_matching(env, "GCP_LOCATION", _LOCATION_RE, "US"),
         )
 
     def export_emulator_env(self) -> None:

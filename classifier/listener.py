@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from redis import Redis
+from redis.exceptions import RedisError
 
 from classifier import ledger, outcomes
 from classifier.cloud import pubsub
@@ -20,6 +21,12 @@ from classifier.config import Config
 from classifier.queue import bound, depth, enqueue_classification, queue
 
 log = logging.getLogger(__name__)
+
+# How often the listener reports and looks at the state the dashboard asks for: "Stop listener" takes effect within it.
+TICK_S = 1.0
+RESTART_BACKOFF_S = (1, 2, 5, 10, 30)
+MIN_POLL_S = 0.1
+HELD_BACK_POLL_S = 0.2
 
 HEARTBEAT_KEY = "sightline:listener:heartbeat"
 HEARTBEAT_TTL_S = 30
@@ -105,6 +112,7 @@ class Listener:
     def __post_init__(self) -> None:
         self.started_at = time.time()
         self._lock = threading.Lock()
+        self._reconnecting = False  # the pull thread says so; the heartbeat reports it
 
     def handle_messages(self, messages: list[pubsub.Pulled]) -> list[str]:
         """Handle a pull's messages, then ack the handled ones in one request: a round trip (and the emulator's CPU)
@@ -229,3 +237,67 @@ class Listener:
 
     def desired(self) -> str:
         return desired_get(ledger.connection(self.cfg))
+
+    def serve(self, stop: threading.Event, *, max_messages: int = 100, pull_wait_s: float = pubsub.PULL_HOLD_S) -> None:
+        """Until `stop`: pull on a thread of its own (long pulls the server holds), while this loop reports the
+        heartbeat and obeys pause/resume every TICK_S, however long a pull is held."""
+        hold = threading.Event()  # set while paused, or while Redis is down (nothing could be enqueued)
+        puller = threading.Thread(
+            target=self._pull_loop, args=(stop, hold, max_messages, pull_wait_s), name="pull", daemon=True
+        )
+        self._reconnecting = False
+        puller.start()
+        while not stop.is_set():
+            try:
+                paused = self.desired() == "paused"
+                hold.set() if paused else hold.clear()
+                self.heartbeat("paused" if paused else "reconnecting" if self._reconnecting else "running")
+            except RedisError as exc:  # Redis restarting: pull nothing (it could not be enqueued), wait, retry
+                hold.set()
+                log.error("redis unavailable: %r; retrying in %ss", exc, TICK_S)
+            stop.wait(TICK_S)
+        # A pull that returns soon is drained (its messages handled). One still held is not waited for: the process
+        # exits, gRPC cancels the call, and the server leases nothing to a cancelled pull (unlike one that timed out).
+        puller.join(timeout=3 * TICK_S)
+        self.heartbeat("stopped")
+        log.info("stopped after %d messages (%d jobs enqueued)", self.received, self.enqueued)
+
+    def _pull_loop(self, stop: threading.Event, hold: threading.Event, max_messages: int, wait_s: float) -> None:
+        failures = 0
+        while not stop.is_set():
+            if hold.is_set():
+                stop.wait(TICK_S)
+                continue
+            try:
+                room = min(max_messages, self.room())
+            except RedisError as exc:
+                log.error("redis unavailable: %r; retrying in %ss", exc, TICK_S)
+                stop.wait(TICK_S)
+                continue
+            if not room:
+                # Backpressure: the queue is at its bound. Pull nothing (no lease taken: the backlog waits in
+                # Pub/Sub) and look again soon, so the workers never run dry.
+                stop.wait(HELD_BACK_POLL_S)
+                continue
+            started = time.monotonic()
+            try:
+                messages = pubsub.pull(self.cfg, max_messages=room, wait_s=wait_s)
+            except Exception as exc:  # a fault of Pub/Sub or the network: report, back off, retry
+                delay = RESTART_BACKOFF_S[min(failures, len(RESTART_BACKOFF_S) - 1)]
+                failures += 1
+                self._reconnecting = True
+                reason = "subscription not found (run apply)" if pubsub.is_not_found(exc) else f"{exc!r}"
+                log.error("pull failed: %s; retrying in %ss", reason, delay)
+                stop.wait(delay)
+                continue
+            failures, self._reconnecting = 0, False
+            if messages and hold.is_set() and not stop.is_set():
+                # Paused while this pull was held: hand them back at once rather than take them after "Stop".
+                pubsub.hand_back(self.cfg, messages)
+                continue
+            # Leased to us: handle them all, even when a stop was asked meanwhile (drain).
+            self.handle_messages(messages)
+            if len(messages) < room:
+                # At most every MIN_POLL_S unless the last pull came back full: a server that answers "nothing" at
+                # once must not make this a busy loop, and during a burst each pull takes what arrived meanwhile.
+                stop.wait(max(0.0, started + MIN_POLL_S - time.monotonic()))

@@ -425,6 +425,8 @@ def object_image(request: HttpRequest) -> HttpResponseBase:
             )
             if info.size is not None:
                 response["Content-Length"] = str(info.size)
+            if info.content_encoding:  # the stored bytes as they are: the browser inflates them
+                response["Content-Encoding"] = info.content_encoding
             filename = name.rsplit("/", 1)[-1] or "object"
             response["Content-Disposition"] = content_disposition_header(not inline, filename) or "inline"
     except (gcs.ObjectGone, gcs.TooLarge) as exc:

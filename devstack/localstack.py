@@ -339,6 +339,16 @@ def start(cfg: Config) -> Stack:
     return stack
 
 
+def start_redis(cfg: Config) -> Stack:
+    """Redis alone (the one at REDIS_URL if it answers): what a test run against a real project needs locally."""
+    stack = Stack(cfg=cfg)
+    if not _redis_answers(cfg.redis_url):
+        service = _redis_service(cfg, cfg.data_dir, _base_env(cfg))
+        service.start()
+        stack.services.append(service)
+    return stack
+
+
 def app_env(cfg: Config) -> dict[str, str]:
     """The environment of the app's own processes: this one's, with the emulator hosts made explicit."""
     env = _base_env(cfg)
@@ -359,6 +369,12 @@ def alerts_service(cfg: Config, env: dict[str, str], *, every_s: float | None = 
     manage = str(Path(__file__).resolve().parent.parent / "manage.py")
     argv = [sys.executable, manage, "runalerts", *(["--every", str(every_s)] if every_s else [])]
     return Service("alerts", argv, None, env, cfg.data_dir / "logs" / "alerts.log")
+
+
+def infra_service(cfg: Config, env: dict[str, str]) -> Service:
+    """Runs a destroy started from the dashboard (controlplane.infra.jobs): outside the web request."""
+    manage = str(Path(__file__).resolve().parent.parent / "manage.py")
+    return Service("infra", [sys.executable, manage, "runinfra"], None, env, cfg.data_dir / "logs" / "infra.log")
 
 
 def worker_service(cfg: Config, env: dict[str, str], *, name: str = "worker") -> Service:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import os
 import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -15,12 +16,29 @@ from classifier import ledger
 from classifier.cloud import gcs
 from classifier.config import Config
 from devstack import localstack
+from tests import stacks
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--gcp",
+        action="store_true",
+        help="run the end-to-end, plan/apply/destroy and delivery tests against SIGHTLINE_TEST_PROJECT",
+    )
 
 
 @pytest.hookimpl(trylast=True)
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """After pytest-django put database tests first: tests marked runs_last go to the very end."""
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """After pytest-django put database tests first: tests marked runs_last go to the very end. With --gcp only
+    the suite that runs on both stacks, less what asserts the local stack's own answers."""
     items.sort(key=lambda item: item.get_closest_marker("runs_last") is not None)
+    if not config.getoption("--gcp"):
+        return
+    for item in items:
+        if not str(item.path).endswith(stacks.GCP_SUITE):
+            item.add_marker(pytest.mark.skip(reason="runs on the local stack only"))
+        elif item.get_closest_marker("local_only"):
+            item.add_marker(pytest.mark.skip(reason="asserts what the local stack provides"))
 
 
 def _logged_in(django_user_model: Any, username: str, **flags: Any) -> Any:
@@ -49,14 +67,15 @@ def cfg() -> Config:
 
 
 @pytest.fixture(scope="session")
-def stack(cfg: Config) -> Iterator[localstack.Stack]:
+def stack(cfg: Config, request: pytest.FixtureRequest) -> Iterator[localstack.Stack]:
+    """The one stack every test runs on: the local emulators, or the real project of `bin/test --gcp`."""
+    provision = stacks.real_project if request.config.getoption("--gcp") else stacks.local
     try:
-        running = localstack.start(cfg)
+        with provision(cfg) as running:
+            ledger.trust(ledger.connection(cfg))  # a fresh data dir: the empty ledger matches the empty tables
+            yield running
     except localstack.StackError as exc:
-        pytest.skip(f"local stack unavailable: {exc}")
-    ledger.trust(ledger.connection(cfg))  # a fresh data dir: the empty ledger matches the empty tables
-    yield running
-    running.stop()
+        pytest.skip(f"stack unavailable: {exc}")
 
 
 @pytest.fixture(scope="session")
@@ -103,3 +122,41 @@ def upload(cfg: Config, stack: localstack.Stack) -> Callable[..., int]:
         return gcs.upload(cfg, name=name, data=data, content_type=content_type)
 
     return _upload
+
+
+@pytest.fixture(scope="session")
+def gcloud(
+    cfg: Config, stack: localstack.Stack, tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
+) -> Callable[..., str]:
+    """The real `gcloud` CLI, pointed at the local stack as ../shared/STACK.md says (with --gcp: as configured, at
+    the real project); skips where it is not installed."""
+    import shutil
+    import subprocess
+
+    exe = shutil.which("gcloud")
+    if exe is None:
+        pytest.skip("gcloud is not on PATH (apt-get install google-cloud-cli)")
+    home = tmp_path_factory.mktemp("gcloud")
+    token = home / "token"
+    token.write_text("local-stack-takes-any-token\n")
+    env = {
+        "PATH": os.environ["PATH"],
+        "HOME": str(home),
+        "CLOUDSDK_CONFIG": str(home / "config"),
+        "CLOUDSDK_AUTH_ACCESS_TOKEN_FILE": str(token),
+        "CLOUDSDK_CORE_PROJECT": cfg.project,
+        "CLOUDSDK_CORE_DISABLE_PROMPTS": "1",
+        "BOTO_CONFIG": "/dev/null",
+        "CLOUDSDK_API_ENDPOINT_OVERRIDES_STORAGE": f"{cfg.storage_emulator_host}/storage/v1/",
+        "CLOUDSDK_API_ENDPOINT_OVERRIDES_PUBSUB": f"http://{cfg.pubsub_emulator_host}/",
+    }
+
+    if request.config.getoption("--gcp"):
+        env = {**os.environ, "CLOUDSDK_CORE_PROJECT": cfg.project}
+
+    def run(*args: str) -> str:
+        done = subprocess.run([exe, *args], env=env, capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, f"gcloud {' '.join(args)}: {done.stderr}"
+        return done.stdout
+
+    return run

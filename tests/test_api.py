@@ -14,6 +14,7 @@ from openapi_spec_validator import validate
 from classifier import ledger, listener
 from classifier.config import Config
 from controlplane.api.models import ApiToken, token_create
+from controlplane.infra import jobs
 from tests.helpers import drop_jobs, insert_failure, insert_row
 from tests.infra_support import use_isolated
 
@@ -34,6 +35,8 @@ TWINS = {
     "infra:apply": "api:infra_apply",
     "infra:destroy": "api:infra_destroy",
     "infra:audit": "api:infra_audit",
+    "infra:preflight": "api:infra_preflight",
+    "infra:run": "api:infra_run",
     "alerts:settings": "api:alert_rules",
     "alerts:rules_save": "api:alert_rule",
     "alerts:channel_add": "api:alert_channels",
@@ -52,7 +55,7 @@ NO_TWIN = {
     "logout": "the session itself",
 }
 SKIPPED_NAMESPACES = {"admin", "django_rq", "api"}
-PATH_KWARGS = {"action": "stop", "kind": "listener_down", "channel_id": 1}
+PATH_KWARGS = {"action": "stop", "kind": "listener_down", "channel_id": 1, "run_id": "destroy-x"}
 WRITES = {"post", "put", "patch", "delete"}
 
 
@@ -153,8 +156,8 @@ def test_a_viewer_token_gets_403_on_every_write(client: Client, viewer_token: st
 
 
 def test_viewer_gets_403_on_staff_only_reads(client: Client, viewer_token: str) -> None:
-    for name in ("api:reconcile", "api:infra_destroy"):
-        assert client.get(reverse(name), **_bearer(viewer_token)).status_code == 403, name
+    for name, kwargs in [("api:reconcile", {}), ("api:infra_destroy", {}), ("api:infra_run", {"run_id": "destroy-x"})]:
+        assert client.get(reverse(name, kwargs=kwargs), **_bearer(viewer_token)).status_code == 403, name
 
 
 def test_a_token_made_on_the_account_page_is_shown_once_and_works(staff: Client, client: Client) -> None:
@@ -302,13 +305,18 @@ def test_plan_then_apply_with_its_checksum(
         **_bearer(staff_token),
     )
     assert refused.status_code == 409
-    ok = client.post(
+    queued = client.post(
         reverse("api:infra_destroy"),
         {"checksum": destroy["checksum"], "confirmation": settings.SIGHTLINE.bucket, "delete_data": True},
         content_type="application/json",
         **_bearer(staff_token),
     )
-    assert ok.status_code == 200 and ok.json()["ok"], ok.content
+    assert queued.status_code == 202 and queued["Location"] == queued.json()["run"], queued.content
+    jobs.worker(settings.SIGHTLINE).work(burst=True)  # what manage.py runinfra does
+    run = client.get(queued.json()["run"], **_bearer(staff_token)).json()
+    assert run["done"] and run["status"] == "finished", run
+    preflight = client.get(reverse("api:infra_preflight"), **_bearer(staff_token))
+    assert preflight.status_code == 200 and preflight.json()["local"] is True
 
 
 def test_staff_upload_through_the_api(client: Client, staff_token: str, cfg: Config, stack: Any) -> None:

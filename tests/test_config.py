@@ -39,3 +39,13 @@ def test_rq_worker_stops_with_one_line_naming_the_problem(cfg, stack, change, ex
     assert out.returncode == 1
     assert out.stderr.strip().splitlines()[-1].startswith("sightline worker cannot start:")
     assert expected in out.stderr and "Traceback" not in out.stderr
+
+
+def test_bin_test_gcp_without_a_project_stops_at_once_with_one_line():
+    """`bin/test --gcp` runs the suite on a real project; without one it must not start anything."""
+    env = {k: v for k, v in os.environ.items() if k != "SIGHTLINE_TEST_PROJECT"}
+    argv = [sys.executable, "-m", "pytest", "--gcp", "-q", "-p", "no:cacheprovider", "tests/test_pipeline.py"]
+    out = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=120, cwd=ROOT)
+    lines = [line for line in (out.stdout + out.stderr).splitlines() if line.strip()]
+    assert out.returncode != 0
+    assert len(lines) == 1 and "SIGHTLINE_TEST_PROJECT" in lines[0] and "Application Default Credentials" in lines[0]

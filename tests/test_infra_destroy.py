@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import json
+import time
 
 import pytest
 
@@ -39,6 +41,7 @@ def gone(cfg) -> bool:
     )
 
 
+@pytest.mark.local_only
 def test_destroy_plan_is_in_reverse_dependency_order(icfg, db):
     spec = applied(icfg)
     plan = p.build_destroy_plan(spec)
@@ -135,3 +138,51 @@ def test_destroy_protection_setting_is_strict():
     assert Config.from_env({**base, "DESTROY_PROTECTION": "1"}).destroy_protection is True
     with pytest.raises(ConfigError, match=r"^DESTROY_PROTECTION='maybe' is not a boolean"):
         Config.from_env({**base, "DESTROY_PROTECTION": "maybe"})
+
+
+def test_a_large_bucket_is_destroyed_by_the_infra_worker_in_batches_with_progress_and_the_lock_renewed(
+    icfg, db, staff, monkeypatch
+):
+    """Outside the web request (an RQ job on its own queue), a batch of deletes at a time, each reported on the run's
+    page; the lock's TTL is shorter than the run here, so only renewals keep it."""
+    from django.urls import reverse
+
+    from classifier import ledger
+    from controlplane.infra import jobs, lock
+
+    applied(icfg)
+    bucket = gcs.client(icfg).bucket(icfg.bucket)
+    for i in range(230):
+        bucket.blob(f"bulk/{i:04d}").upload_from_string(b"x")
+    page = staff.get(reverse("infra:destroy"))
+    post = staff.post(
+        reverse("infra:destroy"),
+        {"checksum": page.context["plan"].checksum, "confirmation": icfg.bucket, "delete_data": "on"},
+    )
+    assert post.status_code == 302 and gcs.bucket_get(icfg, icfg.bucket) is not None  # nothing done in the request
+
+    monkeypatch.setattr(lock, "LOCK_TTL_S", 5)
+    redis = ledger.connection(icfg)
+    held: list[bool] = []
+    real_rpush = redis.rpush
+
+    def slow_progress(key: str, value: str) -> int:  # each report takes a while, as a batch of real deletes does
+        held.append(redis.get(lock.lock_key(icfg)) is not None)
+        time.sleep(0.6)
+        return real_rpush(key, value)
+
+    monkeypatch.setattr(ledger.connection(icfg), "rpush", slow_progress)
+    jobs.worker(icfg).work(burst=True)
+
+    assert gone(icfg) and len(held) > 10 and all(held)  # ran for > 6.6 s with a 5 s lock, never without it
+    state = jobs.run_state(icfg, post["Location"].rstrip("/").rsplit("/", 1)[-1])
+    assert state.status == "finished" and state.result["ok"]
+    bucket_step = next(st for st in state.steps if st["kind"] == s.BUCKET)
+    assert bucket_step["status"] == "ok" and bucket_step["message"] == "deleted with 230 objects"
+    progress = [json.loads(x)["message"] for x in redis.lrange(jobs._progress_key(state.run_id), 0, -1)]
+    assert [m for m in progress if m.startswith("deleted ") and "so far" in m] == [
+        "deleted 100 of 230 objects so far",
+        "deleted 200 of 230 objects so far",
+        "deleted 230 of 230 objects so far",
+    ]
+    assert "Destroy complete." in staff.get(post["Location"]).content.decode()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from unittest import mock
 
 import pytest
@@ -28,6 +29,7 @@ def actions(plan: Plan) -> list[tuple[str, str, str]]:
     return [(c.action, c.kind, c.name) for c in plan.changes]
 
 
+@pytest.mark.local_only
 def test_plan_on_an_empty_project_lists_every_resource_to_create(icfg, db):
     plan = stack_plan(spec=s.stack_spec(cfg=icfg), actor=ACTOR)
     assert actions(plan) == [
@@ -51,6 +53,7 @@ def test_plan_on_an_empty_project_lists_every_resource_to_create(icfg, db):
     assert AuditLog.objects.get().action == "plan"
 
 
+@pytest.mark.local_only
 def test_apply_creates_everything_then_nothing_to_do_then_a_deleted_subscription_is_one_create(icfg, db):
     code, out = run("plan")
     assert code == 2 and "Plan: 8 to create, 0 to change, 0 to destroy." in out
@@ -65,6 +68,7 @@ def test_apply_creates_everything_then_nothing_to_do_then_a_deleted_subscription
         "topic": icfg.topic_path,
         "ack_deadline_seconds": 60,
         "message_retention_seconds": 7 * 24 * 3600,
+        "expiration_ttl_seconds": None,
         "dead_letter_topic": f"projects/{icfg.project}/topics/{icfg.dead_letter_topic}",
         "max_delivery_attempts": 5,
     }
@@ -103,6 +107,7 @@ def test_apply_asks_and_anything_but_yes_aborts(icfg, db, monkeypatch):
     assert gcs.bucket_get(icfg, icfg.bucket) is None and pubsub.topic_get(icfg, icfg.topic) is None
 
 
+@pytest.mark.local_only
 def test_existing_matching_resources_are_adopted(icfg, db):
     pubsub.topic_ensure(icfg, icfg.topic)
     gcs.bucket_create(icfg, icfg.bucket)
@@ -151,6 +156,7 @@ def test_a_hand_made_table_with_a_wrong_schema_shows_the_exact_drift(icfg, db):
     assert AuditLog.objects.get(action="apply").outcome == "refused"
 
 
+@pytest.mark.local_only
 def test_additive_schema_drift_and_subscription_drift_are_updated_in_place(icfg, db):
     bigquery.dataset_create(icfg, icfg.dataset_id)
     bigquery.table_create(icfg, icfg.failures_table_id, [f for f in bigquery.FAILURES_SCHEMA if f.name != "model"])
@@ -172,6 +178,32 @@ def test_additive_schema_drift_and_subscription_drift_are_updated_in_place(icfg,
     assert not p.build_plan(spec).has_changes
 
 
+def test_subscriptions_never_expire_and_the_default_expiry_is_drift(icfg, db):
+    """Real Pub/Sub deletes a subscription idle for 31 days unless told never to; the emulator shows the policy sent."""
+    raw = pubsub.subscriber(icfg)
+    spec = s.stack_spec(cfg=icfg)
+    assert stack_apply(spec=spec, checksum=p.build_plan(spec).checksum, actor=ACTOR).ok
+    for name in (icfg.subscription, icfg.dead_letter_subscription):
+        sub = raw.get_subscription(request={"subscription": raw.subscription_path(icfg.project, name)})
+        assert "expiration_policy" in sub and "ttl" not in sub.expiration_policy  # an empty policy: never
+
+    pubsub.subscription_delete(icfg, icfg.dead_letter_subscription)
+    raw.create_subscription(  # as made by hand or by an older Sightline: the default expiry applies
+        request={
+            "name": raw.subscription_path(icfg.project, icfg.dead_letter_subscription),
+            "topic": pubsub.topic_path(icfg, icfg.dead_letter_topic),
+            "ack_deadline_seconds": 60,
+            "message_retention_duration": {"seconds": 7 * 24 * 3600},
+        }
+    )
+    (change,) = p.build_plan(spec).pending
+    assert (change.action, change.name, change.details) == (
+        "update",
+        icfg.dead_letter_subscription,
+        ("expiration_ttl_seconds: expires after 2678400 s without a pull -> never expires",),
+    )
+
+
 def test_a_stale_plan_is_refused(icfg, db):
     spec = s.stack_spec(cfg=icfg)
     seen = p.build_plan(spec)
@@ -183,6 +215,7 @@ def test_a_stale_plan_is_refused(icfg, db):
     assert AuditLog.objects.get(action="apply").outcome == "refused"
 
 
+@pytest.mark.local_only
 def test_a_failure_midway_leaves_a_report_and_applying_again_finishes(icfg, db):
     spec = s.stack_spec(cfg=icfg)
     plan = p.build_plan(spec)
@@ -225,6 +258,7 @@ def test_one_apply_or_destroy_at_a_time(icfg, db):
     assert stack_apply(spec=spec, checksum=plan.checksum, actor=ACTOR).ok  # released: the next one goes ahead
 
 
+@pytest.mark.local_only
 def test_the_local_stack_creates_only_whats_missing_of_its_kinds_and_never_updates(icfg, db):
     """What an emulator's (re)start runs (devstack.localstack): apply's own plan and steps, creates only."""
     from controlplane.infra import apply as runner
@@ -241,3 +275,21 @@ def test_the_local_stack_creates_only_whats_missing_of_its_kinds_and_never_updat
     assert ("update", s.SUBSCRIPTION) in left  # the drift is left to an operator's reviewed apply
     assert ("create", s.BUCKET) in left and ("create", s.DATASET) in left  # other kinds untouched
     assert not AuditLog.objects.exists()
+
+
+def test_the_dataset_is_created_in_gcp_location_and_a_mismatch_is_a_change_apply_will_not_make(icfg, db):
+    """bqemulator keeps a dataset's location; fake-gcs-server does not (the bucket's side is in the boundary tests)."""
+    here = dataclasses.replace(icfg, location="europe-west1")
+    spec = s.stack_spec(cfg=here)
+    assert stack_apply(spec=spec, checksum=p.build_plan(spec).checksum, actor=ACTOR).ok
+    assert bigquery.dataset_get(here, here.dataset_id)["location"] == "europe-west1"
+    assert not p.build_plan(spec).has_changes
+
+    elsewhere = s.stack_spec(cfg=dataclasses.replace(icfg, location="US"))
+    plan = p.build_plan(elsewhere)
+    (moved,) = plan.destructive
+    assert (moved.kind, moved.details) == (s.DATASET, ("location: europe-west1, wanted US",))
+    assert moved.reason.startswith("in location europe-west1, GCP_LOCATION is US: a dataset cannot move")
+    assert "set GCP_LOCATION=europe-west1 to keep it" in moved.reason
+    with pytest.raises(Refused, match="destructive"):
+        stack_apply(spec=elsewhere, checksum=plan.checksum, actor=ACTOR)

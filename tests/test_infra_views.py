@@ -6,6 +6,7 @@ import pytest
 from django.urls import reverse
 
 from classifier.cloud import gcs, pubsub
+from controlplane.infra import jobs
 from controlplane.infra import plan as p
 from controlplane.infra import spec as s
 from controlplane.models import AuditLog
@@ -88,7 +89,11 @@ def test_plan_apply_destroy_through_the_dashboard(staff, icfg):
     assert gcs.bucket_get(icfg, icfg.bucket) is not None
 
     ok = staff.post(reverse("infra:destroy"), {"checksum": checksum, "confirmation": icfg.bucket, "delete_data": "on"})
-    assert ok.status_code == 200 and "Destroy complete" in ok.content.decode()
+    assert ok.status_code == 302 and ok["Location"].startswith("/infra/runs/destroy-")
+    assert "Queued" in staff.get(ok["Location"]).content.decode()
+    jobs.worker(icfg).work(burst=True)  # what manage.py runinfra does
+    done_page = staff.get(ok["Location"]).content.decode()
+    assert "Destroy complete." in done_page and "hx-trigger" not in done_page
     assert not p.build_destroy_plan(s.stack_spec(cfg=icfg)).has_changes
 
     audit = staff.get(reverse("infra:audit")).content.decode()
@@ -121,7 +126,9 @@ def test_the_admin_lists_the_log_and_offers_the_teardown_page(staff, icfg, djang
         reverse("admin:controlplane_auditlog_teardown"),
         {"checksum": page.context["plan"].checksum, "confirmation": icfg.bucket},
     )
-    assert response.status_code == 200 and pubsub.topic_get(icfg, icfg.topic) is None
+    assert response.status_code == 302
+    jobs.worker(icfg).work(burst=True)
+    assert pubsub.topic_get(icfg, icfg.topic) is None
     changelist = staff.get(reverse("admin:controlplane_auditlog_changelist")).content.decode()
     assert "Tear down the stack" in changelist and "succeeded" in changelist
     action = staff.post(

@@ -56,6 +56,17 @@ def test_photos_become_rows_and_bad_uploads_become_failures(cfg, pipeline, photo
     assert pipeline["worker"].alive() and pipeline["listener"].alive()
 
 
+def test_a_jpeg_uploaded_by_gcloud_with_gzip_encoding_becomes_a_row(cfg, pipeline, photos, prefix, gcloud, tmp_path):
+    """`gcloud storage cp --gzip-local-all` (and `gsutil cp -Z`) store gzip: the row is of the image inside."""
+    path = tmp_path / "rocket.jpg"
+    path.write_bytes(photos["rocket.jpg"])
+    name = f"{prefix}rocket.jpg"
+    gcloud("storage", "cp", "--gzip-local-all", str(path), f"gs://{cfg.bucket}/{name}")
+    rows = wait_for_all(lambda: rows_for(cfg, [name]), timeout=60)
+    assert rows[name][0]["classifications"][0]["classification"] in EXPECTED_TOP1["rocket.jpg"]
+    assert rows[name][0]["size_bytes"] == len(photos["rocket.jpg"]) and not failures_for(cfg, [name])[name]
+
+
 def test_a_redelivered_notification_does_not_double_the_row(cfg, pipeline, photos, upload, prefix):
     from classifier.cloud import pubsub
 

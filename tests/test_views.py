@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import io
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -180,6 +181,21 @@ def test_thumbnail_and_original_come_through_the_app(viewer: Client, cfg: Config
     assert b"".join(original.streaming_content) == data
     assert viewer.get(reverse("object_image"), {**ref, "generation": generation + 1}).status_code == 404
     assert viewer.get(reverse("object_image"), {**ref, "bucket": "someone-elses-bucket"}).status_code == 404
+
+
+def test_a_gzip_encoded_image_shows_as_thumbnail_and_original(viewer: Client, cfg: Config, stack: Any) -> None:
+    from tests.test_gcs import upload_gzip
+
+    name = f"t-{uuid.uuid4().hex[:8]}/zipped.png"
+    data = png((320, 240))
+    generation = upload_gzip(cfg, name, data, "image/png")
+    ref = {"bucket": cfg.bucket, "name": name, "generation": generation}
+    thumb = viewer.get(reverse("object_image"), {**ref, "size": "thumb"})
+    assert thumb.status_code == 200 and Image.open(io.BytesIO(thumb.content)).size == (224, 168)
+    original = viewer.get(reverse("object_image"), ref)
+    assert original["Content-Encoding"] == "gzip"  # the stored bytes, as stored: the browser inflates them
+    body = b"".join(original.streaming_content)
+    assert gzip.decompress(body) == data and original["Content-Length"] == str(len(body))
 
 
 def test_a_non_image_object_is_a_download_never_inline(viewer: Client, cfg: Config, stack: Any) -> None:

@@ -60,6 +60,19 @@ def client(cfg: Config) -> bigquery.Client:
     return bigquery.Client(project=cfg.project)
 
 
+# Every request has a deadline and every call a bounded total: the client's defaults are no per-request timeout and
+# up to 10 minutes of retries. Reads, creates (Conflict is success), deletes (not_found_ok) and schema updates are
+# idempotent, so they retry on the transient errors the client's DEFAULT_RETRY knows, with backoff.
+CALL_TIMEOUT_S = 30.0
+RETRY = DEFAULT_RETRY.with_timeout(90.0)
+# A dashboard query or a DML statement: long enough for BigQuery's slowest ordinary answers, never unbounded.
+QUERY_TIMEOUT_S = 60.0
+
+
+def _bounded() -> dict[str, Any]:
+    return {"timeout": CALL_TIMEOUT_S, "retry": RETRY}
+
+
 # A job's write must end well inside its Redis claim (ledger CLAIM_TTL_S): the client's own retry would
 # otherwise keep trying for 10 minutes. RQ retries the whole job with backoff instead.
 WRITE_TIMEOUT_S = 20.0
@@ -82,18 +95,23 @@ def insert_rows(cfg: Config, table_id: str, rows: Sequence[dict[str, Any]], *, r
         raise InsertError(f"insert into {table_id} refused: {errors}")
 
 
-def query(cfg: Config, sql: str, params: Sequence[Any] = (), *, timeout_s: float | None = None) -> list[dict[str, Any]]:
+def query(
+    cfg: Config, sql: str, params: Sequence[Any] = (), *, timeout_s: float = QUERY_TIMEOUT_S
+) -> list[dict[str, Any]]:
     """Run a parameterised query; `params` are ScalarQueryParameter objects, never formatted into the SQL.
 
     `timeout_s` bounds the whole call (the client's default retries for up to 10 minutes)."""
+    _, rows = _run(cfg, sql, params, timeout_s=timeout_s)
+    return [dict(row.items()) for row in rows]
+
+
+def _run(cfg: Config, sql: str, params: Sequence[Any], *, timeout_s: float) -> tuple[bigquery.QueryJob, Any]:
+    """Start the job and wait for it, within `timeout_s` in all. Retrying the insert is safe (the client names the
+    job, and a retried insert finds it); re-running a failed job (job_retry) is not done: a DML could run twice."""
+    bounded = DEFAULT_RETRY.with_timeout(timeout_s)
     job_config = bigquery.QueryJobConfig(query_parameters=list(params))
-    if timeout_s is None:
-        result = client(cfg).query(sql, job_config=job_config).result()
-    else:
-        bounded = DEFAULT_RETRY.with_timeout(timeout_s)
-        job = client(cfg).query(sql, job_config=job_config, retry=bounded, job_retry=None, timeout=timeout_s / 2)
-        result = job.result(retry=bounded, timeout=timeout_s)
-    return [dict(row.items()) for row in result]
+    job = client(cfg).query(sql, job_config=job_config, retry=bounded, job_retry=None, timeout=timeout_s / 2)
+    return job, job.result(retry=bounded, timeout=timeout_s)
 
 
 def array_param(name: str, type_: str, values: Sequence[Any]) -> bigquery.ArrayQueryParameter:
@@ -117,16 +135,19 @@ def object_params(bucket: str, name: str, generation: int) -> list[bigquery.Scal
 
 def dataset_get(cfg: Config, dataset_id: str) -> dict[str, Any] | None:
     try:
-        dataset = client(cfg).get_dataset(dataset_id)
+        dataset = client(cfg).get_dataset(dataset_id, **_bounded())
     except gexc.NotFound:
         return None
     return {"dataset_id": dataset_id, "location": dataset.location}
 
 
 def dataset_create(cfg: Config, dataset_id: str) -> bool:
-    """True when created, False when it already existed: creating is idempotent, and the answer needs no read first."""
+    """True when created (in GCP_LOCATION), False when it already existed: creating is idempotent, and the answer
+    needs no read first."""
+    dataset = bigquery.Dataset(dataset_id)
+    dataset.location = cfg.location
     try:
-        client(cfg).create_dataset(bigquery.Dataset(dataset_id))
+        client(cfg).create_dataset(dataset, **_bounded())
     except gexc.Conflict:
         return False
     return True
@@ -134,19 +155,21 @@ def dataset_create(cfg: Config, dataset_id: str) -> bool:
 
 def dataset_table_ids(cfg: Config, dataset_id: str) -> list[str]:
     try:
-        return sorted(f"{t.project}.{t.dataset_id}.{t.table_id}" for t in client(cfg).list_tables(dataset_id))
+        return sorted(
+            f"{t.project}.{t.dataset_id}.{t.table_id}" for t in client(cfg).list_tables(dataset_id, **_bounded())
+        )
     except gexc.NotFound:
         return []
 
 
 def dataset_delete(cfg: Config, dataset_id: str) -> None:
     """Only an empty dataset: tables are deleted one by one, each shown in the plan."""
-    client(cfg).delete_dataset(dataset_id, delete_contents=False, not_found_ok=True)
+    client(cfg).delete_dataset(dataset_id, delete_contents=False, not_found_ok=True, **_bounded())
 
 
 def table_schema(cfg: Config, table_id: str) -> list[bigquery.SchemaField] | None:
     try:
-        return list(client(cfg).get_table(table_id).schema)
+        return list(client(cfg).get_table(table_id, **_bounded()).schema)
     except gexc.NotFound:
         return None
 
@@ -154,7 +177,7 @@ def table_schema(cfg: Config, table_id: str) -> list[bigquery.SchemaField] | Non
 def table_create(cfg: Config, table_id: str, schema: Sequence[bigquery.SchemaField]) -> bool:
     """True when created, False when it already existed (whatever its schema: the plan compares that)."""
     try:
-        client(cfg).create_table(bigquery.Table(table_id, schema=list(schema)))
+        client(cfg).create_table(bigquery.Table(table_id, schema=list(schema)), **_bounded())
     except gexc.Conflict:
         return False
     return True
@@ -162,9 +185,9 @@ def table_create(cfg: Config, table_id: str, schema: Sequence[bigquery.SchemaFie
 
 def table_schema_update(cfg: Config, table_id: str, schema: Sequence[bigquery.SchemaField]) -> None:
     """Additive changes only (new NULLABLE/REPEATED fields, REQUIRED relaxed to NULLABLE): BigQuery refuses the rest."""
-    table = client(cfg).get_table(table_id)
+    table = client(cfg).get_table(table_id, **_bounded())
     table.schema = list(schema)
-    client(cfg).update_table(table, ["schema"])
+    client(cfg).update_table(table, ["schema"], **_bounded())
 
 
 def table_row_count(cfg: Config, table_id: str) -> int:
@@ -175,20 +198,28 @@ def table_row_count(cfg: Config, table_id: str) -> int:
 
 
 def table_delete(cfg: Config, table_id: str) -> None:
-    client(cfg).delete_table(table_id, not_found_ok=True)
+    client(cfg).delete_table(table_id, not_found_ok=True, **_bounded())
 
 
 class StreamingBufferBusy(Exception):
     """BigQuery refuses DML on rows still in the streaming buffer (up to ~90 min after a streaming insert)."""
 
 
-def dml(cfg: Config, sql: str, params: Sequence[Any] = ()) -> int:
+def dml(cfg: Config, sql: str, params: Sequence[Any] = (), *, timeout_s: float = QUERY_TIMEOUT_S) -> int:
     """Run a parameterised DELETE/UPDATE; returns the rows it affected."""
-    job = client(cfg).query(sql, job_config=bigquery.QueryJobConfig(query_parameters=list(params)))
     try:
-        job.result()
+        job, _ = _run(cfg, sql, params, timeout_s=timeout_s)
     except gexc.BadRequest as exc:
         if "streaming buffer" in str(exc).lower():
             raise StreamingBufferBusy(str(exc)) from None
         raise
     return int(job.num_dml_affected_rows or 0)
+
+
+def table_permissions(cfg: Config, table_id: str, permissions: Sequence[str]) -> set[str] | None:
+    """Which of `permissions` the caller holds on the table (a dataset's grants included); None when it is missing."""
+    try:
+        response = client(cfg).test_iam_permissions(table_id, list(permissions), **_bounded())
+    except gexc.NotFound:
+        return None
+    return set(response.get("permissions", []))

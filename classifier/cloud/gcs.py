@@ -5,7 +5,9 @@ from __future__ import annotations
 import base64
 import contextlib
 import functools
-from collections.abc import Iterator
+import time
+import zlib
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -37,6 +39,11 @@ class Blob:
     time_created: datetime | None
 
 
+# Every request has a deadline: the client's default for storage is 60 s per request, with its own retries on
+# idempotent calls (DEFAULT_RETRY, conditional on preconditions for writes).
+CALL_TIMEOUT_S = 60.0
+
+
 @functools.cache
 def client(cfg: Config) -> storage.Client:
     if cfg.local:
@@ -47,15 +54,19 @@ def client(cfg: Config) -> storage.Client:
 def download(cfg: Config, *, bucket: str, name: str, generation: int, created: bool = False) -> Blob:
     """Exactly the notified generation, never whatever is current, in one request.
 
-    The media GET's headers carry the content type and the whole object's CRC32C, so no metadata GET is needed;
-    asking for one byte past MAX_IMAGE_BYTES tells an oversized object without reading it all. A ranged answer
-    is not checksummed by the client library, so the CRC32C is checked here. The creation time is only in the
-    metadata: `created=True` (a job with no event time) pays a second request, as do empty and oversized objects.
+    The media GET's headers carry the content type, the content encoding and the whole object's CRC32C, so no
+    metadata GET is needed; asking for one byte past MAX_IMAGE_BYTES tells an oversized object without reading it
+    all. A ranged answer is not checksummed by the client library, so the CRC32C is checked here. The creation time
+    is only in the metadata: `created=True` (a job with no event time) pays a second request, as do empty and
+    oversized objects.
+
+    The bytes come as stored (raw): for a gzip-encoded object (`gsutil cp -Z`, `gcloud storage cp --gzip-local-all`)
+    the CRC32C is of the compressed bytes, so it is checked on those and the image is decompressed after, bounded.
     """
     blob = client(cfg).bucket(bucket).blob(name, generation=generation)
     try:
         try:
-            data = blob.download_as_bytes(start=0, end=cfg.max_image_bytes)
+            data = blob.download_as_bytes(start=0, end=cfg.max_image_bytes, raw_download=True)
         except gexc.RequestRangeNotSatisfiable:  # what a range request on an empty object gets
             data = b""
         # Metadata only where needed, and after the download: a reloaded blob downloads from the server's
@@ -69,7 +80,23 @@ def download(cfg: Config, *, bucket: str, name: str, generation: int, created: b
     if blob.crc32c is not None and blob.crc32c != _crc32c(data):
         # Transient by nature (a corrupted transfer): rq retries the job, as for any other download error.
         raise DataCorruption(f"gs://{bucket}/{name}#{generation}: CRC32C mismatch after download")
+    if blob.content_encoding == "gzip":
+        data = gunzip_bounded(data, limit=cfg.max_image_bytes)
     return Blob(data=data, content_type=blob.content_type, size=len(data), time_created=blob.time_created)
+
+
+def gunzip_bounded(data: bytes, *, limit: int) -> bytes:
+    """The decompressed bytes, never more than `limit` of them: a few kilobytes of gzip can expand to gigabytes.
+
+    A stream that is not gzip, or cut short, is handed on as it is: decoding then says what is wrong with it."""
+    inflater = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
+    try:
+        out = inflater.decompress(data, limit + 1)
+    except zlib.error:
+        return data
+    if len(out) > limit:
+        raise TooLarge(f"over MAX_IMAGE_BYTES={limit} once decompressed (gzip content encoding, {len(data)} stored)")
+    return out
 
 
 def _crc32c(data: bytes) -> str:
@@ -83,20 +110,26 @@ class ObjectInfo:
     content_type: str | None
     size: int | None
     time_created: datetime | None
+    content_encoding: str | None = None
 
 
 def object_read(
     cfg: Config, *, bucket: str, name: str, generation: int, chunk_size: int = 256 * 1024
 ) -> tuple[ObjectInfo, Iterator[bytes]]:
-    """Exactly one generation, as chunks: for streaming an object to a browser without holding it whole."""
+    """Exactly one generation, as chunks: for streaming an object to a browser without holding it whole.
+
+    The chunks are the stored bytes (gzip stays gzip: `content_encoding` says so, and `size` counts them), so the
+    browser is told the encoding instead of this process inflating an object of any size."""
     blob = client(cfg).bucket(bucket).get_blob(name, generation=generation)
     if blob is None:
         raise ObjectGone(f"gs://{bucket}/{name}#{generation} no longer exists")
-    info = ObjectInfo(blob.name, int(blob.generation), blob.content_type, blob.size, blob.time_created)
+    info = ObjectInfo(
+        blob.name, int(blob.generation), blob.content_type, blob.size, blob.time_created, blob.content_encoding
+    )
 
     def chunks() -> Iterator[bytes]:
         try:
-            with blob.open("rb", chunk_size=chunk_size) as reader:
+            with blob.open("rb", chunk_size=chunk_size, raw_download=True) as reader:
                 while chunk := reader.read(chunk_size):
                     yield chunk
         except gexc.NotFound:
@@ -136,9 +169,9 @@ def list_pages(cfg: Config, *, prefix: str | None = None, page_size: int = 1000)
 
 
 def bucket_create(cfg: Config, name: str) -> bool:
-    """True when created, False when it already existed: creating is idempotent."""
+    """True when created (in GCP_LOCATION), False when it already existed: creating is idempotent."""
     try:
-        client(cfg).create_bucket(name)
+        client(cfg).create_bucket(name, location=cfg.location)
     except gexc.Conflict:
         return False
     return True
@@ -177,17 +210,47 @@ def object_count(cfg: Config, name: str, *, cap: int = 10_000) -> int:
         return 0
 
 
-def bucket_delete(cfg: Config, name: str, *, delete_objects: bool) -> int:
-    """Delete the bucket (and, when asked, every object in it first); returns the objects deleted."""
+# Objects deleted per batch request (Cloud Storage allows 100 calls in one): a bucket of a million objects is 10,000
+# requests instead of a million, and each batch is a point to report progress and renew the infra lock.
+DELETE_BATCH = 100
+
+
+def bucket_delete(
+    cfg: Config, name: str, *, delete_objects: bool, on_progress: Callable[[int], None] | None = None
+) -> int:
+    """Delete the bucket (and, when asked, every object version in it first, a batch at a time); returns the objects
+    deleted. `on_progress` hears the running count after each batch."""
     deleted = 0
     with contextlib.suppress(gexc.NotFound):  # already gone: deleting is idempotent
         if delete_objects:
-            for blob in client(cfg).list_blobs(name, versions=True):
-                with contextlib.suppress(gexc.NotFound):
-                    blob.delete()
-                deleted += 1
-        client(cfg).bucket(name).delete()
+            for page in client(cfg).list_blobs(name, versions=True, page_size=1000, timeout=CALL_TIMEOUT_S).pages:
+                blobs = list(page)
+                for start in range(0, len(blobs), DELETE_BATCH):
+                    chunk = blobs[start : start + DELETE_BATCH]
+                    _delete_chunk(cfg, chunk)
+                    deleted += len(chunk)
+                    if on_progress:
+                        on_progress(deleted)
+        client(cfg).bucket(name).delete(timeout=CALL_TIMEOUT_S)
     return deleted
+
+
+def _delete_chunk(cfg: Config, blobs: list[storage.Blob]) -> None:
+    """One batch request; fake-gcs-server has no batch endpoint, so locally one request per object.
+
+    A batch raises the last error of its calls: then each object is deleted on its own, where "not found" (deleted
+    meanwhile) is success and any other error is raised for what it is."""
+    if not cfg.local:
+        try:
+            with client(cfg).batch():
+                for blob in blobs:
+                    blob.delete(timeout=CALL_TIMEOUT_S)
+            return
+        except gexc.GoogleAPICallError:
+            pass
+    for blob in blobs:
+        with contextlib.suppress(gexc.NotFound):
+            blob.delete(timeout=CALL_TIMEOUT_S)
 
 
 def notifications_list(cfg: Config, bucket: str) -> list[NotificationConfig]:
@@ -203,20 +266,56 @@ def notifications_list(cfg: Config, bucket: str) -> list[NotificationConfig]:
     ]
 
 
-def notification_create(cfg: Config, bucket: str, *, topic_project: str, topic: str) -> str:
-    """OBJECT_FINALIZE events of the whole bucket, as JSON_API_V1, to the topic; returns the new config's id."""
-    notification = (
-        client(cfg)
-        .bucket(bucket)
-        .notification(
-            topic_name=topic,
-            topic_project=topic_project,
-            event_types=list(NOTIFICATION_EVENT_TYPES),
-            payload_format=NOTIFICATION_PAYLOAD_FORMAT,
+# Cloud Storage checks that its service agent may publish to the topic when the config is created, and apply has
+# only just granted that: IAM changes take up to a few minutes to propagate (Google documents 7 at most, usually
+# under 1). Until then the insert is refused with 403, or 400 "... does not have permission to it".
+PROPAGATION_BUDGET_S = 300.0
+PROPAGATION_FIRST_WAIT_S = 2.0
+PROPAGATION_MAX_WAIT_S = 30.0
+
+
+def _not_yet_permitted(exc: gexc.GoogleAPICallError) -> bool:
+    return isinstance(exc, gexc.Forbidden) or (isinstance(exc, gexc.BadRequest) and "permission" in str(exc))
+
+
+def notification_create(
+    cfg: Config,
+    bucket: str,
+    *,
+    topic_project: str,
+    topic: str,
+    on_wait: Callable[[str], None] | None = None,
+    budget_s: float = PROPAGATION_BUDGET_S,
+) -> str:
+    """OBJECT_FINALIZE events of the whole bucket, as JSON_API_V1, to the topic; returns the new config's id.
+
+    A refusal for want of permission is retried with backoff for `budget_s` (IAM propagation); each wait is
+    told to `on_wait` before it starts. Any other error, or the same one after the budget, is raised."""
+    deadline = time.monotonic() + budget_s
+    wait = PROPAGATION_FIRST_WAIT_S
+    while True:
+        notification = (
+            client(cfg)
+            .bucket(bucket)
+            .notification(
+                topic_name=topic,
+                topic_project=topic_project,
+                event_types=list(NOTIFICATION_EVENT_TYPES),
+                payload_format=NOTIFICATION_PAYLOAD_FORMAT,
+            )
         )
-    )
-    notification.create()
-    return str(notification.notification_id)
+        try:
+            notification.create(timeout=CALL_TIMEOUT_S)
+            return str(notification.notification_id)
+        except gexc.GoogleAPICallError as exc:
+            left = deadline - time.monotonic()
+            if not _not_yet_permitted(exc) or left <= 0:
+                raise
+            wait = min(wait, left)
+            if on_wait:
+                on_wait(f"the service agent may not publish yet (IAM propagates): retrying in {wait:.0f} s ({exc})")
+            time.sleep(wait)
+            wait = min(wait * 2, PROPAGATION_MAX_WAIT_S)
 
 
 def notification_delete(cfg: Config, bucket: str, notification_id: str) -> None:
@@ -229,10 +328,9 @@ def service_agent_email(cfg: Config) -> str:
     return str(client(cfg).get_service_account_email(project=cfg.project))
 
 
-def project_number(cfg: Config) -> str:
-    """The project's number, as the service agent's documented address carries it (service-NUMBER@gs-project-accounts)."""
-    email = service_agent_email(cfg)
-    number = email.split("@", 1)[0].removeprefix("service-")
-    if not number.isdigit():
-        raise ValueError(f"unexpected Cloud Storage service agent address {email!r}: no project number in it")
-    return number
+def bucket_permissions(cfg: Config, bucket: str, permissions: Sequence[str]) -> set[str] | None:
+    """Which of `permissions` the caller holds on the bucket; None when the bucket does not exist."""
+    try:
+        return set(client(cfg).bucket(bucket).test_iam_permissions(list(permissions), timeout=CALL_TIMEOUT_S))
+    except gexc.NotFound:
+        return None

@@ -14,6 +14,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db.models import Model
+from django.urls import reverse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import status
@@ -28,9 +29,11 @@ from controlplane import selectors, services
 from controlplane.api import serializers as s
 from controlplane.api.auth import IsStaff
 from controlplane.deadletters import dead_letter_list
+from controlplane.infra import jobs as infra_jobs
 from controlplane.infra import selectors as infra_selectors
 from controlplane.infra import services as infra
 from controlplane.infra.changes import Plan, PlanError
+from controlplane.infra.preflight import preflight_run
 from controlplane.reconcile import reconcile_run
 
 log = logging.getLogger(__name__)
@@ -283,7 +286,12 @@ def infra_apply(request: Request) -> Response:
 
 
 @extend_schema(methods=["GET"], responses=JSON, summary="The destroy plan, with its checksum")
-@extend_schema(methods=["POST"], request=s.DestroyInput, responses=JSON, summary="Destroy with the typed confirmation")
+@extend_schema(
+    methods=["POST"],
+    request=s.DestroyInput,
+    responses={202: OpenApiTypes.OBJECT},
+    summary="Queue a destroy with the typed confirmation (202: follow its run)",
+)
 @api_view(["GET", "POST"])
 @permission_classes([IsStaff])
 def infra_destroy(request: Request) -> Response:
@@ -292,12 +300,30 @@ def infra_destroy(request: Request) -> Response:
         return _read(lambda: _plan(infra.stack_destroy_plan(spec=spec, actor=actor)))
     data = _valid(s.DestroyInput, request.data)
     try:
-        result = infra.stack_destroy(spec=spec, actor=actor, **data)
+        run_id = infra_jobs.destroy_enqueue(actor=actor, **data)
     except infra.Refused as exc:
         return _refused(exc)
     except PlanError as exc:
         return _unavailable(exc)
-    return Response(_result(result), status=200 if result.ok else 502)
+    url = reverse("api:infra_run", kwargs={"run_id": run_id})
+    return Response({"run_id": run_id, "run": url}, status=status.HTTP_202_ACCEPTED, headers={"Location": url})
+
+
+@extend_schema(responses=JSON, summary="A queued destroy's progress: status, steps, and the result when done")
+@api_view(["GET"])
+@permission_classes([IsStaff])
+def infra_run(request: Request, run_id: str) -> Response:
+    def state() -> dict[str, Any]:
+        run = infra_jobs.run_state(infra.default_spec().cfg, run_id)
+        return {**jsonable(run), "done": run.done}
+
+    return _read(state)
+
+
+@extend_schema(responses=JSON, summary="Preflight: what the credentials may do, which APIs are on, the settings")
+@api_view(["GET"])
+def infra_preflight(request: Request) -> Response:
+    return _read(lambda: preflight_run(infra.default_spec().cfg))
 
 
 @extend_schema(responses=JSON, summary="The infrastructure audit log, newest first")

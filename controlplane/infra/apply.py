@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from classifier.config import Config
+from controlplane.infra import progress
 from controlplane.infra import spec as s
 from controlplane.infra.changes import CREATE, DELETE, UPDATE, Change
 from controlplane.infra.kinds import KINDS, Registry
@@ -24,6 +25,7 @@ log = logging.getLogger(__name__)
 OK = "ok"
 FAILED = "failed"
 SKIPPED = "skipped"
+RUNNING = "running"  # a step still under way says what it is doing or waiting for (never in the returned steps)
 
 
 @dataclass(frozen=True)
@@ -56,6 +58,15 @@ def run_step(spec: s.StackSpec, change: Change, *, delete_data: bool = False, ki
     raise ValueError(f"{change.action} is not carried out by apply")
 
 
+def _progress_to(on_step: OnStep | None, change: Change, started: float) -> progress.Report:
+    def running(line: str) -> None:
+        log.info("%s %s: %s", change.action, change.key, line)
+        if on_step:
+            on_step(Step(change, RUNNING, line, time.monotonic() - started))
+
+    return running
+
+
 def run_changes(
     spec: s.StackSpec,
     changes: list[Change],
@@ -72,9 +83,9 @@ def run_changes(
         else:
             started = time.monotonic()
             try:
-                step = Step(
-                    change, OK, run_step(spec, change, delete_data=delete_data, kinds=kinds), time.monotonic() - started
-                )
+                with progress.watching(_progress_to(on_step, change, started)):
+                    message = run_step(spec, change, delete_data=delete_data, kinds=kinds)
+                step = Step(change, OK, message, time.monotonic() - started)
             except Exception as exc:
                 log.exception("%s %s failed", change.action, change.key)
                 step = Step(change, FAILED, f"{exc.__class__.__name__}: {exc}", time.monotonic() - started)

@@ -15,7 +15,7 @@ from django.contrib.auth.models import AbstractBaseUser, AnonymousUser, User
 from classifier.config import Config
 from controlplane.infra import apply as runner
 from controlplane.infra.changes import Plan
-from controlplane.infra.lock import Busy, exclusive
+from controlplane.infra.lock import Busy, Held, exclusive
 from controlplane.infra.plan import build_destroy_plan, build_plan
 from controlplane.infra.spec import StackSpec, stack_spec
 from controlplane.models import AuditLog
@@ -117,11 +117,23 @@ def _finish(actor: Actor, action: str, spec: StackSpec, plan: Plan, steps: list[
     return result
 
 
+def _renewing(held: Held, on_step: runner.OnStep | None) -> runner.OnStep:
+    """Every step done and every progress report (a batch of deletes, a wait for IAM) renews the lock: a run that
+    makes progress keeps it however long it takes. LockLost fails the running step and skips the rest."""
+
+    def renew_then_tell(step: runner.Step) -> None:
+        held.renew()
+        if on_step:
+            on_step(step)
+
+    return renew_then_tell
+
+
 def stack_apply(*, spec: StackSpec, checksum: str, actor: Actor, on_step: runner.OnStep | None = None) -> Result:
     """Apply the plan whose checksum the operator saw; refuses a stale plan or one that needs destructive changes."""
     try:
-        with exclusive(spec.cfg, holder=f"apply by {actor.name}"):
-            return _apply(spec=spec, checksum=checksum, actor=actor, on_step=on_step)
+        with exclusive(spec.cfg, holder=f"apply by {actor.name}") as held:
+            return _apply(spec=spec, checksum=checksum, actor=actor, on_step=_renewing(held, on_step))
     except Busy as exc:
         raise _refuse(actor, AuditLog.Action.APPLY, Plan(mode="apply"), Refused(str(exc))) from None
 
@@ -154,6 +166,18 @@ def destroy_check(*, spec: StackSpec, plan: Plan, confirmation: str, delete_data
         raise Refused(f"data would be deleted ({held}): choose 'also delete the data' to go ahead")
 
 
+def destroy_precheck(*, spec: StackSpec, checksum: str, confirmation: str, delete_data: bool, actor: Actor) -> Plan:
+    """Before a destroy is queued: refuse (and record) what would be refused under the lock anyway."""
+    plan = build_destroy_plan(spec)
+    try:
+        destroy_check(spec=spec, plan=plan, confirmation=confirmation, delete_data=delete_data)
+        if plan.checksum != checksum:
+            raise StalePlan(plan)
+    except Refused as exc:
+        raise _refuse(actor, AuditLog.Action.DESTROY, plan, exc) from None
+    return plan
+
+
 def stack_destroy(
     *,
     spec: StackSpec,
@@ -165,14 +189,14 @@ def stack_destroy(
 ) -> Result:
     """Tear down every resource in reverse dependency order, after the typed confirmation."""
     try:
-        with exclusive(spec.cfg, holder=f"destroy by {actor.name}"):
+        with exclusive(spec.cfg, holder=f"destroy by {actor.name}") as held:
             return _destroy(
                 spec=spec,
                 checksum=checksum,
                 confirmation=confirmation,
                 delete_data=delete_data,
                 actor=actor,
-                on_step=on_step,
+                on_step=_renewing(held, on_step),
             )
     except Busy as exc:
         raise _refuse(actor, AuditLog.Action.DESTROY, Plan(mode="destroy"), Refused(str(exc))) from None

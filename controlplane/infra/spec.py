@@ -58,6 +58,7 @@ def _subscription(cfg: Config, name: str, topic: str, dead_letter_topic: str | N
             "topic": f"projects/{cfg.project}/topics/{topic}",
             "ack_deadline_seconds": pubsub.ACK_DEADLINE_S,
             "message_retention_seconds": pubsub.RETENTION_S,
+            "expiration_ttl_seconds": None,  # never expires
             "dead_letter_topic": f"projects/{cfg.project}/topics/{dead_letter_topic}" if dead_letter_topic else None,
             "max_delivery_attempts": pubsub.MAX_DELIVERY_ATTEMPTS if dead_letter_topic else None,
             "_topic": topic,

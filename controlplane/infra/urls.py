@@ -9,4 +9,6 @@ urlpatterns = [
     path("apply/", views.apply, name="apply"),
     path("destroy/", views.destroy, name="destroy"),
     path("audit/", views.audit, name="audit"),
+    path("preflight/", views.preflight, name="preflight"),
+    path("runs/<str:run_id>/", views.run, name="run"),
 ]

@@ -10,13 +10,14 @@ from typing import Any
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse
-from django.shortcuts import render
+from django.shortcuts import redirect, render
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from controlplane.auth import staff_required
-from controlplane.infra import selectors
+from controlplane.infra import jobs, selectors
 from controlplane.infra.changes import Plan, PlanError
+from controlplane.infra.preflight import preflight_run
 from controlplane.infra.services import (
     Actor,
     Refused,
@@ -24,10 +25,10 @@ from controlplane.infra.services import (
     StalePlan,
     default_spec,
     stack_apply,
-    stack_destroy,
     stack_destroy_plan,
     stack_plan,
 )
+from controlplane.models import AuditLog
 
 
 def _plan_page(request: HttpRequest, plan: Plan | None, error: str = "", status: int = 200) -> HttpResponse:
@@ -86,8 +87,7 @@ def destroy_view(
     try:
         if request.method != "POST":
             return _destroy_page(request, stack_destroy_plan(spec=spec, actor=actor), template, context)
-        result = stack_destroy(
-            spec=spec,
+        run_id = jobs.destroy_enqueue(
             checksum=request.POST.get("checksum", ""),
             confirmation=request.POST.get("confirmation", ""),
             delete_data=request.POST.get("delete_data") == "on",
@@ -99,7 +99,8 @@ def destroy_view(
         return _destroy_page(request, fresh, template, context, status=400)
     except PlanError as exc:
         return _destroy_page(request, None, template, context, str(exc), status=503)
-    return _result_page(request, "destroy", result)
+    messages.info(request, "Destroy queued: it runs outside this page, which shows its progress.")
+    return redirect("infra:run", run_id=run_id)
 
 
 destroy = never_cache(login_required(staff_required(require_http_methods(["GET", "POST"])(destroy_view))))
@@ -110,3 +111,30 @@ destroy = never_cache(login_required(staff_required(require_http_methods(["GET",
 @require_GET
 def audit(request: HttpRequest) -> HttpResponse:
     return render(request, "controlplane/infra/audit.html", {"entries": selectors.audit_list_recent(limit=100)})
+
+
+@never_cache
+@login_required
+@require_GET
+def preflight(request: HttpRequest) -> HttpResponse:
+    """The Infrastructure page's preflight panel, loaded after the page (it asks every API once)."""
+    try:
+        report, error = preflight_run(default_spec().cfg), ""
+    except Exception as exc:  # the panel says so; the plan above it stands on its own
+        report, error = None, f"{exc.__class__.__name__}: {exc}"
+    return render(request, "controlplane/infra/_preflight.html", {"report": report, "error": error})
+
+
+@never_cache
+@login_required
+@staff_required
+@require_GET
+def run(request: HttpRequest, run_id: str) -> HttpResponse:
+    """A queued destroy's progress: each step and batch of deletes as it happens; the partial alone for htmx."""
+    state = jobs.run_state(default_spec().cfg, run_id)
+    audit = None
+    if state.result and state.result.get("audit_id"):
+        audit = AuditLog.objects.filter(pk=state.result["audit_id"]).first()
+    context = {"state": state, "audit": audit}
+    template = "controlplane/infra/_run.html" if request.headers.get("HX-Request") else "controlplane/infra/run.html"
+    return render(request, template, context)

@@ -20,6 +20,8 @@ def test_defaults_follow_the_original_layout():
     assert cfg.failures_table_id == "my-project-1.sightline.classification_failures"
     assert cfg.subscription_path == "projects/my-project-1/subscriptions/sightline-uploads-workers"
     assert cfg.local is False and cfg.storage_emulator_host is None
+    assert cfg.location == "US"  # where Cloud Storage and BigQuery put a bucket or dataset given no location
+    assert Config.from_env({**BASE, "GCP_LOCATION": "europe-west1"}).location == "europe-west1"
 
 
 def test_local_switch_points_clients_at_emulators():
@@ -45,6 +47,7 @@ def test_local_switch_points_clients_at_emulators():
         ({**BASE, "SIGHTLINE_LOCAL": "1", "STORAGE_EMULATOR_HOST": "127.0.0.1:4443"}, "STORAGE_EMULATOR_HOST"),
         ({**BASE, "SIGHTLINE_LOCAL": "1", "PUBSUB_EMULATOR_HOST": "http://127.0.0.1:8085"}, "PUBSUB_EMULATOR_HOST"),
         ({**BASE, "PUBSUB_EMULATOR_HOST": "127.0.0.1:8085"}, "PUBSUB_EMULATOR_HOST"),
+        ({**BASE, "GCP_LOCATION": "europe west1"}, "GCP_LOCATION"),
     ],
 )
 def test_bad_value_names_the_variable(env, variable):

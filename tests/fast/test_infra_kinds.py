@@ -49,6 +49,7 @@ def test_subscription_diff(spec):
     r = next(r for r in spec.resources if r.kind == s.SUBSCRIPTION and r.attrs["_dead_letter_topic"])
     sub = KINDS[s.SUBSCRIPTION]
     live = {k: r.attrs[k] for k in ("topic", "ack_deadline_seconds", "message_retention_seconds")}
+    live["expiration_ttl_seconds"] = None
     live |= {
         "dead_letter_topic": r.attrs["dead_letter_topic"],
         "max_delivery_attempts": r.attrs["max_delivery_attempts"],

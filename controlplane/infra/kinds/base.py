@@ -6,7 +6,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from typing import Generic, TypeVar
 
-from controlplane.infra.changes import CREATE, DELETE, NOOP, Change
+from controlplane.infra.changes import CREATE, DELETE, NOOP, REPLACE, Change
 from controlplane.infra.spec import Resource, StackSpec
 
 
@@ -18,6 +18,19 @@ def created(done: bool) -> str:
 def deleted(change: Change) -> str:
     """The step message of a delete, naming the data that went with the resource."""
     return f"deleted (with {change.data_label})" if change.data_count else "deleted"
+
+
+def location_diff(r: Resource, live: str | None, wanted: str) -> list[Change]:
+    """A bucket or dataset in another location than GCP_LOCATION: neither can move, so apply never does it.
+
+    Locations compare case-blind: Cloud Storage answers "EUROPE-WEST1" where BigQuery answers "europe-west1"."""
+    if live is None or live.lower() == wanted.lower():
+        return [Change(NOOP, r.kind, r.name, f"exists in {wanted}")]
+    reason = (
+        f"in location {live}, GCP_LOCATION is {wanted}: a {r.kind.split('_')[-1]} cannot move, so apply will not do "
+        f"this; set GCP_LOCATION={live} to keep it, or destroy (with its data) and apply to re-create it in {wanted}"
+    )
+    return [Change(REPLACE, r.kind, r.name, reason, (f"location: {live}, wanted {wanted}",))]
 
 
 def absent(r: Resource) -> list[Change]:

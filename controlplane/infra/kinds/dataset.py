@@ -7,7 +7,7 @@ from typing import Any
 from classifier.cloud import bigquery
 from controlplane.infra import spec as s
 from controlplane.infra.changes import DELETE, NOOP, Change
-from controlplane.infra.kinds.base import ResourceKind, absent, created, deleted
+from controlplane.infra.kinds.base import ResourceKind, absent, created, deleted, location_diff
 
 
 class DatasetKind(ResourceKind[dict[str, Any] | None]):
@@ -15,6 +15,11 @@ class DatasetKind(ResourceKind[dict[str, Any] | None]):
 
     def read(self, spec: s.StackSpec, r: s.Resource) -> dict[str, Any] | None:
         return bigquery.dataset_get(spec.cfg, r.name)
+
+    def diff(self, spec: s.StackSpec, r: s.Resource, live: dict[str, Any] | None) -> list[Change]:
+        if live is None:
+            return super().diff(spec, r, live)
+        return location_diff(r, live["location"], spec.cfg.location)
 
     def plan_destroy(self, spec: s.StackSpec, r: s.Resource) -> list[Change]:
         if self.read(spec, r) is None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from classifier.cloud import gcs, pubsub
+from classifier.cloud import gcs, projects, pubsub
 from controlplane.infra import spec as s
 from controlplane.infra.changes import CREATE, DELETE, NOOP, PROVIDED, Change
 from controlplane.infra.kinds.base import ResourceKind, absent
@@ -22,10 +22,10 @@ class Grant:
 
 
 def iam_member(spec: s.StackSpec, r: s.Resource) -> str:
-    """The service agent a grant names, resolved from the live project (its number is in the agents' addresses)."""
+    """The service agent a grant names, resolved from the live project: the Pub/Sub agent's address has its number."""
     if r.attrs["agent"] == "storage":
         return f"serviceAccount:{gcs.service_agent_email(spec.cfg)}"
-    return f"serviceAccount:{pubsub.service_agent_email(gcs.project_number(spec.cfg))}"
+    return f"serviceAccount:{pubsub.service_agent_email(projects.project_number(spec.cfg))}"
 
 
 class IamMemberKind(ResourceKind[Grant]):

@@ -4,6 +4,7 @@ mismatches are deleted. Locally fake-gcs-server's event flags stand in for it.""
 from __future__ import annotations
 
 from classifier.cloud import gcs
+from controlplane.infra import progress
 from controlplane.infra import spec as s
 from controlplane.infra.changes import CREATE, DELETE, NOOP, PROVIDED, Change
 from controlplane.infra.kinds.base import ResourceKind, absent
@@ -68,7 +69,7 @@ class NotificationKind(ResourceKind[list[gcs.NotificationConfig] | None]):
     def create(self, spec: s.StackSpec, r: s.Resource, change: Change) -> str:
         topic = r.attrs["topic"].rsplit("/", 1)[-1]
         notification_id = gcs.notification_create(
-            spec.cfg, r.attrs["bucket"], topic_project=spec.cfg.project, topic=topic
+            spec.cfg, r.attrs["bucket"], topic_project=spec.cfg.project, topic=topic, on_wait=progress.report
         )
         return f"created config #{notification_id}"
 
