@@ -106,6 +106,7 @@ class Batch:
             bigquery.insert_rows(
                 cfg, cfg.table_id, [row for _, row, _ in candidates], row_ids=[k for k, _, _ in candidates]
             )
+            delivery.record_stats(redis, rows=[row for _, row, _ in candidates], failures=[])
             for key, _, predictions in candidates:
                 ledger.outcome_set(redis, key, "row")
                 self.written[key] = (predictions, self.model_name)

@@ -160,6 +160,7 @@ class Config:
     batch_size: int = 1
     metrics_token: str | None = field(default=None, repr=False)
     destroy_protection: bool = False
+    max_bytes_billed: int = 1_000_000_000
     job_result_ttl_s: int = 300
     failed_job_ttl_s: int = 3 * 24 * 3600
     queue_max_jobs: int = 0
@@ -236,6 +237,8 @@ class Config:
             batch_size=envint(env, "BATCH_SIZE", 8, minimum=1),
             metrics_token=_metrics_token(env),
             destroy_protection=envbool(env, "DESTROY_PROTECTION", False),
+            # BigQuery bills at least 10 MB a query: a smaller cap would refuse every query.
+            max_bytes_billed=envint(env, "BQ_MAX_BYTES_BILLED", 1_000_000_000, minimum=10_485_760),
             job_result_ttl_s=envint(env, "JOB_RESULT_TTL_S", 300),
             failed_job_ttl_s=envint(env, "FAILED_JOB_TTL_S", 3 * 24 * 3600, minimum=60),
             queue_max_jobs=envint(env, "QUEUE_MAX_JOBS", 0),

@@ -19,7 +19,7 @@ from redis import Redis
 from rq import get_current_job
 from rq.registry import StartedJobRegistry
 
-from classifier import ledger, outcomes
+from classifier import ledger, outcomes, stats
 from classifier.cloud import bigquery, gcs
 from classifier.config import Config
 from classifier.images import BadImage
@@ -68,6 +68,14 @@ def _iso(value: datetime | str | None) -> str | None:
     return value.isoformat() if isinstance(value, datetime) else value
 
 
+def _when(value: Any) -> datetime | None:
+    """The upload time of a row, when it has a readable one: its row or failure was written after it."""
+    try:
+        return datetime.fromisoformat(value) if isinstance(value, str) else None
+    except ValueError:
+        return None
+
+
 def _claim_token() -> str:
     """`<job id>:<execution id>` under RQ, so a retry can tell a dead holder (its own earlier attempt) from a live one."""
     job = get_current_job()
@@ -112,6 +120,14 @@ def _claim(redis: Redis, key: str, token: str) -> bool:
     return True
 
 
+def record_stats(redis: Redis, *, rows: list[dict[str, Any]], failures: list[dict[str, Any]]) -> None:
+    """The live figures (classifier.stats); never the reason a written row's job fails."""
+    try:
+        stats.record(redis, rows=rows, failures=failures)
+    except Exception:
+        log.exception("live figures not recorded for %d rows, %d failures", len(rows), len(failures))
+
+
 def write_once(
     cfg: Config, redis: Redis, *, key: str, table_id: str, row: dict[str, Any], outcome: str
 ) -> tuple[bool, str]:
@@ -125,7 +141,7 @@ def write_once(
             return False, previous
         if ledger.inserting(redis, key) or not ledger.trusted(redis):
             # An earlier attempt died between insert and outcome, or Redis lost the ledger: ask BigQuery.
-            found = outcomes.find(cfg, [key]).get(key)
+            found = outcomes.find(cfg, [key], since=_when(row.get("upload"))).get(key)
             if found:
                 ledger.outcome_set(redis, key, found[0])
                 log.warning("recovered %s: BigQuery already holds %s", key, found[0])
@@ -133,6 +149,7 @@ def write_once(
         ledger.inserting_mark(redis, key)
         bigquery.insert_row(cfg, table_id, row, row_id=key)
         ledger.outcome_set(redis, key, outcome)
+        record_stats(redis, rows=[row] if outcome == "row" else [], failures=[] if outcome == "row" else [row])
         return True, outcome
     finally:
         ledger.claim_release(redis, key, token)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+from datetime import datetime
 from types import TracebackType
 from typing import Any
 
@@ -16,7 +17,7 @@ from redis import Redis
 from rq import Retry, get_current_job
 from rq.job import Job
 
-from classifier import delivery, ledger
+from classifier import delivery, failures, ledger
 from classifier.batch import Batch, BatchJob
 from classifier.config import get_config
 from classifier.delivery import ObjectRef
@@ -84,3 +85,20 @@ def on_failure(
     except Exception:
         # The failure stays in RQ's failed registry and reconcile will pick the object up again.
         log.exception("could not record the failure of job %s", job.id)
+
+
+def requeue_all_failures(op_id: str, before: str, cap: int) -> int:
+    """The operator's "requeue all", in the background: progress in Redis (classifier.failures.op_get)."""
+    cfg = get_config()
+    return failures.requeue_all(
+        cfg, ledger.connection(cfg), op_id=op_id, before=datetime.fromisoformat(before), cap=cap
+    )
+
+
+def retry_pending_deletes() -> int:
+    """Deletes of failure records that BigQuery's streaming buffer refused, tried again until none is left."""
+    cfg = get_config()
+    left = failures.retry_pending(cfg, ledger.connection(cfg))
+    if left:
+        failures.schedule_retry(cfg, again=True)
+    return left

@@ -136,7 +136,7 @@ class Listener:
         """Keys of notifications older than the ledger's window (or with no readable time) that BigQuery says are
         done: the ledger may have forgotten their outcome, so one set-based query per pull asks the source of truth.
         What it finds goes back into the ledger, so a further repeat is answered there."""
-        now, stale = time.time(), []
+        now, stale, ages = time.time(), [], []
         for message in messages:
             try:
                 event = parse(dict(message.attributes))
@@ -145,11 +145,15 @@ class Listener:
             age = event_age_s(event, now) if event is not None else 0.0
             if event is not None and (age is None or age > ledger.WINDOW_S):
                 stale.append(ledger.object_key(event.bucket, event.name, event.generation))
+                ages.append(age)
+        # Their rows and failures were written after their uploads: only the partitions since the oldest are read.
+        known = [a for a in ages if a is not None]
+        since = datetime.fromtimestamp(now - max(known), UTC) if known and len(known) == len(ages) else None
         self._undecided = set()
         redis = ledger.connection(self.cfg)
         try:
             unknown = [k for k, outcome in ledger.outcome_get_many(redis, stale).items() if outcome is None]
-            found = outcomes.find(self.cfg, unknown) if unknown else {}
+            found = outcomes.find(self.cfg, unknown, since=since) if unknown else {}
             ledger.outcome_set_many(redis, {k: v[0] for k, v in found.items()})
         except Exception:
             # Enqueued unchecked they might double a row: left unacked, they come back after the ack deadline.

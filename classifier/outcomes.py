@@ -1,38 +1,56 @@
 """What BigQuery already holds for object generations: the source of truth behind the Redis ledger.
 
-One query for any number of keys (both tables, keys as an array parameter): used by a job only on the
+One query per bucket and page of keys (both tables, keys as array parameters), filtered on the clustering columns
+(`bucket`, `image_name IN UNNEST(@names)`) and, when the caller knows when the objects were uploaded, on the
+partition columns too: a row is processed, and a failure recorded, after its upload. Used by a job only on the
 rare path where the ledger cannot answer, and by reconcile once per listed page of the bucket.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime, timedelta
 
+from classifier import ledger
 from classifier.cloud import bigquery
 from classifier.config import Config
 
 QUERY_TIMEOUT_S = 20.0
+# Event times and object creation times come from other clocks than processed_at: a margin before the earliest.
+CLOCK_MARGIN = timedelta(hours=1)
+_KEY = "CONCAT({a}.bucket, '/', {a}.image_name, '#', CAST({a}.generation AS STRING))"
 
 
-def _key_sql(alias: str) -> str:
-    return f"CONCAT({alias}.bucket, '/', {alias}.image_name, '#', CAST({alias}.generation AS STRING))"
+def _match(alias: str, column: str, since: datetime | None) -> str:
+    key = _KEY.format(a=alias)
+    window = f"{alias}.{column} >= @since AND " if since is not None else ""
+    return f"{window}{alias}.bucket = @bucket AND {alias}.image_name IN UNNEST(@names) AND {key} IN UNNEST(@keys)"
 
 
-def find(cfg: Config, keys: Sequence[str]) -> dict[str, list[str]]:
+def find(cfg: Config, keys: Sequence[str], *, since: datetime | None = None) -> dict[str, list[str]]:
     """Key -> the outcomes BigQuery holds for it ("row", "failure:<code>"); keys with none are absent.
 
+    `since`: the earliest upload among the keys, when known: only partitions from then on are read.
     A list, so a doubled row shows as two entries."""
-    if not keys:
-        return {}
-    sql = (
-        f"SELECT {_key_sql('r')} AS k, 'row' AS outcome FROM `{cfg.table_id}` AS r "
-        f"WHERE {_key_sql('r')} IN UNNEST(@keys) "
-        "UNION ALL "
-        f"SELECT {_key_sql('f')} AS k, CONCAT('failure:', f.reason_code) AS outcome FROM `{cfg.failures_table_id}` AS f "
-        f"WHERE {_key_sql('f')} IN UNNEST(@keys)"
-    )
     found: dict[str, list[str]] = {}
-    rows = bigquery.query(cfg, sql, [bigquery.array_param("keys", "STRING", keys)], timeout_s=QUERY_TIMEOUT_S)
-    for row in rows:
-        found.setdefault(row["k"], []).append(row["outcome"])
+    by_bucket: dict[str, list[str]] = {}
+    for key in keys:
+        by_bucket.setdefault(ledger.parse_key(key)[0], []).append(key)
+    for bucket, bucket_keys in by_bucket.items():
+        sql = (
+            f"SELECT {_KEY.format(a='r')} AS k, 'row' AS outcome FROM `{cfg.table_id}` AS r "
+            f"WHERE {_match('r', 'processed_at', since)} "
+            "UNION ALL "
+            f"SELECT {_KEY.format(a='f')} AS k, CONCAT('failure:', f.reason_code) AS outcome "
+            f"FROM `{cfg.failures_table_id}` AS f WHERE {_match('f', 'failed_at', since)}"
+        )
+        params = [
+            bigquery.param("bucket", "STRING", bucket),
+            bigquery.array_param("names", "STRING", sorted({ledger.parse_key(k)[1] for k in bucket_keys})),
+            bigquery.array_param("keys", "STRING", bucket_keys),
+        ]
+        if since is not None:
+            params.append(bigquery.param("since", "TIMESTAMP", since - CLOCK_MARGIN))
+        for row in bigquery.query(cfg, sql, params, timeout_s=QUERY_TIMEOUT_S):
+            found.setdefault(row["k"], []).append(row["outcome"])
     return found

@@ -12,46 +12,30 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from classifier.cloud import bigquery
-from controlplane import selectors
+from classifier import ledger, stats
+from controlplane import livecache, selectors
 from controlplane.alerts.rules import IDLE_WORKER_STALE_S
 
-LATENCY_BUCKETS_S = (0.5, 1, 2, 5, 10, 30, 60, 120, 300, 600)
 CACHE_S = 15.0
 
 _lock = threading.Lock()
 _cache: tuple[float, dict[str, Any]] | None = None
 
 
-def _latency_histogram() -> dict[str, Any]:
-    """Cumulative bucket counts over every row: one aggregate query, bounds passed as parameters."""
-    cfg = settings.SIGHTLINE
-    diff = "TIMESTAMP_DIFF(processed_at, upload, MILLISECOND)"
-    counts = ", ".join(f"COUNTIF({diff} <= @b{i}) AS b{i}" for i in range(len(LATENCY_BUCKETS_S)))
-    # Rows within the objective's latency, counted in the same scan: the good events of the burn-rate alerts.
-    sql = f"SELECT COUNT(*) AS n, SUM({diff}) AS ms, COUNTIF({diff} <= @slo) AS good, {counts} FROM `{cfg.table_id}`"
-    params = [bigquery.param(f"b{i}", "INT64", int(b * 1000)) for i, b in enumerate(LATENCY_BUCKETS_S)]
-    params.append(bigquery.param("slo", "INT64", int(settings.SLO_LATENCY_S * 1000)))
-    row = bigquery.query(cfg, sql, params)[0]
-    total = int(row["n"] or 0)
-    buckets = [(str(float(b)), int(row[f"b{i}"] or 0)) for i, b in enumerate(LATENCY_BUCKETS_S)]
-    return {
-        "total": total,
-        "good": int(row["good"] or 0),
-        "sum_s": (row["ms"] or 0) / 1000,
-        "buckets": [*buckets, ("+Inf", total)],
-    }
-
-
 def snapshot() -> dict[str, Any]:
+    """Counters the workers recorded in Redis (classifier.stats), queue and listener state: no table scan. The
+    open-failure count is the dashboard's shared figure (one windowed BigQuery count per 30 s, whoever asks)."""
     global _cache
     with _lock:
         if _cache is not None and time.monotonic() - _cache[0] < CACHE_S:
             return _cache[1]
+        failures, _age = livecache.shared(
+            livecache.FAILURE_COUNT_KEY, selectors.failure_count, ttl_s=livecache.FAILURE_COUNT_S
+        )
         data = {
-            "histogram": _latency_histogram(),
+            "totals": stats.totals(ledger.connection(settings.SIGHTLINE)),
             "throughput": selectors.throughput(minutes=5),
-            "failures": selectors.failure_count(),
+            "failures": failures,
             "queue": selectors.queue_status(),
             "listener": selectors.listener_status(),
             "memory": selectors.redis_memory(),
@@ -74,8 +58,10 @@ def cache_clear() -> None:
 class SightlineCollector(Collector):
     def collect(self) -> Iterator[Metric]:
         data = snapshot()
-        hist, tp, q, lst = data["histogram"], data["throughput"], data["queue"], data["listener"]
-        yield CounterMetricFamily("sightline_classifications", "Classification rows in BigQuery.", value=hist["total"])
+        hist, tp, q, lst = data["totals"], data["throughput"], data["queue"], data["listener"]
+        yield CounterMetricFamily(
+            "sightline_classifications", "Classification rows written (recorded by the workers).", value=hist["rows"]
+        )
         yield HistogramMetricFamily(
             "sightline_upload_to_row_seconds",
             "Time from upload to classification row.",
@@ -105,13 +91,23 @@ class SightlineCollector(Collector):
         )
 
 
+def within(buckets: list[tuple[str, int]], limit_s: float) -> int:
+    """Rows surely within `limit_s`: the cumulative count at the largest bound not above it (SLO_LATENCY_S is best
+    set to one of classifier.stats.BUCKETS_S, as the default 60 s is; then the count is exact)."""
+    good = 0
+    for le, count in buckets:
+        if le != "+Inf" and float(le) <= limit_s:
+            good = count
+    return good
+
+
 def _alert_inputs(data: dict[str, Any]) -> Iterator[Metric]:
     """What the alert rules read, for those who alert from Prometheus (ops/prometheus/sightline-rules.yml)."""
-    hist, tp = data["histogram"], data["throughput"]
+    totals, tp = data["totals"], data["throughput"]
     yield CounterMetricFamily(
         "sightline_classifications_within_objective",
         "Classification rows that came within SLO_LATENCY_S of their upload.",
-        value=hist["good"],
+        value=within(totals["buckets"], settings.SLO_LATENCY_S),
     )
     yield GaugeMetricFamily(
         "sightline_objective_target_ratio",
@@ -125,11 +121,10 @@ def _alert_inputs(data: dict[str, Any]) -> Iterator[Metric]:
     yield GaugeMetricFamily(
         "sightline_recent_failures", "Failure records written in the last 5 minutes.", value=tp["failed"]
     )
-    oldest = data["oldest_job_s"]
     yield GaugeMetricFamily(
         "sightline_queue_oldest_job_age_seconds",
         "How long the job at the head of the queue has waited (0 when empty).",
-        value=oldest or 0.0,
+        value=data["oldest_job_s"] or 0.0,
     )
     yield GaugeMetricFamily(
         "sightline_workers_live",

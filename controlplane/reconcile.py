@@ -54,7 +54,9 @@ class ReconcileReport:
 
 def _page_missing(cfg: Config, page: list[gcs.Listed], report: ReconcileReport) -> list[tuple[str, gcs.Listed]]:
     keyed = {ledger.object_key(cfg.bucket, o.name, o.generation): o for o in page}
-    held = outcomes.find(cfg, list(keyed))
+    created = [o.time_created for o in page]
+    since = min(created) if created and all(t is not None for t in created) else None  # type: ignore[type-var]
+    held = outcomes.find(cfg, list(keyed), since=since)
     report.queries += 1
     report.done += len(held)
     if not report.dry_run and held:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import statistics
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -14,7 +13,7 @@ from rq import Worker
 from rq.job import Job
 from rq.serializers import JSONSerializer
 
-from classifier import jobs, ledger, listener
+from classifier import failures, jobs, ledger, listener, stats
 from classifier.cloud import bigquery, gcs, monitoring
 from classifier.config import Config
 from classifier.queue import bound, depth, queue
@@ -22,7 +21,6 @@ from classifier.weights import resolve_model_name
 
 # A heartbeat older than this (the listener beats every second) means the process is gone or hung.
 LISTENER_STALE_S = 10
-RESOLVED_PREFIX = "sightline:failure:resolved:"
 
 
 def _cfg() -> Config:
@@ -45,16 +43,32 @@ def pipeline_identity() -> dict[str, Any]:
     }
 
 
+# The dashboard lists one window of processed_at at a time (the partition column): the last day by default, and
+# "Older" moves to the day before. A query names its window, so BigQuery reads only those days' partitions.
+WINDOW = timedelta(days=1)
+# Rows a clock a little ahead may have stamped: the live window ends this far after now.
+CLOCK_SLACK = timedelta(minutes=5)
+STORY_WINDOW = timedelta(days=30)
+SUGGEST_WINDOW = timedelta(days=7)
+
+
 @dataclass(frozen=True)
 class ClassificationFilter:
     label: str = ""
     name: str = ""
     since: datetime | None = None
     until: datetime | None = None
+    before: datetime | None = None  # the window ends here: paging back window by window
 
     @property
     def active(self) -> bool:
         return bool(self.label or self.name or self.since or self.until)
+
+    def window(self, now: datetime | None = None) -> tuple[datetime, datetime]:
+        """[start, end) of processed_at that this listing reads."""
+        end = self.until or self.before or (now or datetime.now(UTC)) + CLOCK_SLACK
+        start = self.since or end - WINDOW
+        return start, max(start, end)
 
 
 def _with_latency(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -68,11 +82,18 @@ _COLUMNS = "image_name, upload, classifications, bucket, generation, content_typ
 
 
 def classification_list(
-    *, filters: ClassificationFilter, limit: int = 25, offset: int = 0
-) -> tuple[list[dict[str, Any]], bool]:
-    """One page, newest first; the flag says whether another page follows."""
+    *, filters: ClassificationFilter, limit: int = 25, offset: int = 0, now: datetime | None = None
+) -> tuple[list[dict[str, Any]], bool, tuple[datetime, datetime]]:
+    """One page of one window, newest first; the flag says whether another page of this window follows."""
     cfg = _cfg()
-    where, params = ["TRUE"], [bigquery.param("limit", "INT64", limit + 1), bigquery.param("offset", "INT64", offset)]
+    start, end = filters.window(now)
+    where = ["processed_at >= @start", "processed_at < @end"]
+    params = [
+        bigquery.param("start", "TIMESTAMP", start),
+        bigquery.param("end", "TIMESTAMP", end),
+        bigquery.param("limit", "INT64", limit + 1),
+        bigquery.param("offset", "INT64", offset),
+    ]
     if filters.label:
         where.append(
             "EXISTS (SELECT 1 FROM UNNEST(classifications) AS c "
@@ -82,55 +103,54 @@ def classification_list(
     if filters.name:
         where.append("STRPOS(LOWER(image_name), LOWER(@name)) > 0")
         params.append(bigquery.param("name", "STRING", filters.name))
-    if filters.since:
-        where.append("upload >= @since")
-        params.append(bigquery.param("since", "TIMESTAMP", filters.since))
-    if filters.until:
-        where.append("upload < @until")
-        params.append(bigquery.param("until", "TIMESTAMP", filters.until))
     sql = (
         f"SELECT {_COLUMNS} FROM `{cfg.table_id}` WHERE {' AND '.join(where)} "
         "ORDER BY processed_at DESC, upload DESC LIMIT @limit OFFSET @offset"
     )
     rows = _with_latency(bigquery.query(cfg, sql, params))
-    return rows[:limit], len(rows) > limit
+    return rows[:limit], len(rows) > limit, (start, end)
 
 
-def classification_list_for_name(*, name: str) -> list[dict[str, Any]]:
+def classification_list_for_name(*, name: str, since: datetime) -> list[dict[str, Any]]:
+    """A lookup by the clustering columns, within a window of partitions."""
     cfg = _cfg()
-    sql = f"SELECT {_COLUMNS} FROM `{cfg.table_id}` WHERE image_name = @name ORDER BY processed_at DESC LIMIT 100"
-    return _with_latency(bigquery.query(cfg, sql, [bigquery.param("name", "STRING", name)]))
+    sql = (
+        f"SELECT {_COLUMNS} FROM `{cfg.table_id}` WHERE processed_at >= @since AND bucket = @bucket "
+        "AND image_name = @name ORDER BY processed_at DESC LIMIT 100"
+    )
+    params = [
+        bigquery.param("since", "TIMESTAMP", since),
+        bigquery.param("bucket", "STRING", cfg.bucket),
+        bigquery.param("name", "STRING", name),
+    ]
+    return _with_latency(bigquery.query(cfg, sql, params))
 
 
 # --- Failures -------------------------------------------------------------------------------------------------------
 
-_FAILURE_COLUMNS = (
-    "image_name, upload, bucket, generation, content_type, size_bytes, reason_code, reason, attempts, model, failed_at"
-)
-
-
-def resolved_cutoffs(keys: list[str]) -> dict[str, float]:
-    """Failures an operator requeued or dismissed while BigQuery still refused to delete them (streaming buffer)."""
-    if not keys:
-        return {}
-    values = _redis().mget([RESOLVED_PREFIX + k for k in keys])
-    return {k: float(v) for k, v in zip(keys, values, strict=True) if v is not None}
+_FAILURE_COLUMNS = failures.COLUMNS
 
 
 def _visible(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each row with its key and whether its delete is pending (refused by the streaming buffer, retried later)."""
+    cutoffs = failures.pending(_redis())
     for row in rows:
         row["key"] = ledger.object_key(row["bucket"], row["image_name"], row["generation"])
-    cutoffs = resolved_cutoffs([r["key"] for r in rows])
-    return [
-        r
-        for r in rows
-        if r["key"] not in cutoffs or (r["failed_at"] is not None and r["failed_at"].timestamp() > cutoffs[r["key"]])
-    ]
+        row["pending_delete"] = failures.is_pending(row, cutoffs)
+    return rows
 
 
-def failure_list(*, name: str = "", limit: int = 50, offset: int = 0) -> tuple[list[dict[str, Any]], bool]:
+def failure_list(
+    *, name: str = "", limit: int = 50, offset: int = 0, now: datetime | None = None
+) -> tuple[list[dict[str, Any]], bool]:
+    """One page of the failures of the window (the last 30 days), newest first."""
     cfg = _cfg()
-    where, params = ["TRUE"], [bigquery.param("limit", "INT64", limit + 1), bigquery.param("offset", "INT64", offset)]
+    where = ["failed_at >= @since"]
+    params = [
+        bigquery.param("since", "TIMESTAMP", failures.window_start(now)),
+        bigquery.param("limit", "INT64", limit + 1),
+        bigquery.param("offset", "INT64", offset),
+    ]
     if name:
         where.append("STRPOS(LOWER(image_name), LOWER(@name)) > 0")
         params.append(bigquery.param("name", "STRING", name))
@@ -143,41 +163,62 @@ def failure_list(*, name: str = "", limit: int = 50, offset: int = 0) -> tuple[l
 
 
 def failure_list_all(*, cap: int = 10_000) -> list[dict[str, Any]]:
-    """Every open failure (up to `cap`), oldest first: what "requeue all" acts on."""
-    cfg = _cfg()
-    sql = f"SELECT {_FAILURE_COLUMNS} FROM `{cfg.failures_table_id}` ORDER BY failed_at LIMIT @cap"
-    return _visible(bigquery.query(cfg, sql, [bigquery.param("cap", "INT64", cap)]))
+    """Every open failure of the window (up to `cap`), oldest first, less those whose delete is pending: what
+    "requeue all" acts on."""
+    return failures.not_pending(_redis(), _visible(failures.open_failures(_cfg(), cap=cap)))
+
+
+def failure_requeue_preview(*, shown: int) -> tuple[int, list[dict[str, Any]]]:
+    """What "requeue all" would act on: how many (one windowed count), and the oldest `shown` of them."""
+    return failure_count(), failure_list_all(cap=shown)
 
 
 def failure_get(*, bucket: str, name: str, generation: int) -> list[dict[str, Any]]:
     cfg = _cfg()
     sql = (
         f"SELECT {_FAILURE_COLUMNS} FROM `{cfg.failures_table_id}` "
-        f"WHERE {bigquery.OBJECT_MATCH} ORDER BY failed_at DESC"
+        f"WHERE failed_at >= @since AND {bigquery.OBJECT_MATCH} ORDER BY failed_at DESC"
     )
-    return _visible(bigquery.query(cfg, sql, bigquery.object_params(bucket, name, generation)))
+    params = [
+        bigquery.param("since", "TIMESTAMP", failures.window_start()),
+        *bigquery.object_params(bucket, name, generation),
+    ]
+    return _visible(bigquery.query(cfg, sql, params))
 
 
-def failure_list_for_name(*, name: str) -> list[dict[str, Any]]:
+def failure_list_for_name(*, name: str, since: datetime) -> list[dict[str, Any]]:
     cfg = _cfg()
     sql = (
-        f"SELECT {_FAILURE_COLUMNS} FROM `{cfg.failures_table_id}` WHERE image_name = @name "
-        "ORDER BY failed_at DESC LIMIT 100"
+        f"SELECT {_FAILURE_COLUMNS} FROM `{cfg.failures_table_id}` WHERE failed_at >= @since AND bucket = @bucket "
+        "AND image_name = @name ORDER BY failed_at DESC LIMIT 100"
     )
-    return _visible(bigquery.query(cfg, sql, [bigquery.param("name", "STRING", name)]))
+    params = [
+        bigquery.param("since", "TIMESTAMP", since),
+        bigquery.param("bucket", "STRING", cfg.bucket),
+        bigquery.param("name", "STRING", name),
+    ]
+    return _visible(bigquery.query(cfg, sql, params))
 
 
-def failure_count() -> int:
-    """Open failures: the records in BigQuery, less those resolved but not yet deletable (few, short-lived)."""
+def failure_count(*, now: datetime | None = None) -> int:
+    """Open failures: the records of the window, less those whose delete is pending (few, short-lived)."""
     cfg = _cfg()
-    total = int(bigquery.query(cfg, f"SELECT COUNT(*) AS n FROM `{cfg.failures_table_id}`")[0]["n"])
-    keys = [k.decode().removeprefix(RESOLVED_PREFIX) for k in _redis().scan_iter(RESOLVED_PREFIX + "*", count=1000)]
-    if not keys:
+    since = failures.window_start(now)
+    sql = f"SELECT COUNT(*) AS n FROM `{cfg.failures_table_id}` WHERE failed_at >= @since"
+    total = int(bigquery.query(cfg, sql, [bigquery.param("since", "TIMESTAMP", since)])[0]["n"])
+    cutoffs = failures.pending(_redis())
+    if not cutoffs:
         return total
-    names = sorted({ledger.parse_key(k)[1] for k in keys})
-    sql = f"SELECT {_FAILURE_COLUMNS} FROM `{cfg.failures_table_id}` WHERE image_name IN UNNEST(@names)"
-    rows = bigquery.query(cfg, sql, [bigquery.array_param("names", "STRING", names)])
-    return total - (len(rows) - len(_visible(rows)))
+    hidden = 0
+    for bucket, keys in failures._by_bucket(cutoffs).items():
+        for chunk in failures.chunks(keys):
+            sql = (
+                f"SELECT {_FAILURE_COLUMNS} FROM `{cfg.failures_table_id}` WHERE failed_at >= @since "
+                f"AND {failures.KEYS_MATCH}"
+            )
+            params = [bigquery.param("since", "TIMESTAMP", since), *failures._key_params(bucket, chunk)]
+            hidden += sum(1 for r in bigquery.query(cfg, sql, params) if failures.is_pending(r, cutoffs))
+    return total - hidden
 
 
 # --- Pipeline health ------------------------------------------------------------------------------------------------
@@ -276,43 +317,10 @@ def redis_memory() -> dict[str, Any]:
     }
 
 
-def _percentile(values: list[float], pct: float) -> float | None:
-    if not values:
-        return None
-    if len(values) == 1:
-        return values[0]
-    return statistics.quantiles(values, n=100, method="inclusive")[int(pct) - 1]
-
-
 def throughput(*, minutes: int = 15, now: datetime | None = None) -> dict[str, Any]:
-    """Rows per minute and upload-to-row latency over the last minutes, from BigQuery."""
-    cfg = _cfg()
-    now = now or datetime.now(UTC)
-    start = (now - timedelta(minutes=minutes - 1)).replace(second=0, microsecond=0)
-    sql = f"SELECT upload, processed_at FROM `{cfg.table_id}` WHERE processed_at >= @since LIMIT 50000"
-    rows = bigquery.query(cfg, sql, [bigquery.param("since", "TIMESTAMP", start)])
-    buckets: dict[datetime, list[float]] = {start + timedelta(minutes=i): [] for i in range(minutes)}
-    for row in rows:
-        minute = row["processed_at"].replace(second=0, microsecond=0)
-        if minute in buckets and row["upload"] is not None:
-            buckets[minute].append((row["processed_at"] - row["upload"]).total_seconds())
-    latencies = [v for values in buckets.values() for v in values]
-    series = [
-        {"minute": m, "count": len(v), "p50": _percentile(v, 50), "p95": _percentile(v, 95)} for m, v in buckets.items()
-    ]
-    failures_sql = f"SELECT COUNT(*) AS n FROM `{cfg.failures_table_id}` WHERE failed_at >= @since"
-    failed = bigquery.query(cfg, failures_sql, [bigquery.param("since", "TIMESTAMP", start)])[0]["n"]
-    last_minute = series[-1]["count"] if series else 0
-    return {
-        "minutes": minutes,
-        "series": series,
-        "rows": len(latencies),
-        "per_minute": len(latencies) / minutes,
-        "last_minute": last_minute,
-        "p50": _percentile(latencies, 50),
-        "p95": _percentile(latencies, 95),
-        "failed": int(failed),
-    }
+    """Rows per minute, upload-to-row latency and failures over the last minutes, from what the workers recorded
+    in Redis as they wrote (classifier.stats): no BigQuery scan."""
+    return stats.throughput(_redis(), minutes=minutes, now=now)
 
 
 # --- One object's story ---------------------------------------------------------------------------------------------
@@ -347,13 +355,15 @@ def object_for_job(*, job_id: str) -> tuple[str, str, int] | None:
     return str(kwargs["bucket"]), str(kwargs["name"]), int(kwargs["generation"])
 
 
-def object_story(*, name: str, known: tuple[str, int] | None = None) -> dict[str, Any]:
+def object_story(*, name: str, known: tuple[str, int] | None = None, now: datetime | None = None) -> dict[str, Any]:
     """Everything known about one object name: each generation's job, ledger outcome, row and failures.
 
-    `known` adds a (bucket, generation) found elsewhere, e.g. from a job id, that has no row, failure or object yet."""
+    `known` adds a (bucket, generation) found elsewhere, e.g. from a job id, that has no row, failure or object yet.
+    Rows and failures of the last 30 days (STORY_WINDOW): a lookup by the clustering columns in those partitions."""
     cfg = _cfg()
-    rows = classification_list_for_name(name=name)
-    failures = failure_list_for_name(name=name)
+    since = (now or datetime.now(UTC)) - STORY_WINDOW
+    rows = classification_list_for_name(name=name, since=since)
+    failed = failure_list_for_name(name=name, since=since)
     current = gcs.object_current(cfg, name=name)
     generations: dict[tuple[str, int], dict[str, Any]] = {}
 
@@ -364,7 +374,7 @@ def object_story(*, name: str, known: tuple[str, int] | None = None) -> dict[str
 
     for row in rows:
         entry(row["bucket"], row["generation"])["rows"].append(row)
-    for failure in failures:
+    for failure in failed:
         entry(failure["bucket"], failure["generation"])["failures"].append(failure)
     if current is not None:
         entry(cfg.bucket, current.generation)["object"] = current
@@ -376,18 +386,23 @@ def object_story(*, name: str, known: tuple[str, int] | None = None) -> dict[str
         item["outcome"] = ledger.outcome_get(redis, ledger.object_key(bucket, name, generation))
         item["job_id"] = jobs.job_id(bucket, name, generation)
     ordered = sorted(generations.values(), key=lambda g: g["generation"], reverse=True)
-    return {"name": name, "generations": ordered, "current": current}
+    return {"name": name, "generations": ordered, "current": current, "since": since}
 
 
-def object_names_like(*, text: str, limit: int = 20) -> list[str]:
-    """Suggestions when a search does not name an object exactly."""
+def object_names_like(*, text: str, limit: int = 20, now: datetime | None = None) -> list[str]:
+    """Suggestions when a search does not name an object exactly: names seen in the last 7 days."""
     cfg = _cfg()
+    since = (now or datetime.now(UTC)) - SUGGEST_WINDOW
     sql = (
-        f"SELECT DISTINCT image_name FROM (SELECT image_name FROM `{cfg.table_id}` "
-        f"UNION ALL SELECT image_name FROM `{cfg.failures_table_id}`) "
+        f"SELECT DISTINCT image_name FROM (SELECT image_name FROM `{cfg.table_id}` WHERE processed_at >= @since "
+        f"UNION ALL SELECT image_name FROM `{cfg.failures_table_id}` WHERE failed_at >= @since) "
         "WHERE STRPOS(LOWER(image_name), LOWER(@text)) > 0 ORDER BY image_name LIMIT @limit"
     )
-    params = [bigquery.param("text", "STRING", text), bigquery.param("limit", "INT64", limit)]
+    params = [
+        bigquery.param("since", "TIMESTAMP", since),
+        bigquery.param("text", "STRING", text),
+        bigquery.param("limit", "INT64", limit),
+    ]
     return [r["image_name"] for r in bigquery.query(cfg, sql, params)]
 
 

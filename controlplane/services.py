@@ -11,13 +11,15 @@ from typing import Any
 
 from django.conf import settings
 
-from classifier import ledger, listener
-from classifier.cloud import bigquery, gcs
+from classifier import failures, ledger, listener
+from classifier.cloud import gcs
 from classifier.config import Config
-from classifier.queue import enqueue_classification
+from classifier.queue import enqueue_classification, queue
 from controlplane import selectors
 
 log = logging.getLogger(__name__)
+
+REQUEUE_ALL_CAP = 10_000
 
 
 class NotFound(Exception):
@@ -46,17 +48,10 @@ def listener_desired_set(*, state: str, user: str) -> None:
 
 
 def _failure_rows_delete(*, bucket: str, name: str, generation: int, before: datetime) -> None:
-    """Delete the failure rows the operator acted on, never one that a new attempt recorded since `before`."""
+    """Delete the failure rows the operator acted on, never one that a new attempt recorded since `before`; rows
+    still in the streaming buffer stay, shown as pending, until a scheduled retry deletes them."""
     cfg = _cfg()
-    key = ledger.object_key(bucket, name, generation)
-    sql = f"DELETE FROM `{cfg.failures_table_id}` WHERE {bigquery.OBJECT_MATCH} AND failed_at < @before"
-    params = [*bigquery.object_params(bucket, name, generation), bigquery.param("before", "TIMESTAMP", before)]
-    try:
-        bigquery.dml(cfg, sql, params)
-    except bigquery.StreamingBufferBusy:
-        # Recent rows cannot be deleted yet: hide them from the failure views until BigQuery lets go.
-        ledger.connection(cfg).set(selectors.RESOLVED_PREFIX + key, str(before.timestamp()), ex=ledger.TTL_S)
-        log.warning("failure rows of %s are in the streaming buffer; hidden instead of deleted", key)
+    failures.delete(cfg, ledger.connection(cfg), [ledger.object_key(bucket, name, generation)], before=before)
 
 
 def _require_failure(*, bucket: str, name: str, generation: int) -> list[dict[str, Any]]:
@@ -82,19 +77,25 @@ def failure_requeue(*, bucket: str, name: str, generation: int, upload: Any = No
     return job_id
 
 
-def failure_requeue_all(*, expected: int, user: str) -> int:
-    """Requeue every open failure; refuses when their number is not the one the operator confirmed."""
-    failures = selectors.failure_list_all()
-    if len(failures) != expected:
-        raise CountChanged(len(failures))
-    seen: set[tuple[str, str, int]] = set()
-    for failure in failures:
-        ident = (failure["bucket"], failure["image_name"], failure["generation"])
-        if ident in seen:
-            continue
-        seen.add(ident)
-        failure_requeue(bucket=ident[0], name=ident[1], generation=ident[2], upload=failure["upload"], user=user)
-    return len(seen)
+def failure_requeue_all(*, expected: int, user: str) -> str:
+    """Start requeueing every open failure in the background (batched: one DELETE per 500); returns the operation's
+    id, whose progress `failures.op_get` reads. Refuses when their number is not the one the operator confirmed."""
+    cfg = _cfg()
+    now = selectors.failure_count()
+    if now != expected:
+        raise CountChanged(now)
+    redis = ledger.connection(cfg)
+    op_id = failures.op_start(redis, kind="requeue all", total=expected, user=user)
+    queue(cfg).enqueue(
+        "classifier.jobs.requeue_all_failures",
+        kwargs={"op_id": op_id, "before": datetime.now(UTC).isoformat(), "cap": REQUEUE_ALL_CAP},
+        job_id=f"failures-requeue-all-{op_id}",
+        job_timeout=3600,
+        result_ttl=24 * 3600,
+        description=f"requeue all open failures ({expected}), by {user}",
+    )
+    log.info("requeue of %d failures started as %s by %s", expected, op_id, user)
+    return op_id
 
 
 def failure_dismiss(*, bucket: str, name: str, generation: int, user: str) -> None:

@@ -113,6 +113,16 @@ RQ_QUEUES = {
     }
 }
 RQ = {"DEFAULT_RESULT_TTL": 24 * 3600}
+# "shared": what every web process and open tab shares (controlplane/livecache.py), in the pipeline's Redis.
+# Never `.clear()` it: that flushes the whole Redis database, the outcome ledger and the queue with it.
+CACHES = {
+    "default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"},
+    "shared": {
+        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        "LOCATION": SIGHTLINE.redis_url,
+        "KEY_PREFIX": "sightline:cache",
+    },
+}
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},

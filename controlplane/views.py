@@ -30,10 +30,11 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from django_htmx.middleware import HtmxDetails
 from PIL import Image
 
-from classifier import images
+from classifier import failures as failure_ops
+from classifier import images, ledger
 from classifier.cloud import gcs
 from classifier.images import BadImage
-from controlplane import charts, deadletters, metrics, selectors, services
+from controlplane import charts, deadletters, livecache, metrics, selectors, services
 from controlplane.alerts import objective
 from controlplane.alerts.models import Rule
 from controlplane.auth import staff_required
@@ -45,9 +46,12 @@ log = logging.getLogger(__name__)
 PAGE_SIZE = 20
 FAILURES_PAGE_SIZE = 50
 DEAD_LETTERS_SHOWN = 50
+DEAD_LETTERS_REFRESH_S = 15.0
+REQUEUE_ALL_SHOWN = 20
+# Cloud Monitoring's figure for the subscription's backlog: shared by every tab, read at most every 15 s.
+BACKLOG_REFRESH_S = 15.0
 RECONCILE_SHOWN = 20
 HEALTH_MINUTES = 15
-HEALTH_CACHE_S = 5
 THUMB_PX = 112
 RANGES = {"15m": timedelta(minutes=15), "1h": timedelta(hours=1), "24h": timedelta(days=1), "7d": timedelta(days=7)}
 # Served inline only as these types; anything else is a download, so an uploaded HTML file never runs as our page.
@@ -85,58 +89,81 @@ def _when(value: str) -> datetime | None:
 
 
 def _filters(request: HttpRequest) -> tuple[selectors.ClassificationFilter, dict[str, str]]:
-    raw = {k: request.GET.get(k, "").strip()[:200] for k in ("label", "name", "range", "since", "until")}
+    raw = {k: request.GET.get(k, "").strip()[:200] for k in ("label", "name", "range", "since", "until", "before")}
     since, until = _when(raw["since"]), _when(raw["until"])
     if raw["range"] in RANGES:
         since, until = datetime.now(UTC) - RANGES[raw["range"]], None
-    filters = selectors.ClassificationFilter(label=raw["label"], name=raw["name"], since=since, until=until)
+    filters = selectors.ClassificationFilter(
+        label=raw["label"], name=raw["name"], since=since, until=until, before=_when(raw["before"])
+    )
     return filters, raw
+
+
+def _shared_key(prefix: str, params: dict[str, Any]) -> str:
+    return prefix + hashlib.sha256(urlencode(sorted(params.items())).encode()).hexdigest()[:32]
 
 
 def _recent_context(request: HttpRequest) -> dict[str, Any]:
     filters, raw = _filters(request)
     page = _int(request.GET.get("page"), 1, lo=1, hi=10_000)
-    (rows, more), error = _read(
-        selectors.classification_list, ([], False), filters=filters, limit=PAGE_SIZE, offset=(page - 1) * PAGE_SIZE
-    )
     query = {k: v for k, v in raw.items() if v}
+    # Every tab showing the same listing shares one query per refresh interval.
+    (listing, age), error = _read(
+        livecache.shared,
+        (([], False, filters.window()), None),
+        key=_shared_key("recent:", {**query, "page": page}),
+        compute=selectors.classification_list,
+        filters=filters,
+        limit=PAGE_SIZE,
+        offset=(page - 1) * PAGE_SIZE,
+    )
+    rows, more, (start, end) = listing
+    explicit = bool(filters.since or filters.until)
+    older = {k: v for k, v in query.items() if k not in ("before", "page")}
     return {
         "rows": rows,
         "error": error,
         "page": page,
         "prev_query": urlencode({**query, "page": page - 1}) if page > 1 else None,
         "next_query": urlencode({**query, "page": page + 1}) if more else None,
+        "older_query": None if explicit else urlencode({**older, "before": f"{start:%Y-%m-%dT%H:%M}"}),
+        "window_start": start,
+        "window_end": end,
+        "rows_age_s": age,
         "query": urlencode(query),
         "filters": raw,
         "filtering": filters.active,
-        "live": page == 1,
+        "live": page == 1 and not filters.before and not filters.until,
         "ranges": list(RANGES),
     }
-
-
-def _shared(key: str, compute: Callable[..., Any], **kwargs: Any) -> Any:
-    """BigQuery figures shared by every open dashboard for a few seconds: each query is billed (10 MB minimum)."""
-    value = cache.get(key)
-    if value is None:
-        value = compute(**kwargs)
-        cache.set(key, value, HEALTH_CACHE_S)
-    return value
 
 
 def _health_context() -> dict[str, Any]:
     listener, listener_error = _read(selectors.listener_status, {"state": "unknown", "desired": "running"})
     queue, queue_error = _read(selectors.queue_status, None)
-    tp, tp_error = _read(_shared, None, key="health:throughput", compute=selectors.throughput, minutes=HEALTH_MINUTES)
-    failures, failures_error = _read(_shared, None, key="health:failures", compute=selectors.failure_count)
-    backlog, backlog_error = _read(_shared, None, key="health:backlog", compute=selectors.pubsub_backlog)
+    (tp, tp_age), tp_error = _read(
+        livecache.shared, (None, None), key="health:throughput", compute=selectors.throughput, minutes=HEALTH_MINUTES
+    )
+    (failures, failures_age), failures_error = _read(
+        livecache.shared,
+        (None, None),
+        key=livecache.FAILURE_COUNT_KEY,
+        compute=selectors.failure_count,
+        ttl_s=livecache.FAILURE_COUNT_S,
+    )
+    (backlog, _backlog_age), backlog_error = _read(
+        livecache.shared, (None, None), key="health:backlog", compute=selectors.pubsub_backlog, ttl_s=BACKLOG_REFRESH_S
+    )
     memory, memory_error = _read(selectors.redis_memory, None)
     slo, slo_error = _read(objective.objective_status, None)
     return {
         "listener": listener,
         "queue": queue,
         "tp": tp,
+        "tp_age_s": tp_age,
         "chart": charts.throughput_chart(tp["series"]) if tp else None,
         "failure_total": failures,
+        "failures_age_s": failures_age,
         "backlog": backlog,
         "memory": memory,
         "objective": slo,
@@ -241,9 +268,25 @@ def failures(request: HttpRequest) -> HttpResponse:
     (rows, more), error = _read(
         selectors.failure_list, ([], False), name=name, limit=FAILURES_PAGE_SIZE, offset=(page - 1) * FAILURES_PAGE_SIZE
     )
-    total, _ = _read(selectors.failure_count, None)
+    (total, total_age), _ = _read(
+        livecache.shared,
+        (None, None),
+        key=livecache.FAILURE_COUNT_KEY,
+        compute=selectors.failure_count,
+        ttl_s=livecache.FAILURE_COUNT_S,
+    )
+    operation, _ = _read(failure_ops.op_get, None, redis=ledger.connection(settings.SIGHTLINE))
     # Pub/Sub, not BigQuery: read on its own so either one failing leaves the other on the page.
-    dead_letters, dead_letters_error = _read(dead_letter_list, [], cfg=settings.SIGHTLINE, limit=DEAD_LETTERS_SHOWN)
+    # Shared like the dashboard's figures: a pull from Pub/Sub waits for its answer (about a second when empty).
+    (dead_letters, _age), dead_letters_error = _read(
+        livecache.shared,
+        ([], None),
+        key="failures:dead-letters",
+        compute=dead_letter_list,
+        ttl_s=DEAD_LETTERS_REFRESH_S,
+        cfg=settings.SIGHTLINE,
+        limit=DEAD_LETTERS_SHOWN,
+    )
     # Attributes as sorted pairs: a template looks up `.items` as a key first, and these keys are the sender's.
     dead_letters = [{**m, "attributes": sorted(m["attributes"].items())} for m in dead_letters]
     query = {"name": name} if name else {}
@@ -257,6 +300,8 @@ def failures(request: HttpRequest) -> HttpResponse:
         "error": error,
         "name": name,
         "total": total,
+        "total_age_s": total_age,
+        "operation": operation,
         "page": page,
         "prev_query": urlencode({**query, "page": page - 1}) if page > 1 else None,
         "next_query": urlencode({**query, "page": page + 1}) if more else None,
@@ -307,14 +352,19 @@ def failure_requeue_all(request: HttpRequest) -> HttpResponse:
     if request.method == "POST":
         expected = _int(request.POST.get("expected"), -1, lo=-1, hi=10_000)
         try:
-            count = services.failure_requeue_all(expected=expected, user=request.user.get_username())
+            services.failure_requeue_all(expected=expected, user=request.user.get_username())
         except services.CountChanged as exc:
             messages.warning(request, f"The failures changed since you confirmed ({expected}); {exc}. Check again.")
             return redirect("failure_requeue_all")
-        messages.success(request, f"Requeued {count} failed object{'s' if count != 1 else ''}.")
+        livecache.forget(livecache.FAILURE_COUNT_KEY)
+        messages.success(
+            request,
+            f"Requeueing {expected} failed object{'s' if expected != 1 else ''} in the background: "
+            "progress is shown on this page.",
+        )
         return redirect("failures")
-    rows, error = _read(selectors.failure_list_all, [])
-    return render(request, "controlplane/failure_requeue_all.html", {"rows": rows, "count": len(rows), "error": error})
+    (count, rows), error = _read(selectors.failure_requeue_preview, (0, []), shown=REQUEUE_ALL_SHOWN)
+    return render(request, "controlplane/failure_requeue_all.html", {"rows": rows, "count": count, "error": error})
 
 
 @never_cache

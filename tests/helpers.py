@@ -16,7 +16,7 @@ from PIL import Image
 from rq.job import Job
 from rq.serializers import JSONSerializer
 
-from classifier import ledger
+from classifier import ledger, stats
 from classifier.cloud import bigquery
 from classifier.config import Config
 
@@ -93,6 +93,7 @@ def insert_row(
         "processed_at": (upload + timedelta(seconds=latency_s)).isoformat(),
     }
     bigquery.insert_row(cfg, cfg.table_id, row, row_id=uuid.uuid4().hex)
+    stats.record(ledger.connection(cfg), rows=[row])  # as a worker does when it writes
     return row
 
 
@@ -114,6 +115,7 @@ def insert_failure(
         "failed_at": (datetime.now(UTC) - timedelta(seconds=1)).isoformat(),
     }
     bigquery.insert_row(cfg, cfg.failures_table_id, row, row_id=uuid.uuid4().hex)
+    stats.record(ledger.connection(cfg), failures=[row])
     ledger.outcome_set(ledger.connection(cfg), ledger.object_key(cfg.bucket, name, generation), f"failure:{code}")
     return row
 
@@ -130,3 +132,9 @@ def drop_jobs(cfg: Config, job_ids: list[str]) -> None:
     for job_id in job_ids:
         if Job.exists(job_id, redis):
             Job.fetch(job_id, connection=redis, serializer=JSONSerializer).delete()
+
+
+def run_background_job(cfg: Config, job_id: str) -> Any:
+    """What the rq worker does with a background job (requeue all, a delete retry), here and now."""
+    job = Job.fetch(job_id, connection=ledger.connection(cfg), serializer=JSONSerializer)
+    return job.perform()

@@ -148,6 +148,7 @@ def test_a_hand_made_table_with_a_wrong_schema_shows_the_exact_drift(icfg, db):
         "extra field colour (STRING, NULLABLE): not in the desired schema",
         "field content_type: mode REQUIRED, wanted NULLABLE: will be relaxed",
         "missing field model (STRING, NULLABLE): will be added",
+        "shape: not partitioned, not clustered, wanted partitioned by day on processed_at, clustered on bucket, image_name",
     )
     assert "1 change(s) need a destructive replacement" in plan.summary
     with pytest.raises(Refused, match="destructive"):
@@ -159,7 +160,12 @@ def test_a_hand_made_table_with_a_wrong_schema_shows_the_exact_drift(icfg, db):
 @pytest.mark.local_only
 def test_additive_schema_drift_and_subscription_drift_are_updated_in_place(icfg, db):
     bigquery.dataset_create(icfg, icfg.dataset_id)
-    bigquery.table_create(icfg, icfg.failures_table_id, [f for f in bigquery.FAILURES_SCHEMA if f.name != "model"])
+    bigquery.table_create(
+        icfg,
+        icfg.failures_table_id,
+        [f for f in bigquery.FAILURES_SCHEMA if f.name != "model"],
+        bigquery.FAILURES_SHAPE,
+    )
     pubsub.topic_ensure(icfg, icfg.topic)
     pubsub.topic_ensure(icfg, icfg.dead_letter_topic)
     pubsub.subscription_ensure(icfg, icfg.subscription, icfg.topic)  # no dead-letter policy
@@ -275,6 +281,57 @@ def test_the_local_stack_creates_only_whats_missing_of_its_kinds_and_never_updat
     assert ("update", s.SUBSCRIPTION) in left  # the drift is left to an operator's reviewed apply
     assert ("create", s.BUCKET) in left and ("create", s.DATASET) in left  # other kinds untouched
     assert not AuditLog.objects.exists()
+
+
+def test_a_table_without_partitions_or_clustering_is_drift_and_apply_migrates_it_keeping_every_row(icfg, db):
+    bigquery.dataset_create(icfg, icfg.dataset_id)
+    bigquery.table_create(icfg, icfg.table_id, bigquery.CLASSIFICATIONS_SCHEMA)  # the old, unshaped table
+    rows = [
+        {
+            "image_name": f"m{i}.png",
+            "upload": "2026-11-01T00:00:00Z",
+            "bucket": "b",
+            "generation": i,
+            "classifications": [{"classification": "cat", "confidence": 0.5}],
+            "processed_at": f"2026-11-0{i}T01:00:00Z",
+        }
+        for i in range(1, 6)
+    ]
+    bigquery.insert_rows(icfg, icfg.table_id, rows, row_ids=[str(i) for i in range(1, 6)])
+    spec = s.stack_spec(cfg=icfg)
+    plan = p.build_plan(spec)
+    change = next(c for c in plan.changes if c.name == icfg.table_id)
+    assert change.action == "update" and "keeping every row" in change.reason
+    assert change.details == (
+        "shape: not partitioned, not clustered, wanted partitioned by day on processed_at, "
+        "clustered on bucket, image_name",
+    )
+    assert stack_apply(spec=spec, checksum=plan.checksum, actor=ACTOR).ok
+    live = bigquery.table_get(icfg, icfg.table_id)
+    assert live.shape == bigquery.CLASSIFICATIONS_SHAPE
+    got = bigquery.query(icfg, f"SELECT image_name, generation FROM `{icfg.table_id}` ORDER BY generation")
+    assert [(r["image_name"], r["generation"]) for r in got] == [(f"m{i}.png", i) for i in range(1, 6)]
+    assert bigquery.table_get(icfg, icfg.table_id + "__reshape") is None
+    assert not p.build_plan(spec).has_changes
+
+
+def test_an_interrupted_migration_is_finished_from_its_copy(icfg, db):
+    tmp = icfg.table_id + "__reshape"
+    bigquery.dataset_create(icfg, icfg.dataset_id)
+    bigquery.table_create(icfg, tmp, bigquery.CLASSIFICATIONS_SCHEMA, bigquery.CLASSIFICATIONS_SHAPE)
+    row = {
+        "image_name": "kept.png",
+        "upload": "2026-11-01T00:00:00Z",
+        "bucket": "b",
+        "generation": 1,
+        "processed_at": "2026-11-01T01:00:00Z",
+    }
+    bigquery.insert_rows(icfg, tmp, [row], row_ids=["1"])
+    spec = s.stack_spec(cfg=icfg)  # the original was dropped, its rows are only in the copy
+    plan = p.build_plan(spec)
+    assert stack_apply(spec=spec, checksum=plan.checksum, actor=ACTOR).ok
+    assert bigquery.table_row_count(icfg, icfg.table_id) == 1
+    assert bigquery.table_get(icfg, tmp) is None
 
 
 def test_the_dataset_is_created_in_gcp_location_and_a_mismatch_is_a_change_apply_will_not_make(icfg, db):

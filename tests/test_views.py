@@ -9,19 +9,20 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from django.core.cache import cache
 from django.test import Client
 from django.urls import reverse
 from PIL import Image
 from rq.job import Job
 
+from bench import bqaudit
+from classifier import failures as failure_ops
 from classifier import jobs, ledger, listener
 from classifier.cloud import bigquery, gcs
 from classifier.config import Config
-from classifier.queue import enqueue_classification
-from controlplane import selectors, services, views
+from classifier.queue import enqueue_classification, queue
+from controlplane import livecache, selectors, services, views
 from devstack import localstack
-from tests.helpers import drop_jobs, failures_for, insert_failure, insert_row, png, wait_for
+from tests.helpers import drop_jobs, failures_for, insert_failure, insert_row, png, run_background_job, wait_for
 
 XSS_NAME = "<script>alert(1)</script>.png"
 XSS_LABEL = '<img src=x onerror="alert(2)">'
@@ -139,11 +140,14 @@ def test_filters_by_label_name_and_time(staff: Client, cfg: Config, stack: Any) 
         response = staff.get(reverse("recent_partial"), {"name": folder, **params})
         return {r["image_name"].removeprefix(folder) for r in response.context["rows"]}
 
-    assert names() == {"cat.png", "cup.png", "old-cat.png"}
-    assert names(label="CAT") == {"cat.png", "old-cat.png"}
+    assert names() == {"cat.png", "cup.png"}  # the last day by default: one day's partitions
+    assert names(range="7d") == {"cat.png", "cup.png", "old-cat.png"}
+    assert names(range="7d", label="CAT") == {"cat.png", "old-cat.png"}
     assert names(label="espresso") == {"cup.png"}
     assert names(range="24h") == {"cat.png", "cup.png"}
     assert names(until=(old + timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M")) == {"old-cat.png"}
+    two_days_back = (old + timedelta(days=1)).strftime("%Y-%m-%dT%H:%M")
+    assert names(before=two_days_back) == {"old-cat.png"}  # "The day before", twice
     assert names(label="100%_") == set()  # LIKE wildcards are plain text here
 
 
@@ -217,7 +221,7 @@ def test_health_shows_throughput_latency_and_failures(staff: Client, cfg: Config
     folder = f"t-{uuid.uuid4().hex[:8]}/"
     for latency in (1.0, 2.0, 3.0):
         insert_row(cfg, f"{folder}{latency}.png", [("tabby", 0.5)], latency_s=latency)
-    cache.clear()  # the BigQuery figures are shared for a few seconds
+    livecache.forget_all()  # the figures are shared for a few seconds
     response = staff.get(reverse("health_partial"))
     html = response.content.decode()
     tp = response.context["tp"]
@@ -305,41 +309,71 @@ def test_dismiss_confirms_then_deletes(staff: Client, cfg: Config, stack: Any) -
     assert ledger.outcome_get(ledger.connection(cfg), ledger.object_key(cfg.bucket, name, generation)) is None
 
 
-def test_requeue_all_says_how_many_and_refuses_a_stale_count(staff: Client, cfg: Config, stack: Any) -> None:
-    names = [f"t-{uuid.uuid4().hex[:8]}/all-{i}.txt" for i in range(2)]
+def test_requeue_all_says_how_many_and_refuses_a_stale_count(
+    staff: Client, cfg: Config, stack: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    names = [f"t-{uuid.uuid4().hex[:8]}/all-{i}.txt" for i in range(3)]
     generations = {name: insert_failure(cfg, name)["generation"] for name in names}
     confirm = staff.get(reverse("failure_requeue_all"))
     count = confirm.context["count"]
-    assert count >= 2 and f"This requeues <strong>{count}</strong> failed object" in confirm.content.decode()
+    assert count >= 3 and f"This requeues <strong>{count}</strong> failed object" in confirm.content.decode()
     stale = staff.post(reverse("failure_requeue_all"), {"expected": count + 1}, follow=True)
     assert "changed since you confirmed" in stale.content.decode()
     assert all(failures_for(cfg, names).values())
+    acted_on = selectors.failure_list_all()
     done = staff.post(reverse("failure_requeue_all"), {"expected": count}, follow=True)
-    assert f"Requeued {count} failed object" in done.content.decode()
+    assert f"Requeueing {count} failed object" in done.content.decode()
+    op = done.context["operation"]
+    assert op["state"] == "queued" and op["total"] == count
+    monkeypatch.setattr(failure_ops, "CHUNK", 2)
+    with bqaudit.recording() as seen:
+        run_background_job(cfg, f"failures-requeue-all-{op['id']}")  # in the background: the rq worker's
+    deletes = [q for q in seen if q.sql.startswith("DELETE")]
+    assert len(deletes) == -(-count // 2)  # one DELETE per chunk of keys, never one per failure
+    assert len(seen) == len(deletes) + 1  # and one SELECT of what to requeue
+    op = failure_ops.op_get(ledger.connection(cfg), op["id"])
+    assert op["state"] == "done" and op["done"] == count
+    page = staff.get(reverse("failures")).content.decode()
+    assert f"{count} of {count} requeued" in page
     assert all(f["reason_code"] != "not_an_image" for found in failures_for(cfg, names).values() for f in found)
     assert all(Job.exists(jobs.job_id(cfg.bucket, n, g), ledger.connection(cfg)) for n, g in generations.items())
     # Every open failure was requeued, this test's and any other's: leave none of those jobs queued.
-    drop_jobs(cfg, [jobs.job_id(f["bucket"], f["image_name"], f["generation"]) for f in confirm.context["rows"]])
+    drop_jobs(cfg, [jobs.job_id(f["bucket"], f["image_name"], f["generation"]) for f in acted_on])
 
 
-def test_streaming_buffer_refusal_hides_instead(staff: Client, cfg: Config, stack: Any, monkeypatch: Any) -> None:
+def test_a_delete_the_streaming_buffer_refused_shows_pending_and_is_retried(
+    staff: Client, cfg: Config, stack: Any, monkeypatch: Any
+) -> None:
     name = f"t-{uuid.uuid4().hex[:8]}/buffered.txt"
     generation = insert_failure(cfg, name)["generation"]
+    redis = ledger.connection(cfg)
+    real_dml = bigquery.dml
 
     def refuse(*args: Any, **kwargs: Any) -> int:
         raise bigquery.StreamingBufferBusy("would affect rows in the streaming buffer")
 
     monkeypatch.setattr(bigquery, "dml", refuse)
+    livecache.forget_all()
+    redis.delete(failure_ops.RETRY_SCHEDULED_KEY)
+    earlier = set(queue(cfg).scheduled_job_registry.get_job_ids())
+    before = selectors.failure_count()
     services.failure_dismiss(bucket=cfg.bucket, name=name, generation=generation, user="test")
     assert failures_for(cfg, [name])[name]  # still in BigQuery...
-    assert selectors.failure_list(name=name)[0] == []  # ...but no longer shown as open
-    monkeypatch.undo()
-    before = selectors.failure_count()
-    insert_failure(cfg, name + ".2")
-    assert selectors.failure_count() == before + 1  # the hidden one is not counted as open
-    redis = ledger.connection(cfg)
-    redis.delete(selectors.RESOLVED_PREFIX + ledger.object_key(cfg.bucket, name, generation))
-    assert selectors.failure_count() == before + 2
+    rows = selectors.failure_list(name=name)[0]
+    assert [r["pending_delete"] for r in rows] == [True]  # ...shown as pending, not as open
+    page = staff.get(reverse("failures"), {"name": name}).content.decode()
+    assert "delete pending" in page and 'class="primary small requeue"' not in page
+    assert selectors.failure_count() == before - 1
+    scheduled = queue(cfg).scheduled_job_registry.get_job_ids()
+    retries = [j for j in scheduled if j.startswith(failure_ops.RETRY_JOB_PREFIX) and j not in earlier]
+    assert len(retries) == 1  # scheduled once: the rq worker's scheduler runs it
+    retry = retries[0]
+    failure_ops.retry_pending(cfg, redis)  # still refused: stays pending
+    assert ledger.object_key(cfg.bucket, name, generation) in failure_ops.pending(redis)
+    monkeypatch.setattr(bigquery, "dml", real_dml)
+    run_background_job(cfg, retry)
+    assert failures_for(cfg, [name])[name] == []
+    assert ledger.object_key(cfg.bucket, name, generation) not in failure_ops.pending(redis)
 
 
 # --- the object's story ---------------------------------------------------------------------------------------------

@@ -22,10 +22,16 @@ from rq.job import Job
 from classifier import jobs, ledger
 from classifier.cloud import gcs, pubsub
 from classifier.config import Config
-from controlplane import views
+from controlplane import livecache, views
 from tests.helpers import drop_jobs, insert_row, png
 
 XSS = "<script>alert('dl')</script>"
+
+
+@pytest.fixture(autouse=True)
+def fresh_figures(stack: Any) -> None:
+    """The failures page shares its Pub/Sub read across tabs for a few seconds: each test reads afresh."""
+    livecache.forget_all()
 
 
 @pytest.fixture

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from google.api_core import exceptions as gexc
@@ -49,8 +50,37 @@ FAILURES_SCHEMA = [
 ]
 
 
+@dataclass(frozen=True)
+class TableShape:
+    """How a table is laid out for its queries: day partitions on the time every read filters on, clustered on
+    what lookups filter on. A query that names a window of `partition_field` reads only those days."""
+
+    partition_field: str | None
+    clustering: tuple[str, ...] = ()
+
+    def describe(self) -> str:
+        part = f"partitioned by day on {self.partition_field}" if self.partition_field else "not partitioned"
+        return part + (f", clustered on {', '.join(self.clustering)}" if self.clustering else ", not clustered")
+
+
+CLASSIFICATIONS_SHAPE = TableShape("processed_at", ("bucket", "image_name"))
+FAILURES_SHAPE = TableShape("failed_at", ("bucket", "image_name"))
+UNSHAPED = TableShape(None)
+
+
+@dataclass(frozen=True)
+class TableLive:
+    schema: list[SchemaField]
+    shape: TableShape
+    num_bytes: int = 0
+
+
 class InsertError(Exception):
     pass
+
+
+class BytesBudgetExceeded(Exception):
+    """BigQuery refused a query that would bill more than BQ_MAX_BYTES_BILLED: nothing was billed."""
 
 
 @functools.cache
@@ -96,22 +126,47 @@ def insert_rows(cfg: Config, table_id: str, rows: Sequence[dict[str, Any]], *, r
 
 
 def query(
-    cfg: Config, sql: str, params: Sequence[Any] = (), *, timeout_s: float = QUERY_TIMEOUT_S
+    cfg: Config,
+    sql: str,
+    params: Sequence[Any] = (),
+    *,
+    timeout_s: float = QUERY_TIMEOUT_S,
+    max_bytes: int | None = None,
 ) -> list[dict[str, Any]]:
     """Run a parameterised query; `params` are ScalarQueryParameter objects, never formatted into the SQL.
 
+    Every query carries `maximum_bytes_billed` (BQ_MAX_BYTES_BILLED unless `max_bytes` names a deliberate cap):
+    one that would bill more raises BytesBudgetExceeded instead of a bill.
     `timeout_s` bounds the whole call (the client's default retries for up to 10 minutes)."""
-    _, rows = _run(cfg, sql, params, timeout_s=timeout_s)
+    _, rows = _run(cfg, sql, params, timeout_s=timeout_s, max_bytes=max_bytes)
     return [dict(row.items()) for row in rows]
 
 
-def _run(cfg: Config, sql: str, params: Sequence[Any], *, timeout_s: float) -> tuple[bigquery.QueryJob, Any]:
+def _budget_error(cfg: Config, exc: gexc.GoogleAPICallError, max_bytes: int | None) -> Exception | None:
+    text = str(exc).lower()
+    if "bytes billed" in text or "bytesbilledlimitexceeded" in text:
+        cap = max_bytes or cfg.max_bytes_billed
+        return BytesBudgetExceeded(
+            f"BigQuery refused a query that would bill more than {cap:,} bytes (BQ_MAX_BYTES_BILLED); "
+            "nothing was billed. Narrow the time window, or raise the setting if the cost is intended."
+        )
+    return None
+
+
+def _run(
+    cfg: Config, sql: str, params: Sequence[Any], *, timeout_s: float, max_bytes: int | None = None
+) -> tuple[bigquery.QueryJob, Any]:
     """Start the job and wait for it, within `timeout_s` in all. Retrying the insert is safe (the client names the
     job, and a retried insert finds it); re-running a failed job (job_retry) is not done: a DML could run twice."""
     bounded = DEFAULT_RETRY.with_timeout(timeout_s)
-    job_config = bigquery.QueryJobConfig(query_parameters=list(params))
-    job = client(cfg).query(sql, job_config=job_config, retry=bounded, job_retry=None, timeout=timeout_s / 2)
-    return job, job.result(retry=bounded, timeout=timeout_s)
+    job_config = bigquery.QueryJobConfig(
+        query_parameters=list(params), maximum_bytes_billed=max_bytes or cfg.max_bytes_billed
+    )
+    try:
+        job = client(cfg).query(sql, job_config=job_config, retry=bounded, job_retry=None, timeout=timeout_s / 2)
+        return job, job.result(retry=bounded, timeout=timeout_s)
+    except (gexc.BadRequest, gexc.Forbidden) as exc:
+        raise (_budget_error(cfg, exc, max_bytes) or exc) from None
 
 
 def array_param(name: str, type_: str, values: Sequence[Any]) -> bigquery.ArrayQueryParameter:
@@ -167,20 +222,54 @@ def dataset_delete(cfg: Config, dataset_id: str) -> None:
     client(cfg).delete_dataset(dataset_id, delete_contents=False, not_found_ok=True, **_bounded())
 
 
-def table_schema(cfg: Config, table_id: str) -> list[bigquery.SchemaField] | None:
+def table_get(cfg: Config, table_id: str) -> TableLive | None:
     try:
-        return list(client(cfg).get_table(table_id, **_bounded()).schema)
+        table = client(cfg).get_table(table_id, **_bounded())
     except gexc.NotFound:
         return None
+    tp = table.time_partitioning
+    field = (tp.field or "_PARTITIONTIME") if tp is not None else None
+    shape = TableShape(field, tuple(table.clustering_fields or ()))
+    return TableLive(schema=list(table.schema), shape=shape, num_bytes=int(table.num_bytes or 0))
 
 
-def table_create(cfg: Config, table_id: str, schema: Sequence[bigquery.SchemaField]) -> bool:
-    """True when created, False when it already existed (whatever its schema: the plan compares that)."""
+def table_schema(cfg: Config, table_id: str) -> list[bigquery.SchemaField] | None:
+    live = table_get(cfg, table_id)
+    return live.schema if live is not None else None
+
+
+def _table(table_id: str, schema: Sequence[bigquery.SchemaField], shape: TableShape) -> bigquery.Table:
+    table = bigquery.Table(table_id, schema=list(schema))
+    if shape.partition_field:
+        table.time_partitioning = bigquery.TimePartitioning(
+            type_=bigquery.TimePartitioningType.DAY, field=shape.partition_field
+        )
+    if shape.clustering:
+        table.clustering_fields = list(shape.clustering)
+    return table
+
+
+def table_create(
+    cfg: Config, table_id: str, schema: Sequence[bigquery.SchemaField], shape: TableShape = UNSHAPED
+) -> bool:
+    """True when created, False when it already existed (whatever its schema and shape: the plan compares those)."""
     try:
-        client(cfg).create_table(bigquery.Table(table_id, schema=list(schema)), **_bounded())
+        client(cfg).create_table(_table(table_id, schema, shape), **_bounded())
     except gexc.Conflict:
         return False
     return True
+
+
+# Copying a whole table (a migration) takes as long as the table is large: bounded, but by an hour.
+COPY_TIMEOUT_S = 3600.0
+
+
+def table_copy_rows(cfg: Config, source: str, target: str, columns: Sequence[str], *, max_bytes: int) -> int:
+    """INSERT every row of `source` into `target` (same columns): one job, billed the source's bytes once."""
+    cols = ", ".join(columns)
+    sql = f"INSERT INTO `{target}` ({cols}) SELECT {cols} FROM `{source}`"
+    job, _ = _run(cfg, sql, (), timeout_s=COPY_TIMEOUT_S, max_bytes=max_bytes)
+    return int(job.num_dml_affected_rows or 0)
 
 
 def table_schema_update(cfg: Config, table_id: str, schema: Sequence[bigquery.SchemaField]) -> None:
@@ -191,6 +280,7 @@ def table_schema_update(cfg: Config, table_id: str, schema: Sequence[bigquery.Sc
 
 
 def table_row_count(cfg: Config, table_id: str) -> int:
+    """COUNT(*) with no filter reads table metadata only: 0 bytes billed on BigQuery."""
     try:
         return int(query(cfg, f"SELECT COUNT(*) AS n FROM `{table_id}`")[0]["n"])
     except gexc.NotFound:
@@ -206,7 +296,7 @@ class StreamingBufferBusy(Exception):
 
 
 def dml(cfg: Config, sql: str, params: Sequence[Any] = (), *, timeout_s: float = QUERY_TIMEOUT_S) -> int:
-    """Run a parameterised DELETE/UPDATE; returns the rows it affected."""
+    """Run a parameterised DELETE/UPDATE, capped like every query; returns the rows it affected."""
     try:
         job, _ = _run(cfg, sql, params, timeout_s=timeout_s)
     except gexc.BadRequest as exc:

@@ -14,6 +14,7 @@ class ClassificationQuery(serializers.Serializer):
     range = serializers.ChoiceField(choices=RANGES, required=False, help_text="Uploads within the last ...")
     since = serializers.DateTimeField(required=False, help_text="Uploads at or after (ISO 8601; UTC if no offset).")
     until = serializers.DateTimeField(required=False, help_text="Uploads before.")
+    before = serializers.DateTimeField(required=False, help_text="The window ends here: the previous window's start.")
     page = serializers.IntegerField(required=False, min_value=1, max_value=10_000, default=1)
 
 

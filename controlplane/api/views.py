@@ -109,20 +109,30 @@ def health(request: Request) -> Response:
     return _read(_health)
 
 
-@extend_schema(parameters=[s.ClassificationQuery], responses=JSON, summary="Classifications, newest first, 20 a page")
+@extend_schema(
+    parameters=[s.ClassificationQuery],
+    responses=JSON,
+    summary="Classifications of one time window, newest first, 20 a page",
+)
 @api_view(["GET"])
 def classifications(request: Request) -> Response:
     q = _valid(s.ClassificationQuery, request.query_params)
     since, until = _utc(q.get("since")), _utc(q.get("until"))
     if q.get("range"):
         since, until = datetime.now(UTC) - RANGES[q["range"]], None
-    filters = selectors.ClassificationFilter(label=q.get("label", ""), name=q.get("name", ""), since=since, until=until)
+    filters = selectors.ClassificationFilter(
+        label=q.get("label", ""), name=q.get("name", ""), since=since, until=until, before=_utc(q.get("before"))
+    )
     page = q["page"]
     try:
-        rows, more = selectors.classification_list(filters=filters, limit=PAGE_SIZE, offset=(page - 1) * PAGE_SIZE)
+        rows, more, (start, end) = selectors.classification_list(
+            filters=filters, limit=PAGE_SIZE, offset=(page - 1) * PAGE_SIZE
+        )
     except Exception as exc:
         return _unavailable(exc)
-    return Response({"page": page, "more": more, "results": jsonable(rows)})
+    # One window of processed_at at a time (a bounded scan); `before=<window_start>` reads the one before it.
+    window = {"start": start, "end": end}
+    return Response({"page": page, "more": more, "window": window, "results": jsonable(rows)})
 
 
 @extend_schema(parameters=[s.FailureQuery], responses=JSON, summary="Open failure records, newest first, 50 a page")

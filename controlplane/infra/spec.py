@@ -81,8 +81,10 @@ def stack_spec(*, cfg: Config) -> StackSpec:
     subscription it forwards from; without those grants undeliverable messages are silently retried forever."""
     resources = (
         Resource(DATASET, cfg.dataset_id),
-        Resource(TABLE, cfg.table_id, {"schema": bigquery.CLASSIFICATIONS_SCHEMA}),
-        Resource(TABLE, cfg.failures_table_id, {"schema": bigquery.FAILURES_SCHEMA}),
+        Resource(
+            TABLE, cfg.table_id, {"schema": bigquery.CLASSIFICATIONS_SCHEMA, "shape": bigquery.CLASSIFICATIONS_SHAPE}
+        ),
+        Resource(TABLE, cfg.failures_table_id, {"schema": bigquery.FAILURES_SCHEMA, "shape": bigquery.FAILURES_SHAPE}),
         Resource(TOPIC, cfg.dead_letter_topic),
         _grant(TOPIC_IAM, cfg.dead_letter_topic, pubsub.PUBLISHER_ROLE, "pubsub"),
         _subscription(cfg, cfg.dead_letter_subscription, cfg.dead_letter_topic, None),

@@ -35,14 +35,25 @@ def test_every_kind_in_the_spec_is_registered(spec):
 def test_table_diff(spec):
     r = first(spec, s.TABLE)
     table = KINDS[s.TABLE]
+    shaped = bigquery.CLASSIFICATIONS_SHAPE
+
+    def live(schema, shape=shaped):
+        return bigquery.TableLive(schema=list(schema), shape=shape)
+
     assert [c.action for c in table.diff(spec, r, None)] == [CREATE]
-    assert [c.reason for c in table.diff(spec, r, list(bigquery.CLASSIFICATIONS_SCHEMA))] == [
-        "exists with the desired schema"
+    assert [c.reason for c in table.diff(spec, r, live(bigquery.CLASSIFICATIONS_SCHEMA))] == [
+        "exists with the desired schema and shape"
     ]
-    (added,) = table.diff(spec, r, [f for f in bigquery.CLASSIFICATIONS_SCHEMA if f.name != "model"])
+    (added,) = table.diff(spec, r, live([f for f in bigquery.CLASSIFICATIONS_SCHEMA if f.name != "model"]))
     assert (added.action, added.details) == (UPDATE, ("missing field model (STRING, NULLABLE): will be added",))
-    (replaced,) = table.diff(spec, r, [*bigquery.CLASSIFICATIONS_SCHEMA, F("extra", "STRING")])
+    (replaced,) = table.diff(spec, r, live([*bigquery.CLASSIFICATIONS_SCHEMA, F("extra", "STRING")]))
     assert replaced.action == "replace" and "losing its rows" in replaced.reason
+    (reshaped,) = table.diff(spec, r, live(bigquery.CLASSIFICATIONS_SCHEMA, bigquery.UNSHAPED))
+    assert reshaped.action == UPDATE and "keeping every row" in reshaped.reason
+    assert reshaped.details == (
+        "shape: not partitioned, not clustered, wanted partitioned by day on processed_at, "
+        "clustered on bucket, image_name",
+    )
 
 
 def test_subscription_diff(spec):

@@ -10,7 +10,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from controlplane import metrics
 
 SNAPSHOT: dict[str, Any] = {
-    "histogram": {"total": 3, "sum_s": 8.8, "buckets": [("0.5", 1), ("2.0", 2), ("10.0", 3), ("+Inf", 3)]},
+    "totals": {"rows": 3, "failures": 1, "sum_s": 8.8, "buckets": [("0.5", 1), ("2.0", 2), ("10.0", 3), ("+Inf", 3)]},
     "throughput": {"per_minute": 0.6},
     "failures": 2,
     "queue": {"depth": 4, "waiting": 5, "bound": 64, "workers": [{}, {}, {}], "workers_busy": 1, "failed": 0},
@@ -26,7 +26,7 @@ SNAPSHOT: dict[str, Any] = {
 
 
 def test_a_snapshot_becomes_prometheus_text(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(metrics, "snapshot", lambda: SNAPSHOT)  # the reads from BigQuery and Redis
+    monkeypatch.setattr(metrics, "snapshot", lambda: SNAPSHOT)  # the reads from Redis (and the shared failure count)
     families = {f.name: f for f in text_string_to_metric_families(metrics.exposition().decode())}
     value = {name: family.samples[0].value for name, family in families.items()}
     assert value["sightline_classifications"] == 3 and value["sightline_failures"] == 2

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-import pytest
+import bisect
+from datetime import UTC, datetime, timedelta
 
+from classifier import stats
 from controlplane import selectors
 
 
@@ -21,8 +23,24 @@ def test_listener_state_from_the_heartbeat() -> None:
     )
 
 
-def test_percentiles_of_few_values() -> None:
-    assert selectors._percentile([], 95) is None
-    assert selectors._percentile([3.0], 95) == 3.0
-    assert selectors._percentile([1.0, 2.0, 3.0, 4.0, 5.0], 50) == 3.0
-    assert selectors._percentile([float(v) for v in range(1, 101)], 95) == pytest.approx(95.05)
+def test_percentiles_from_the_workers_bucketed_histogram() -> None:
+    """The dashboard's p50/p95 come from the per-minute histograms the workers record (classifier.stats)."""
+    hist = [0] * (len(stats.BUCKETS_S) + 1)
+    assert stats.percentile(hist, 50) is None
+    for latency in [0.8] * 50 + [25.0] * 50:
+        hist[bisect.bisect_left(stats.BUCKETS_S, latency)] += 1
+    assert 0.75 <= stats.percentile(hist, 50) <= 1.0
+    assert 20 <= stats.percentile(hist, 95) <= 30
+    one = [0] * len(hist)
+    one[bisect.bisect_left(stats.BUCKETS_S, 3.0)] = 1
+    assert 2.0 < stats.percentile(one, 50) <= 3.0
+
+
+def test_a_window_is_the_last_day_or_what_the_filter_names() -> None:
+    now = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
+    start, end = selectors.ClassificationFilter().window(now)
+    assert end - start == selectors.WINDOW and end == now + selectors.CLOCK_SLACK
+    before = datetime(2026, 11, 20, tzinfo=UTC)
+    assert selectors.ClassificationFilter(before=before).window(now) == (before - selectors.WINDOW, before)
+    since = now - timedelta(days=7)
+    assert selectors.ClassificationFilter(since=since).window(now) == (since, now + selectors.CLOCK_SLACK)

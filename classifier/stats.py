@@ -1,0 +1,143 @@
+"""Live figures, recorded by the workers as they write: rows and failures per minute and the upload-to-row latency
+as a histogram per minute, in Redis. The dashboard and /metrics read these instead of scanning BigQuery.
+
+Per minute: `sightline:stats:<minute>` is a hash of counters (`rows`, `failures`, `lat_sum_ms`, `b<i>` per
+latency bucket), kept two hours. `sightline:stats:total` holds the same counters since the Redis began, for the
+Prometheus counter and histogram. A lost Redis restarts the counts at zero, as a restarted exporter's would.
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections.abc import Iterable, Mapping
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from redis import Redis
+
+from classifier import ledger
+
+PREFIX = "sightline:stats:"
+TOTAL_KEY = PREFIX + "total"
+KEEP_S = 2 * 3600
+# Upper bounds in seconds: fine enough for p50/p95 by interpolation inside a bucket (the last is open-ended).
+BUCKETS_S = (0.25, 0.5, 0.75, 1, 1.5, 2, 3, 4, 5, 7.5, 10, 15, 20, 30, 45, 60, 90, 120, 180, 300, 600, 1800, 3600)
+
+
+def minute_of(when: datetime) -> datetime:
+    return when.astimezone(UTC).replace(second=0, microsecond=0)
+
+
+def _key(minute: datetime) -> str:
+    return f"{PREFIX}{minute.strftime('%Y%m%d%H%M')}"
+
+
+def _parse(value: Any) -> datetime | None:
+    if isinstance(value, datetime):
+        return value if value.tzinfo else value.replace(tzinfo=UTC)
+    try:
+        parsed = datetime.fromisoformat(value) if isinstance(value, str) else None
+    except ValueError:
+        return None
+    return parsed.replace(tzinfo=UTC) if parsed is not None and parsed.tzinfo is None else parsed
+
+
+def record(redis: Redis, *, rows: Iterable[dict[str, Any]] = (), failures: Iterable[dict[str, Any]] = ()) -> None:
+    """Count written rows (with their upload-to-row latency) and failure records, in one round trip."""
+    counts: dict[str, dict[str, float]] = {}
+
+    def add(minute: datetime, field: str, value: float) -> None:
+        for key in (_key(minute), TOTAL_KEY):
+            bucket = counts.setdefault(key, {})
+            bucket[field] = bucket.get(field, 0) + value
+
+    for row in rows:
+        done = _parse(row.get("processed_at")) or datetime.now(UTC)
+        add(minute_of(done), "rows", 1)
+        upload = _parse(row.get("upload"))
+        if upload is not None:
+            latency = max(0.0, (done - upload).total_seconds())
+            add(minute_of(done), f"b{bisect.bisect_left(BUCKETS_S, latency)}", 1)
+            add(minute_of(done), "lat_sum_ms", round(latency * 1000))
+    for failure in failures:
+        add(minute_of(_parse(failure.get("failed_at")) or datetime.now(UTC)), "failures", 1)
+    if not counts:
+        return
+    with redis.pipeline(transaction=False) as pipe:
+        for key, fields in counts.items():
+            for field, value in fields.items():
+                pipe.hincrby(key, field, int(value))
+            if key != TOTAL_KEY:
+                pipe.expire(key, KEEP_S)
+        pipe.execute()
+
+
+def _counts(raw: Mapping[bytes | str, bytes | str]) -> dict[str, int]:
+    return {ledger.text(k): int(v) for k, v in raw.items()}
+
+
+def percentile(histogram: list[int], pct: float) -> float | None:
+    """The pct-th percentile of a bucketed histogram, interpolated linearly inside its bucket."""
+    total = sum(histogram)
+    if not total:
+        return None
+    rank = total * pct / 100
+    seen = 0
+    for i, count in enumerate(histogram):
+        if count and seen + count >= rank:
+            lo = BUCKETS_S[i - 1] if i > 0 else 0.0
+            hi = BUCKETS_S[i] if i < len(BUCKETS_S) else BUCKETS_S[-1] * 2
+            return lo + (hi - lo) * (rank - seen) / count
+        seen += count
+    return BUCKETS_S[-1]
+
+
+def _histogram(counts: dict[str, int]) -> list[int]:
+    return [counts.get(f"b{i}", 0) for i in range(len(BUCKETS_S) + 1)]
+
+
+def throughput(redis: Redis, *, minutes: int, now: datetime | None = None) -> dict[str, Any]:
+    """Rows per minute, latency p50/p95 and failures over the last `minutes`, from the per-minute counters."""
+    now = now or datetime.now(UTC)
+    start = minute_of(now) - timedelta(minutes=minutes - 1)
+    minute_list = [start + timedelta(minutes=i) for i in range(minutes)]
+    with redis.pipeline(transaction=False) as pipe:
+        for minute in minute_list:
+            pipe.hgetall(_key(minute))
+        per_minute = [_counts(raw) for raw in pipe.execute()]
+    total_hist = [0] * (len(BUCKETS_S) + 1)
+    series: list[dict[str, Any]] = []
+    for minute, counts in zip(minute_list, per_minute, strict=True):
+        hist = _histogram(counts)
+        total_hist = [a + b for a, b in zip(total_hist, hist, strict=True)]
+        series.append(
+            {"minute": minute, "count": counts.get("rows", 0), "p50": percentile(hist, 50), "p95": percentile(hist, 95)}
+        )
+    rows = sum(int(s["count"]) for s in series)
+    return {
+        "minutes": minutes,
+        "series": series,
+        "rows": rows,
+        "per_minute": rows / minutes,
+        "last_minute": series[-1]["count"] if series else 0,
+        "p50": percentile(total_hist, 50),
+        "p95": percentile(total_hist, 95),
+        "failed": sum(c.get("failures", 0) for c in per_minute),
+    }
+
+
+def totals(redis: Redis) -> dict[str, Any]:
+    """Since the Redis began: rows, failures, and the latency histogram as Prometheus wants it (cumulative)."""
+    counts = _counts(redis.hgetall(TOTAL_KEY))
+    hist = _histogram(counts)
+    cumulative, running = [], 0
+    for bound, count in zip(BUCKETS_S, hist, strict=False):
+        running += count
+        cumulative.append((str(float(bound)), running))
+    observed = sum(hist)
+    return {
+        "rows": counts.get("rows", 0),
+        "failures": counts.get("failures", 0),
+        "buckets": [*cumulative, ("+Inf", observed)],
+        "sum_s": counts.get("lat_sum_ms", 0) / 1000,
+    }

@@ -1,0 +1,81 @@
+"""Figures shared by every open tab and every web process: computed at most once per refresh interval.
+
+Each entry is (computed_at, value) in the pipeline's Redis. When it is older than the interval, one process
+(the one that wins an add-only lock) recomputes it; the others serve the previous value meanwhile, with its age,
+instead of running the same BigQuery query in parallel. Pages show that age.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+from django.core.cache import caches
+from redis.exceptions import RedisError
+
+log = logging.getLogger(__name__)
+
+REFRESH_S = 3.0  # the dashboard's htmx refresh interval
+LOCK_S = 30  # a process that died while computing holds the lock no longer than this
+WAIT_S = 5.0  # nothing computed yet and another process computing: wait this long for it
+KEEP_S = 600
+# The open-failure count is a BigQuery query (10 MB minimum bill): shared, and refreshed less often than the page.
+FAILURE_COUNT_KEY = "health:failures"
+FAILURE_COUNT_S = 30.0  # a stale value is still worth showing (with its age) while the next is computed
+
+
+def _cache() -> Any:
+    return caches["shared"]
+
+
+def shared(key: str, compute: Callable[..., Any], *, ttl_s: float = REFRESH_S, **kwargs: Any) -> tuple[Any, float]:
+    """(value, age in seconds) of `compute(**kwargs)`, computed at most once per `ttl_s` across processes.
+
+    A Redis that cannot be reached shares nothing: the value is computed here, and the page still shows it."""
+    try:
+        return _shared(key, compute, ttl_s, kwargs)
+    except RedisError:
+        log.warning("%s: the shared cache is unreachable; computed without it", key, exc_info=True)
+        return compute(**kwargs), 0.0
+
+
+def _shared(key: str, compute: Callable[..., Any], ttl_s: float, kwargs: dict[str, Any]) -> tuple[Any, float]:
+    cache = _cache()
+    entry = cache.get(key)
+    if entry is not None and time.time() - entry[0] < ttl_s:
+        return entry[1], time.time() - entry[0]
+    if cache.add(f"{key}:lock", 1, timeout=LOCK_S):
+        try:
+            value = compute(**kwargs)
+            cache.set(key, (time.time(), value), timeout=KEEP_S)
+            return value, 0.0
+        finally:
+            cache.delete(f"{key}:lock")
+    if entry is not None:
+        return entry[1], time.time() - entry[0]
+    deadline = time.monotonic() + WAIT_S
+    while time.monotonic() < deadline:
+        time.sleep(0.05)
+        entry = cache.get(key)
+        if entry is not None:
+            return entry[1], time.time() - entry[0]
+    log.warning("%s: no shared value after %.0f s; computing it here", key, WAIT_S)
+    return compute(**kwargs), 0.0
+
+
+def forget(*keys: str) -> None:
+    """Drop shared figures (after an action that changes them, and in tests)."""
+    _cache().delete_many(list(keys))
+
+
+def forget_all() -> int:
+    """Drop every shared figure (tests, and after an action whose effect should show at once)."""
+    from django.conf import settings
+
+    from classifier import ledger
+
+    redis = ledger.connection(settings.SIGHTLINE)
+    keys = list(redis.scan_iter("sightline:cache:*", count=1000))
+    return int(redis.delete(*keys)) if keys else 0
