@@ -77,3 +77,12 @@ def test_budget_left() -> None:
 def test_the_workbook_windows() -> None:
     """SRE workbook, table 5-8: 14.4x over 1 h (short 5 min) and 6x over 6 h (short 30 min)."""
     assert [(b.long_s, b.short_s, b.factor) for b in objective.BURN_ALERTS] == [(3600, 300, 14.4), (21600, 1800, 6.0)]
+
+
+def test_rows_within_the_objective_from_the_latency_buckets() -> None:
+    from controlplane.metrics import within
+
+    buckets = [("30.0", 7), ("60.0", 9), ("90.0", 10), ("+Inf", 12)]
+    assert within(buckets, 60) == 9  # a bound: exact
+    assert within(buckets, 75) == 9  # between bounds: only the rows surely within
+    assert within(buckets, 10) == 0
