@@ -75,6 +75,19 @@ def envint(env: Mapping[str, str], name: str, default: int, *, minimum: int = 0)
     return value
 
 
+def envfloat(env: Mapping[str, str], name: str, default: float, *, lo: float, hi: float) -> float:
+    raw = env.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r} is not a number") from None
+    if not lo <= value <= hi:
+        raise ConfigError(f"{name}={value} must be between {lo} and {hi}")
+    return value
+
+
 def _matching(env: Mapping[str, str], name: str, pattern: re.Pattern[str], default: str | None = None) -> str:
     value = _get(env, name, default)
     if not pattern.match(value):

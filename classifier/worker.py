@@ -19,6 +19,7 @@ from typing import Any
 
 from redis.exceptions import RedisError
 from rq import Queue, SimpleWorker, Worker, worker_registration
+from rq.defaults import DEFAULT_WORKER_TTL
 from rq.job import Job
 from rq.registry import clean_registries
 from rq.serializers import JSONSerializer
@@ -54,6 +55,11 @@ def _allowed(worker: Worker, taken: list[tuple[Job, Queue]]) -> list[tuple[Job, 
     return allowed
 
 
+# rq's default worker TTL (420 s) makes an idle worker beat every 405 s, so a killed one looks alive for minutes.
+# At 25 s it beats every 10 s (one BLPOP timeout each, nothing else), and the alerts see a dead worker within 30 s.
+WORKER_TTL_S = 25
+
+
 def _log_like_rq() -> None:
     """rq configures only its own logger; give the classifier's lines the same timestamps in the worker log."""
     logger = logging.getLogger("classifier")
@@ -81,6 +87,14 @@ def _prepare(worker: BaseWorker) -> None:
         cfg.torch_threads,
         "a work horse per job" if cfg.worker_fork else "jobs in-process",
     )
+
+
+def _with_ttl(kwargs: dict[str, Any]) -> dict[str, Any]:
+    """WORKER_TTL_S unless `rq worker --worker-ttl` asked for something other than rq's default."""
+    if kwargs.get("worker_ttl") in (None, DEFAULT_WORKER_TTL):
+        kwargs["worker_ttl"] = WORKER_TTL_S
+    kwargs.pop("default_worker_ttl", None)  # deprecated in rq 3; worker_ttl wins anyway
+    return kwargs
 
 
 class _Liveness(Worker):
@@ -169,7 +183,7 @@ class ClassifierWorker(_Liveness, SimpleWorker):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         kwargs["job_class"] = BatchJob  # carries the batch to the job code
-        super().__init__(*args, **_safe(kwargs))
+        super().__init__(*args, **_with_ttl(_safe(kwargs)))
         _prepare(self)
 
     def execute_job(self, job: Job, queue: Queue) -> None:
@@ -263,7 +277,7 @@ class ClassifierWorker(_Liveness, SimpleWorker):
 
 class ForkingClassifierWorker(_Liveness, Worker):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **_safe(kwargs))
+        super().__init__(*args, **_with_ttl(_safe(kwargs)))
         _prepare(self)
 
     def execute_job(self, job: Job, queue: Queue) -> None:

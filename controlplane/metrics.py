@@ -14,6 +14,7 @@ from prometheus_client.registry import Collector
 
 from classifier import ledger, stats
 from controlplane import livecache, selectors
+from controlplane.alerts.rules import IDLE_WORKER_STALE_S
 
 CACHE_S = 15.0
 
@@ -39,6 +40,10 @@ def snapshot() -> dict[str, Any]:
             "listener": selectors.listener_status(),
             "memory": selectors.redis_memory(),
             "backlog": selectors.pubsub_backlog(),
+            "oldest_job_s": selectors.queue_oldest_age_s(),
+            "workers_live": selectors.workers_live(
+                idle_stale_s=IDLE_WORKER_STALE_S, busy_stale_s=settings.SIGHTLINE.job_timeout_s + 60
+            ),
         }
         _cache = (time.monotonic(), data)
         return data
@@ -83,11 +88,54 @@ class SightlineCollector(Collector):
         for state in ("running", "paused", "reconnecting", "stopped", "dead"):
             up.add_metric([state], 1.0 if lst["state"] == state else 0.0)
         yield up
+        yield from _alert_inputs(data)
         yield GaugeMetricFamily(
             "sightline_listener_messages_received",
             "Messages the running listener received since it started.",
             value=lst.get("received", 0),
         )
+
+
+def within(buckets: list[tuple[str, int]], limit_s: float) -> int:
+    """Rows surely within `limit_s`: the cumulative count at the largest bound not above it (SLO_LATENCY_S is best
+    set to one of classifier.stats.BUCKETS_S, as the default 60 s is; then the count is exact)."""
+    good = 0
+    for le, count in buckets:
+        if le != "+Inf" and float(le) <= limit_s:
+            good = count
+    return good
+
+
+def _alert_inputs(data: dict[str, Any]) -> Iterator[Metric]:
+    """What the alert rules read, for those who alert from Prometheus (ops/prometheus/sightline-rules.yml)."""
+    totals, tp = data["totals"], data["throughput"]
+    yield CounterMetricFamily(
+        "sightline_classifications_within_objective",
+        "Classification rows that came within SLO_LATENCY_S of their upload.",
+        value=within(totals["buckets"], settings.SLO_LATENCY_S),
+    )
+    yield GaugeMetricFamily(
+        "sightline_objective_target_ratio",
+        "The objective: this share of uploads within SLO_LATENCY_S.",
+        value=settings.SLO_TARGET_PERCENT / 100,
+    )
+    yield GaugeMetricFamily(
+        "sightline_objective_latency_seconds", "The objective's upload-to-row latency.", value=settings.SLO_LATENCY_S
+    )
+    yield GaugeMetricFamily("sightline_recent_rows", "Rows written in the last 5 minutes.", value=tp["rows"])
+    yield GaugeMetricFamily(
+        "sightline_recent_failures", "Failure records written in the last 5 minutes.", value=tp["failed"]
+    )
+    yield GaugeMetricFamily(
+        "sightline_queue_oldest_job_age_seconds",
+        "How long the job at the head of the queue has waited (0 when empty).",
+        value=data["oldest_job_s"] or 0.0,
+    )
+    yield GaugeMetricFamily(
+        "sightline_workers_live",
+        "Workers with a fresh heartbeat (a killed one drops out within 30 s).",
+        value=data["workers_live"],
+    )
 
 
 def _memory_metrics(memory: dict[str, Any], q: dict[str, Any], backlog: dict[str, Any]) -> Iterator[Metric]:

@@ -410,3 +410,56 @@ def object_names_like(*, text: str, limit: int = 20, now: datetime | None = None
         bigquery.param("limit", "INT64", limit),
     ]
     return [r["image_name"] for r in bigquery.query(cfg, sql, params)]
+
+
+# --- Alerts and the objective (controlplane/alerts/) -----------------------------------------------------------------
+
+
+def queue_oldest_age_s(*, now: datetime | None = None) -> float | None:
+    """Seconds the job at the head of the queue has waited; None when the queue is empty."""
+    q = queue(_cfg())
+    for job_id in q.get_job_ids(0, 1):
+        job = Job.fetch(job_id, connection=q.connection, serializer=JSONSerializer)
+        if job.enqueued_at is not None:
+            return max(0.0, ((now or datetime.now(UTC)) - job.enqueued_at.replace(tzinfo=UTC)).total_seconds())
+    return None
+
+
+def workers_live(*, idle_stale_s: float, busy_stale_s: float, now: datetime | None = None) -> int:
+    """Workers whose heartbeat is fresh. rq keeps a killed worker's key for its TTL plus a minute, so the registry
+    alone would count a dead worker as alive for minutes; an idle worker beats at every dequeue timeout."""
+    now = now or datetime.now(UTC)
+    live = 0
+    for worker in Worker.all(queue=queue(_cfg())):
+        beat = worker.last_heartbeat
+        if beat is None:
+            continue
+        age = (now - beat.replace(tzinfo=UTC)).total_seconds()
+        busy = getattr(worker.get_state(), "value", str(worker.get_state())) == "busy"
+        live += age <= (busy_stale_s if busy else idle_stale_s)
+    return live
+
+
+def objective_counts(*, windows_s: list[int], latency_s: float, now: datetime | None = None) -> list[dict[str, int]]:
+    """Per window (seconds back from now): uploads that became a row, those within `latency_s`, and failures.
+
+    One aggregate query per table over the longest window: the objective reads each row once."""
+    cfg = _cfg()
+    now = now or datetime.now(UTC)
+    starts = [bigquery.param(f"w{i}", "TIMESTAMP", now - timedelta(seconds=w)) for i, w in enumerate(windows_s)]
+    oldest = bigquery.param("oldest", "TIMESTAMP", now - timedelta(seconds=max(windows_s)))
+    within = "TIMESTAMP_DIFF(processed_at, upload, MILLISECOND) <= @ms"
+    rows_cols = ", ".join(
+        f"COUNTIF(processed_at >= @w{i}) AS n{i}, COUNTIF(processed_at >= @w{i} AND {within}) AS g{i}"
+        for i in range(len(windows_s))
+    )
+    ms = bigquery.param("ms", "INT64", int(latency_s * 1000))
+    rows_sql = f"SELECT {rows_cols} FROM `{cfg.table_id}` WHERE processed_at >= @oldest"
+    counts = bigquery.query(cfg, rows_sql, [*starts, oldest, ms])[0]
+    fail_cols = ", ".join(f"COUNTIF(failed_at >= @w{i}) AS f{i}" for i in range(len(windows_s)))
+    fail_sql = f"SELECT {fail_cols} FROM `{cfg.failures_table_id}` WHERE failed_at >= @oldest"
+    failed = bigquery.query(cfg, fail_sql, [*starts, oldest])[0]
+    return [
+        {"rows": int(counts[f"n{i}"] or 0), "good": int(counts[f"g{i}"] or 0), "failed": int(failed[f"f{i}"] or 0)}
+        for i in range(len(windows_s))
+    ]

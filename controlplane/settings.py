@@ -8,7 +8,7 @@ from datetime import timedelta
 
 from django.core.exceptions import ImproperlyConfigured
 
-from classifier.config import BASE_DIR, ConfigError, envbool, envint, get_config
+from classifier.config import BASE_DIR, ConfigError, envbool, envfloat, envint, get_config
 from controlplane import security
 from controlplane.secretfiles import secret_read_or_create
 
@@ -54,7 +54,11 @@ INSTALLED_APPS = [
     "django_htmx",
     "django_rq",
     "axes",
+    "rest_framework",
+    "drf_spectacular",
     "controlplane",
+    "controlplane.alerts",
+    "controlplane.api",
 ]
 
 MIDDLEWARE = [
@@ -175,3 +179,47 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
     "loggers": {"google": {"level": "WARNING"}, "urllib3": {"level": "WARNING"}},
 }
+
+# --- The API (controlplane/api/): bearer tokens from the user's page, or the dashboard's session ----------------------
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "controlplane.api.auth.BearerTokenAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["controlplane.api.auth.StaffWrites"],
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Sightline API",
+    "DESCRIPTION": "The dashboard's reads and actions for scripts. Send `Authorization: Bearer <token>`.",
+    "VERSION": "1",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SERVE_PERMISSIONS": ["rest_framework.permissions.IsAuthenticated"],
+    "SCHEMA_PATH_PREFIX": "/api/v1/",
+}
+
+# --- Alerts and the objective (controlplane/alerts/) ---------------------------------------------------------------
+try:
+    # "SLO_TARGET_PERCENT of uploads become a row within SLO_LATENCY_S seconds over SLO_WINDOW_DAYS days."
+    SLO_TARGET_PERCENT = envfloat(os.environ, "SLO_TARGET_PERCENT", 99.0, lo=50.0, hi=99.999)
+    SLO_LATENCY_S = envfloat(os.environ, "SLO_LATENCY_S", 60.0, lo=0.1, hi=86_400.0)
+    SLO_WINDOW_DAYS = envint(os.environ, "SLO_WINDOW_DAYS", 30, minimum=1)
+    ALERTS_EVERY_S = envfloat(os.environ, "ALERTS_EVERY_S", 30.0, lo=1.0, hi=3600.0)
+    EMAIL_PORT = envint(os.environ, "EMAIL_PORT", 25, minimum=1)
+    EMAIL_USE_TLS = envbool(os.environ, "EMAIL_USE_TLS", False)
+except ConfigError as exc:
+    raise ImproperlyConfigured(str(exc)) from None
+# Alert e-mail goes through Django's mail settings; locally it is printed to the alert process's log.
+EMAIL_BACKEND = os.environ.get("EMAIL_BACKEND") or (
+    "django.core.mail.backends.console.EmailBackend"
+    if SIGHTLINE.local
+    else "django.core.mail.backends.smtp.EmailBackend"
+)
+EMAIL_HOST = os.environ.get("EMAIL_HOST", "localhost")
+EMAIL_HOST_USER = os.environ.get("EMAIL_HOST_USER", "")
+EMAIL_HOST_PASSWORD = os.environ.get("EMAIL_HOST_PASSWORD", "")
+DEFAULT_FROM_EMAIL = os.environ.get("DEFAULT_FROM_EMAIL", "sightline@localhost")
+# The dashboard's address, for links in alert messages (e.g. https://sightline.example.com); empty = no links.
+SIGHTLINE_BASE_URL = os.environ.get("SIGHTLINE_BASE_URL", "").rstrip("/")

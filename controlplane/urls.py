@@ -3,6 +3,7 @@ from django.contrib.auth import views as auth_views
 from django.urls import include, path
 
 from controlplane import views
+from controlplane.api import pages as api_pages
 
 urlpatterns = [
     path("", views.dashboard, name="dashboard"),
@@ -19,6 +20,11 @@ urlpatterns = [
     path("objects/image/", views.object_image, name="object_image"),
     path("metrics", views.prometheus_metrics, name="metrics"),
     path("infra/", include("controlplane.infra.urls")),
+    path("alerts/", include("controlplane.alerts.urls")),
+    path("account/", api_pages.account, name="account"),
+    path("account/tokens/", api_pages.token_new, name="token_new"),
+    path("account/tokens/<int:pk>/revoke/", api_pages.token_revoke, name="token_revoke"),
+    path("api/v1/", include("controlplane.api.urls")),
     path("login/", auth_views.LoginView.as_view(), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("admin/", admin.site.urls),

@@ -36,6 +36,8 @@ from classifier.cloud import gcs
 from classifier.images import BadImage
 from classifier.logsafe import shown
 from controlplane import charts, deadletters, livecache, metrics, selectors, services
+from controlplane.alerts import objective
+from controlplane.alerts.models import Rule
 from controlplane.audit import Actor
 from controlplane.auth import staff_required
 from controlplane.deadletters import dead_letter_list
@@ -155,6 +157,7 @@ def _health_context() -> dict[str, Any]:
         livecache.shared, (None, None), key="health:backlog", compute=selectors.pubsub_backlog, ttl_s=BACKLOG_REFRESH_S
     )
     memory, memory_error = _read(selectors.redis_memory, None)
+    slo, slo_error = _read(objective.objective_status, None)
     return {
         "listener": listener,
         "queue": queue,
@@ -165,8 +168,12 @@ def _health_context() -> dict[str, Any]:
         "failures_age_s": failures_age,
         "backlog": backlog,
         "memory": memory,
+        "objective": slo,
+        "alerts_firing": Rule.objects.filter(enabled=True, firing=True).count(),
         "health_errors": [
-            e for e in (listener_error, queue_error, tp_error, failures_error, backlog_error, memory_error) if e
+            e
+            for e in (listener_error, queue_error, tp_error, failures_error, backlog_error, memory_error, slo_error)
+            if e
         ],
         "now": datetime.now(UTC),
     }

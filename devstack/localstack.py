@@ -367,6 +367,13 @@ def listener_service(cfg: Config, env: dict[str, str]) -> Service:
     )
 
 
+def alerts_service(cfg: Config, env: dict[str, str], *, every_s: float | None = None) -> Service:
+    """The alert evaluator (`manage.py runalerts`), run like the listener: one process, state in the database."""
+    manage = str(Path(__file__).resolve().parent.parent / "manage.py")
+    argv = [sys.executable, manage, "runalerts", *(["--every", str(every_s)] if every_s else [])]
+    return Service("alerts", argv, None, env, cfg.data_dir / "logs" / "alerts.log")
+
+
 def infra_service(cfg: Config, env: dict[str, str]) -> Service:
     """Runs a destroy started from the dashboard (controlplane.infra.jobs): outside the web request."""
     manage = str(Path(__file__).resolve().parent.parent / "manage.py")

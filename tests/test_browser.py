@@ -349,6 +349,11 @@ def test_every_page_fits_a_phone_and_passes_axe_in_both_themes(
     until(driver, lambda d: d.find_elements(By.ID, "listener-start"), timeout=20)
     driver.find_element(By.ID, "listener-start").click()
     until(driver, lambda d: d.find_elements(By.ID, "listener-stop"), timeout=20)
+    from controlplane.alerts.evaluate import notify_test
+    from controlplane.api.models import token_create
+
+    notify_test(user=ADMIN)  # a row in the alert history
+    token_create(user=django_user_model.objects.get(username=ADMIN), name="a11y")  # a row in the token table
     pages = {
         "dashboard": "/",
         "failures": f"/failures/?name={folder}",
@@ -364,6 +369,9 @@ def test_every_page_fits_a_phone_and_passes_axe_in_both_themes(
         "admin": "/admin/",
         "admin audit log": "/admin/controlplane/auditlog/",
         "admin teardown": "/admin/controlplane/auditlog/teardown/",
+        "alerts": "/alerts/",
+        "alert history": "/alerts/history/",
+        "account": "/account/",
     }
     import os
 

@@ -11,8 +11,10 @@ from controlplane import metrics
 
 SNAPSHOT: dict[str, Any] = {
     "totals": {"rows": 3, "failures": 1, "sum_s": 8.8, "buckets": [("0.5", 1), ("2.0", 2), ("10.0", 3), ("+Inf", 3)]},
-    "throughput": {"per_minute": 0.6},
+    "throughput": {"rows": 3, "per_minute": 0.6, "failed": 1},
     "failures": 2,
+    "oldest_job_s": 1.5,
+    "workers_live": 3,
     "queue": {
         "depth": 4,
         "taken": 5,

@@ -49,6 +49,7 @@ class Command(BaseCommand):
             env = localstack.app_env(cfg)
             apps = [localstack.web_service(cfg, env, options["addr"]), localstack.listener_service(cfg, env)]
             apps.append(localstack.infra_service(cfg, env))
+            apps.append(localstack.alerts_service(cfg, env))
             apps += [localstack.worker_service(cfg, env, name=f"worker-{i + 1}") for i in range(options["workers"])]
             for service in apps:
                 service.start()
