@@ -191,12 +191,8 @@ def _destroy(
     actor: Actor,
     on_step: runner.OnStep | None,
 ) -> Result:
-    plan = build_destroy_plan(spec)
-    try:
-        destroy_check(spec=spec, plan=plan, confirmation=confirmation, delete_data=delete_data)
-        if plan.checksum != checksum:
-            raise StalePlan(plan)
-    except Refused as exc:
-        raise _refuse(actor, AuditLog.Action.DESTROY, plan, exc) from None
+    plan = destroy_precheck(
+        spec=spec, checksum=checksum, confirmation=confirmation, delete_data=delete_data, actor=actor
+    )
     steps = runner.run_changes(spec, plan.pending, delete_data=delete_data, on_step=on_step)
     return _finish(actor, AuditLog.Action.DESTROY, spec, plan, steps)
