@@ -86,7 +86,8 @@ def private_redis() -> Iterator[Redis]:
 
 def bench_config(redis: Redis) -> Config:
     port = redis.connection_pool.connection_kwargs["port"]
-    env = {"GCP_PROJECT": "sightline-bench", "BUCKET_NAME": BUCKET, "REDIS_URL": f"redis://127.0.0.1:{port}/0"}
+    env = {"SIGHTLINE_LOCAL": "1", "GCP_PROJECT": "sightline-bench", "BUCKET_NAME": BUCKET}
+    env["REDIS_URL"] = f"redis://127.0.0.1:{port}/0"  # a private redis-server without a password: a local stack
     return Config.from_env(env)
 
 

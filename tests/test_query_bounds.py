@@ -122,7 +122,7 @@ def test_a_query_over_the_byte_cap_is_a_clear_message_not_a_bill(staff: Client, 
 def test_the_byte_cap_setting_is_strict() -> None:
     from classifier.config import ConfigError
 
-    base = {"GCP_PROJECT": "sightline-test", "BUCKET_NAME": "sightline-test-images"}
+    base = {"GCP_PROJECT": "sightline-test", "BUCKET_NAME": "sightline-test-images", "SIGHTLINE_LOCAL": "1"}
     assert Config.from_env(base).max_bytes_billed == 1_000_000_000
     assert Config.from_env({**base, "BQ_MAX_BYTES_BILLED": "52428800"}).max_bytes_billed == 52_428_800
     with pytest.raises(ConfigError, match="BQ_MAX_BYTES_BILLED"):
