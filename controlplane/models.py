@@ -21,6 +21,9 @@ class AuditLog(models.Model):
         DISMISS = "dismiss", "dismiss"
         RECONCILE = "reconcile", "reconcile"
         LOGIN_FAILED = "login_failed", "failed login"
+        REVIEW = "review", "review"
+        REPROCESS = "reprocess", "reprocess"
+        REPROCESS_CANCEL = "reprocess_cancel", "reprocess cancel"
 
     class Outcome(models.TextChoices):
         PLANNED = "planned", "planned"

@@ -59,6 +59,7 @@ INSTALLED_APPS = [
     "controlplane",
     "controlplane.alerts",
     "controlplane.api",
+    "controlplane.review",
 ]
 
 MIDDLEWARE = [
