@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from redis import Redis
 from rq.job import Job
 
-from classifier import delivery, ledger
+from classifier import delivery, ledger, stages
 from classifier.cloud import bigquery, gcs
 from classifier.config import Config
 from classifier.delivery import ObjectRef
@@ -67,11 +67,13 @@ class Batch:
         for obj in objects:
             key = obj.key
             try:
-                if ledger.outcome_get(redis, key) is not None:
-                    continue
-                self.blobs[key] = gcs.download(
-                    cfg, bucket=obj.bucket, name=obj.name, generation=obj.generation, created=obj.event_time is None
-                )
+                with stages.stage(stages.LEDGER):
+                    if ledger.outcome_get(redis, key) is not None:
+                        continue
+                with stages.stage(stages.DOWNLOAD):
+                    self.blobs[key] = gcs.download(
+                        cfg, bucket=obj.bucket, name=obj.name, generation=obj.generation, created=obj.event_time is None
+                    )
                 tensors[key] = clf.preprocess(self.blobs[key].data)
             except Exception as exc:  # its job meets the same error and records it
                 log.debug("prefetch of %s left to its job: %s", shown(key), shown(exc))
@@ -97,26 +99,30 @@ class Batch:
         token = f"local:batch-{uuid.uuid4().hex}"  # never taken over: expires after CLAIM_TTL_S if this process dies
         claimed: list[str] = []
         try:
-            if not ledger.trusted(redis):
-                return 0
-            candidates = self._claim_rows(redis, objects, token, claimed)
-            if not candidates:
-                return 0
-            for key, _, _ in candidates:
-                ledger.inserting_mark(redis, key)
-            bigquery.insert_rows(
-                cfg, cfg.table_id, [row for _, row, _ in candidates], row_ids=[k for k, _, _ in candidates]
-            )
-            delivery.record_stats(redis, rows=[row for _, row, _ in candidates], failures=[])
-            for key, _, predictions in candidates:
-                ledger.outcome_set(redis, key, "row")
-                self.written[key] = (predictions, self.model_name)
-                self.blobs.pop(key, None)
-                self.predictions.pop(key, None)
+            with stages.stage(stages.LEDGER):
+                if not ledger.trusted(redis):
+                    return 0
+                candidates = self._claim_rows(redis, objects, token, claimed)
+                if not candidates:
+                    return 0
+                for key, _, _ in candidates:
+                    ledger.inserting_mark(redis, key)
+            with stages.stage(stages.INSERT):
+                bigquery.insert_rows(
+                    cfg, cfg.table_id, [row for _, row, _ in candidates], row_ids=[k for k, _, _ in candidates]
+                )
+                delivery.record_stats(redis, rows=[row for _, row, _ in candidates], failures=[])
+            with stages.stage(stages.LEDGER):
+                for key, _, predictions in candidates:
+                    ledger.outcome_set(redis, key, "row")
+                    self.written[key] = (predictions, self.model_name)
+                    self.blobs.pop(key, None)
+                    self.predictions.pop(key, None)
             return len(candidates)
         finally:
-            for key in claimed:
-                ledger.claim_release(redis, key, token)
+            with stages.stage(stages.LEDGER):
+                for key in claimed:
+                    ledger.claim_release(redis, key, token)
 
     def _claim_rows(
         self, redis: Redis, objects: Sequence[ObjectRef], token: str, claimed: list[str]
@@ -134,7 +140,9 @@ class Batch:
             claimed.append(key)
             if ledger.outcome_get(redis, key) is not None or ledger.inserting(redis, key):
                 continue
-            candidates.append((key, delivery.classification_row(obj, blob, predictions, self.model_name), predictions))
+            with stages.stage(stages.ROWS):
+                row = delivery.classification_row(obj, blob, predictions, self.model_name)
+            candidates.append((key, row, predictions))
         return candidates
 
 
@@ -142,3 +150,7 @@ class BatchJob(Job):
     """An rq job that may run as part of a batch: the worker sets `batch` before running it."""
 
     batch: Batch | None = None
+
+    def perform(self) -> Any:
+        with stages.stage(stages.JOB):
+            return super().perform()

@@ -16,6 +16,8 @@ from collections.abc import Callable
 
 from PIL import Image
 
+from classifier import stages
+
 # MPO (the multi-picture JPEG of some cameras) and APNG come through their JPEG and PNG plugins.
 ACCEPTED_FORMATS = ("JPEG", "PNG", "WEBP", "GIF", "BMP")
 # Pillow filters these modes (resize with box and reducing_gap) in place; the rest are picked down first. RGBA
@@ -50,9 +52,12 @@ class BadImage(Exception):
 
 def square_rgb(data: bytes, *, side: int, max_pixels: int, max_aspect: float) -> Image.Image:
     """The centre square of the upright image, as side x side RGB: what resize-short-side-then-centre-crop keeps."""
-    return _guarded(
-        lambda: _square(open_image(data, max_pixels=max_pixels, draft_px=side, max_aspect=max_aspect), side)
-    )
+    return _guarded(lambda: _square(_decoded(data, max_pixels=max_pixels, draft_px=side, max_aspect=max_aspect), side))
+
+
+def _decoded(data: bytes, *, max_pixels: int, draft_px: int, max_aspect: float) -> Image.Image:
+    with stages.stage(stages.DECODE):
+        return open_image(data, max_pixels=max_pixels, draft_px=draft_px, max_aspect=max_aspect)
 
 
 def thumbnail_rgb(data: bytes, *, side: int, max_pixels: int) -> Image.Image:
@@ -111,7 +116,8 @@ def _square(img: Image.Image, side: int) -> Image.Image:
     width, height = img.size
     short = min(width, height)
     left, top = (width - short) / 2, (height - short) / 2  # fractional: centred exactly, as a filter box may be
-    return _upright(_resized(img, (side, side), (left, top, left + short, top + short)), orientation)
+    with stages.stage(stages.RESIZE):
+        return _upright(_resized(img, (side, side), (left, top, left + short, top + short)), orientation)
 
 
 def _fit(img: Image.Image, side: int) -> Image.Image:

@@ -8,10 +8,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from PIL import Image
 from torchvision.models import ResNet50_Weights, resnet50
 from torchvision.transforms.v2 import functional as TF
 
-from classifier import images, onnx_backend
+from classifier import images, onnx_backend, stages
 from classifier.config import Config
 from classifier.images import BadImage as BadImage  # re-exported: callers catch model.BadImage
 from classifier.weights import RESNET50_FILES, find_resnet_weights, resolve_model_name
@@ -51,6 +52,10 @@ class Classifier:
 
     @torch.inference_mode()
     def predict(self, batch: list[torch.Tensor]) -> list[list[Prediction]]:
+        with stages.stage(stages.FORWARD):
+            return self._predict(batch)
+
+    def _predict(self, batch: list[torch.Tensor]) -> list[list[Prediction]]:
         x = torch.stack(batch)
         if self.runner is not None:
             logits = self.runner(x)
@@ -72,6 +77,11 @@ def preprocess(
 ) -> torch.Tensor:
     """Resize 256 / centre-crop 224 / normalise, at a cost bounded by those sizes whatever the upload's shape."""
     img = images.square_rgb(data, side=RESIZE, max_pixels=max_pixels, max_aspect=MAX_ASPECT_RATIO)
+    with stages.stage(stages.NORMALISE):
+        return _normalised(img, mean, std)
+
+
+def _normalised(img: Image.Image, mean: tuple[float, float, float], std: tuple[float, float, float]) -> torch.Tensor:
     tensor = TF.to_dtype(TF.center_crop(TF.pil_to_tensor(img), [CROP, CROP]), torch.float32, scale=True)
     return TF.normalize(tensor, list(mean), list(std))
 

@@ -27,7 +27,7 @@ from rq.timeouts import JobTimeoutException
 from rq.utils import now
 from rq.worker import BaseWorker, WorkerStatus
 
-from classifier import inference, ledger, liveness
+from classifier import inference, ledger, liveness, stages
 from classifier.batch import Batch, BatchJob
 from classifier.config import ConfigError, get_config
 from classifier.delivery import ObjectRef
@@ -73,6 +73,7 @@ def _log_like_rq() -> None:
 
 def _prepare(worker: BaseWorker) -> None:
     _log_like_rq()
+    stages.count_redis()
     try:
         cfg = get_config()
         clf = inference.load_and_warm(cfg)
@@ -187,16 +188,23 @@ class ClassifierWorker(_Liveness, SimpleWorker):
         _prepare(self)
 
     def execute_job(self, job: Job, queue: Queue) -> None:
+        try:
+            self._execute_batch(job, queue)
+        finally:
+            stages.flush(self.connection, self.name)
+
+    def _execute_batch(self, job: Job, queue: Queue) -> None:
         cfg = get_config()
         # BUSY for the whole batch: a SIGTERM then asks for a warm stop after it, instead of stopping with jobs taken
         # from the queue but not run (rq would only fail them over from its intermediate queue minutes later).
-        self.set_state(WorkerStatus.BUSY)
-        # Recorded as each is taken, so a death in the middle of taking a batch leaves nothing unrecorded for long.
-        liveness.took(self.connection, self.name, queue, [job.id])
-        everything = self._take(job, queue, cfg.batch_size)
-        taken = _allowed(self, everything)
-        for refused in {j.id for j, _ in everything} - {j.id for j, _ in taken}:
-            liveness.finished(self.connection, self.name, refused)
+        with stages.stage(stages.TAKE):
+            self.set_state(WorkerStatus.BUSY)
+            # Recorded as each is taken, so a death in the middle of taking a batch leaves nothing unrecorded for long.
+            liveness.took(self.connection, self.name, queue, [job.id])
+            everything = self._take(job, queue, cfg.batch_size)
+            taken = _allowed(self, everything)
+            for refused in {j.id for j, _ in everything} - {j.id for j, _ in taken}:
+                liveness.finished(self.connection, self.name, refused)
         if not taken:
             self.set_state(WorkerStatus.IDLE)
             return
@@ -206,10 +214,11 @@ class ClassifierWorker(_Liveness, SimpleWorker):
                 if isinstance(queued, BatchJob):
                     queued.batch = batch
         for i, (queued, origin) in enumerate(taken):
-            self._run_taken(queued, origin, super().execute_job)  # ends by setting IDLE
-            if i + 1 < len(taken):
-                self.set_state(WorkerStatus.BUSY)
-            self.heartbeat()
+            with stages.stage(stages.RQ_JOB):
+                self._run_taken(queued, origin, super().execute_job)  # ends by setting IDLE
+                if i + 1 < len(taken):
+                    self.set_state(WorkerStatus.BUSY)
+                self.heartbeat()
 
     def _take(self, job: Job, queue: Queue, batch_size: int) -> list[tuple[Job, Queue]]:
         """Up to `batch_size` jobs: the one given and what is already queued (non-blocking), unless a stop was asked."""
