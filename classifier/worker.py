@@ -98,9 +98,13 @@ def _with_ttl(kwargs: dict[str, Any]) -> dict[str, Any]:
     return kwargs
 
 
-class _Liveness(Worker):
+class _Liveness(BaseWorker):
     """Beats while alive, records what it takes, and hands back what dead workers had taken (classifier/liveness.py),
-    waking every liveness.REAP_S seconds even when no job arrives."""
+    waking every liveness.REAP_S seconds even when no job arrives.
+
+    A mixin over rq's BaseWorker, not its forking Worker: as a Worker subclass it put Worker.execute_job (a work
+    horse forked per job) ahead of SimpleWorker's in ClassifierWorker's MRO, so the "in-process" worker forked a
+    copy of its ~1 GB process for every job (measured: ~50 CPU ms per job, see docs/performance.md)."""
 
     _beating: threading.Event | None = None
     _reaped_at = 0.0
