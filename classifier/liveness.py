@@ -70,6 +70,11 @@ def finished(redis: Redis, name: str, job_id: str) -> None:
     redis.srem(TAKEN_PREFIX + name, job_id)
 
 
+def finished_many(redis: Redis, name: str, job_ids: list[str]) -> None:
+    if job_ids:
+        redis.srem(TAKEN_PREFIX + name, *job_ids)
+
+
 def gone(redis: Redis, name: str) -> None:
     """An exit: whatever it still holds (a cold shutdown mid-batch) is handed back at the next reap."""
     redis.delete(ALIVE_PREFIX + name)
