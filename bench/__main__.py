@@ -47,6 +47,12 @@ def _args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--backend", default="auto", choices=("auto", "torch", "onnx"), help="the workers' backend")
     parser.add_argument("--batch", type=int, default=None, help="jobs per forward pass (default: BATCH_SIZE, i.e. 8)")
     parser.add_argument("--fork", action="store_true", help="rq's forking worker (a work horse per job; torch)")
+    parser.add_argument(
+        "--device",
+        default="auto",
+        choices=("auto", "cpu", "cuda"),
+        help="cpu hides any GPU from the workers; cuda requires one (torch on CUDA, larger batches: see README)",
+    )
     parser.add_argument("--seconds", type=float, default=8.0, help="seconds per bare/original measurement")
     parser.add_argument("--batches", default="1,8", help="batch sizes for the bare model (default 1,8)")
     parser.add_argument("--skip-original", action="store_true")
@@ -55,7 +61,31 @@ def _args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--keep", action="store_true", help="keep the temporary stack folder (logs) after a good run")
     args = parser.parse_args(argv)
     args.cores = cores
+    _pick_device(args)
     return args
+
+
+CUDA_EXPECTED = (
+    "On CUDA the workers run torch (INFERENCE_BACKEND=auto keeps torch there; the ONNX backend here is CPU-only) and "
+    "the forward pass stops being the cost: ResNet50 on a datacentre GPU takes well under 1 ms per image at batch "
+    "32-64, so a GPU worker is bounded by its CPU work per image, which this benchmark's per-stage profile measures "
+    "(decode and resize ~2-10 ms per photo on one core, the download, rq's bookkeeping and the ledger ~2-4 ms): "
+    "expect roughly (cores given to the worker) x 1000 / (that CPU ms per image) images/s, i.e. ~100-250/s per "
+    "core, with BATCH_SIZE 32-64 and several CPU cores (or CPU-only decode workers) per GPU."
+)
+
+
+def _pick_device(args: argparse.Namespace) -> None:
+    """cpu: the workers and the bare model see no GPU; cuda: one must be there (nothing is measured without it)."""
+    if args.device == "cpu":
+        os.environ["CUDA_VISIBLE_DEVICES"] = ""  # inherited by the listener and the workers
+        return
+    if args.device == "cuda":
+        import torch
+
+        if not torch.cuda.is_available():
+            raise SystemExit(f"--device cuda: no CUDA device here (torch {torch.__version__}).\n{CUDA_EXPECTED}")
+        args.batch = args.batch or 32
 
 
 def _private_env(workdir: Path, models_dir: Path) -> None:
@@ -358,6 +388,7 @@ def _header(args: argparse.Namespace, photo_sizes: dict[str, str]) -> dict[str, 
     return {
         "started_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "cpu_model": _cpu_model(),
+        "device": args.device,
         "argv": sys.argv[1:],
         "cores": args.cores,
         "photos": photo_sizes,
