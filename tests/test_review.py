@@ -10,6 +10,8 @@ from typing import Any
 
 import pytest
 from django.contrib.auth.models import User
+from django.test import Client
+from django.urls import reverse
 
 from bench import bqaudit
 from classifier.cloud import bigquery
@@ -260,3 +262,90 @@ def test_the_label_list_is_torchvisions() -> None:
     from torchvision.models import ResNet50_Weights
 
     assert imagenet_labels() == tuple(ResNet50_Weights.IMAGENET1K_V1.meta["categories"])
+
+
+# --- the pages --------------------------------------------------------------------------------------------------
+
+
+def test_the_queue_needs_a_login_and_verdicts_need_staff(
+    client: Client, viewer: Client, cfg: Config, stack: Any
+) -> None:
+    assert client.get(reverse("review:queue")).status_code == 302
+    assert client.post(reverse("review:verdict")).status_code == 302
+    assert viewer.post(reverse("review:verdict"), {"verdict": "correct"}).status_code == 403
+
+
+def test_viewers_see_the_queue_read_only(viewer: Client, cfg: Config, stack: Any, model: str) -> None:
+    row = put_row(cfg, f"t-{uuid.uuid4().hex[:8]}/low.png", LOW, model=model)
+    livecache.forget_all()
+    page = viewer.get(reverse("review:queue"), {"model": model}).content.decode()
+    assert row["image_name"] in page and "1</strong> pending" in page
+    assert "verdict-correct" not in page and "true-label" not in page and "read-only" in page
+    assert "imagenet-labels" not in page
+
+
+def test_staff_review_through_the_page_and_the_next_candidate_loads(
+    staff: Client, cfg: Config, stack: Any, model: str
+) -> None:
+    p = f"t-{uuid.uuid4().hex[:8]}/"
+    lowest = put_row(cfg, p + "lowest.png", LOWEST, model=model)
+    put_row(cfg, p + "low.png", LOW, model=model)
+    livecache.forget_all()
+    page = staff.get(reverse("review:queue"), {"model": model}).content.decode()
+    assert 'id="verdict-correct"' in page and 'role="combobox"' in page and '"imagenet-labels"' in page
+    assert page.index(p + "lowest.png") < page.index(p + "low.png")
+    verdict = {
+        "bucket": cfg.bucket,
+        "name": lowest["image_name"],
+        "generation": lowest["generation"],
+        "verdict_model": model,
+        "model": model,
+        "at": "0",
+    }
+    refused = staff.post(
+        reverse("review:verdict"), {**verdict, "verdict": "wrong", "true_label": "mopedd"}, HTTP_HX_REQUEST="true"
+    )
+    assert "not one of the 1000 ImageNet labels" in refused.content.decode() and not Review.objects.exists()
+    panel = staff.post(
+        reverse("review:verdict"),
+        {**verdict, "verdict": "wrong", "true_label": "Motor Scooter"},
+        HTTP_HX_REQUEST="true",
+    ).content.decode()
+    assert panel.startswith('<div id="review"') and "Recorded" in panel and "wrong, really motor scooter" in panel
+    assert f'data-image="{p}low.png"' in panel and "1</strong> pending" in panel
+    stored = Review.objects.get()
+    assert (stored.verdict, stored.true_label, stored.predicted_label, stored.reviewer_name) == (
+        "wrong",
+        "motor scooter",
+        "moped",
+        "op-staff",
+    )
+    # Without htmx: a redirect back to the same place in the queue, with a message.
+    response = staff.post(reverse("review:verdict"), {**verdict, "verdict": "unclear"})
+    assert response.status_code == 302 and response["Location"].startswith(reverse("review:queue"))
+    assert "model=" + model in response["Location"]
+    assert Review.objects.get().verdict == "unclear"
+
+
+def test_the_verdict_shows_in_the_objects_story(
+    staff: Client, cfg: Config, stack: Any, actor: Actor, model: str
+) -> None:
+    row = put_row(cfg, f"t-{uuid.uuid4().hex[:8]}/<b>espresso</b>.png", LOW, model=model)
+    _record(cfg, row, model, actor, "wrong", "cup")
+    page = staff.get(reverse("object_find"), {"name": row["image_name"]}).content.decode()
+    assert "Reviewed: wrong" in page and "really <strong>cup</strong>" in page and "by reviewer" in page
+    assert "espresso” (30%)" in page
+    assert "<b>espresso</b>" not in page  # the name is text, never markup
+
+
+def test_bad_queue_parameters_are_refused_with_a_reason(staff: Client, stack: Any) -> None:
+    for params, why in [
+        ({"confidence_below": "0.9"}, "confidence_below=0.9 must be between 0 and 0.5"),
+        ({"margin_below": "nan"}, "margin_below=nan must be between"),
+        ({"confidence_below": "lots"}, "is not a number"),
+        ({"range": "10y"}, "range=&#x27;10y&#x27; is not one of 24h, 7d, 30d"),
+    ]:
+        page = staff.get(reverse("review:queue"), params).content.decode()
+        assert why in page, (params, why)
+    assert staff.get(reverse("review:queue"), {"at": "-5"}).status_code == 200
+    assert staff.get(reverse("review:queue"), {"at": "x" * 100}).status_code == 200
