@@ -7,6 +7,7 @@
   const typing = (el) => el && (el.isContentEditable || /^(INPUT|TEXTAREA|SELECT)$/.test(el.tagName));
   let labels = null;
   let busy = false;
+  let busyPanel = false; // the panel is being replaced by our request: move the focus when it is
   let active = -1;
   let lastVerdict = "";
 
@@ -32,7 +33,9 @@
       else if (i > 0 && /[\s'-]/.test(l[i - 1])) words.push(label);
       else if (i > 0) within.push(label);
     }
-    return [...starts, ...words, ...within].slice(0, MAX_SHOWN);
+    // Shortest first within each group: "espr" offers "espresso" before "espresso maker".
+    const short = (a, b) => a.length - b.length || a.localeCompare(b);
+    return [...starts.sort(short), ...words.sort(short), ...within.sort(short)].slice(0, MAX_SHOWN);
   };
 
   const highlight = (index) => {
@@ -150,14 +153,16 @@
   // One verdict or move at a time; after each, the next candidate has the focus (or the label field again when the
   // label was refused), and a screen reader hears what was recorded.
   document.addEventListener("htmx:beforeRequest", (event) => {
-    if (event.detail.target && event.detail.target.id === "review") busy = true;
+    if (event.detail.target && event.detail.target.id === "review") busy = busyPanel = true;
   });
   document.addEventListener("htmx:afterRequest", () => {
     busy = false;
   });
-  document.addEventListener("htmx:afterSwap", (event) => {
-    const panel = event.detail.target && event.detail.target.id === "review" ? event.detail.target : byId("review");
-    if (!panel || !panel.isConnected) return;
+  // After the settle: the panel swapped in (outerHTML) is the one in the document now, not the event's old target.
+  document.addEventListener("htmx:afterSettle", () => {
+    const panel = byId("review");
+    if (!panel || !busyPanel) return;
+    busyPanel = false;
     const live = byId("review-live");
     if (live) live.textContent = panel.dataset.notice || "";
     const field = byId("true-label");
