@@ -160,6 +160,7 @@ def test_the_review_pages_pass_axe_and_fit_a_phone(
                 driver.get(f"{base}/review/?model={model}")
                 if problems := page_problems(driver):
                     found[f"review as {user} ({size}, {scheme})"] = problems
+                screenshot(driver, f"review-{user}-{size}-{scheme}")
                 if user == STAFF and size == "desktop":
                     press(driver, "w", "cup")  # the label list open, an option active
                     press(driver, Keys.ARROW_DOWN)

@@ -3,9 +3,13 @@ the service (stored, replaced, refused, audited), and the pages through Django's
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -15,7 +19,7 @@ from django.urls import reverse
 
 from bench import bqaudit
 from classifier.cloud import bigquery
-from classifier.config import Config
+from classifier.config import BASE_DIR, Config
 from controlplane import livecache
 from controlplane.audit import Actor
 from controlplane.models import AuditLog
@@ -349,3 +353,18 @@ def test_bad_queue_parameters_are_refused_with_a_reason(staff: Client, stack: An
         assert why in page, (params, why)
     assert staff.get(reverse("review:queue"), {"at": "-5"}).status_code == 200
     assert staff.get(reverse("review:queue"), {"at": "x" * 100}).status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("env", "variable"),
+    [
+        ({"REVIEW_CONFIDENCE_BELOW": "50%"}, "REVIEW_CONFIDENCE_BELOW"),
+        ({"REVIEW_MARGIN_BELOW": "2"}, "REVIEW_MARGIN_BELOW"),
+    ],
+)
+def test_start_up_refuses_a_bad_threshold_naming_it(tmp_path: Path, env: dict[str, str], variable: str) -> None:
+    argv = [sys.executable, str(BASE_DIR / "manage.py"), "check"]
+    full = {**os.environ, "SIGHTLINE_DATA_DIR": str(tmp_path), **env}
+    out = subprocess.run(argv, env=full, capture_output=True, text=True, timeout=120, cwd=BASE_DIR)
+    assert out.returncode == 2, out.stderr
+    assert out.stderr.startswith(f"configuration error: {variable}=") and "Traceback" not in out.stderr

@@ -88,7 +88,9 @@ _TOP1 = "IFNULL(classifications[SAFE_OFFSET(0)].confidence, 0)"
 _TOP2 = "IFNULL(classifications[SAFE_OFFSET(1)].confidence, 0)"
 
 
-def _candidates_query(cfg: Config, spec: QueueSpec, reviewed: list[str], *, limit: int, offset: int) -> list[dict]:
+def _candidates_query(
+    cfg: Config, spec: QueueSpec, reviewed: list[str], *, limit: int, offset: int
+) -> list[dict[str, Any]]:
     """One page of the queue, with the number of candidates in all (a window count over the same rows)."""
     sql = (
         "SELECT bucket, image_name, generation, model, processed_at, upload, classifications, top1, margin, "
