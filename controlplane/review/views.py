@@ -127,7 +127,7 @@ def _panel_context(view: QueueView, *, notice: str = "", refused: str = "") -> d
 def queue(request: HtmxHttpRequest) -> HttpResponse:
     view = _queue_view(request.GET)
     context = _panel_context(view)
-    if request.htmx:
+    if request.htmx and not request.htmx.history_restore_request:  # a restore from history wants the whole page
         return render(request, "review/_panel.html", context)
     models, models_error = _read(selectors.models_in_window, [], start=view.spec.start, end=view.spec.end)
     names = [m["model"] for m in models]
