@@ -100,12 +100,15 @@ def _panel_context(view: QueueView, *, notice: str = "", refused: str = "") -> d
         at = min(max(at, page.offset), page.offset + len(page.rows) - 1)
     view = QueueView(view.spec, at, view.raw, view.problems)
     current = page.rows[at - page.offset] if page.rows else None
+    # After this verdict the next one shows: its image is fetched meanwhile.
+    following = page.rows[at - page.offset + 1] if page.rows and at - page.offset + 1 < len(page.rows) else None
     return {
         "q": view,
         "page": page,
         "age_s": age,
         "error": error,
         "current": current,
+        "following": following,
         "at": at,
         "position": at + 1,
         "list_first": page.offset + 1,
