@@ -280,12 +280,19 @@ def test_the_queue_needs_a_login_and_verdicts_need_staff(
 
 
 def test_viewers_see_the_queue_read_only(viewer: Client, cfg: Config, stack: Any, model: str) -> None:
-    row = put_row(cfg, f"t-{uuid.uuid4().hex[:8]}/low.png", LOW, model=model)
+    p = f"t-{uuid.uuid4().hex[:8]}/"
+    put_row(cfg, p + "lowest.png", LOWEST, model=model)
+    put_row(cfg, p + '<img src=x onerror="alert(1)">.png', LOW, model=model)
     livecache.forget_all()
     page = viewer.get(reverse("review:queue"), {"model": model}).content.decode()
-    assert row["image_name"] in page and "1</strong> pending" in page
+    assert p + "lowest.png" in page and "2</strong> pending" in page
     assert "verdict-correct" not in page and "true-label" not in page and "read-only" in page
     assert "imagenet-labels" not in page
+    assert '<img src=x onerror="alert(1)">' not in page and "&lt;img src=x onerror=&quot;alert(1)&quot;&gt;" in page
+    # j: the next candidate, as the part of the page htmx swaps in.
+    panel = viewer.get(reverse("review:queue"), {"model": model, "at": "1"}, HTTP_HX_REQUEST="true").content.decode()
+    assert panel.startswith('<div id="review"') and "this is 2 of 2" in panel
+    assert 'data-image="' + p + "&lt;img" in panel
 
 
 def test_staff_review_through_the_page_and_the_next_candidate_loads(

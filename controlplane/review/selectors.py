@@ -132,7 +132,8 @@ def _page(spec: QueueSpec, reviewed: list[str], truncated: bool, limit: int, off
 def review_queue(*, spec: QueueSpec, limit: int = 20, offset: int = 0) -> tuple[QueuePage, float]:
     """One page of the queue and its age in seconds. Shared for QUEUE_CACHE_S by every tab asking the same page
     with the same reviews left out: a verdict changes the reviews, so the next page view asks BigQuery again."""
-    reviewed, truncated = reviewed_keys_since(spec.start)
+    # A worker's clock a little ahead stamps processed_at after the review of its row began: the slack covers it.
+    reviewed, truncated = reviewed_keys_since(spec.start - CLOCK_SLACK)
     digest = hashlib.sha256(repr((spec, limit, offset, truncated)).encode() + "\n".join(reviewed).encode()).hexdigest()[
         :32
     ]
