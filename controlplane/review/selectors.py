@@ -93,9 +93,9 @@ def _candidates_query(
 ) -> list[dict[str, Any]]:
     """One page of the queue, with the number of candidates in all (a window count over the same rows)."""
     sql = (
-        "SELECT bucket, image_name, generation, model, processed_at, upload, classifications, top1, margin, "
+        "SELECT bucket, image_name, generation, model, processed_at, classifications, top1, margin, "
         "COUNT(*) OVER () AS pending FROM ("
-        f"SELECT bucket, image_name, generation, model, processed_at, upload, classifications, {_TOP1} AS top1, "
+        f"SELECT bucket, image_name, generation, model, processed_at, classifications, {_TOP1} AS top1, "
         f"{_TOP1} - {_TOP2} AS margin FROM `{cfg.table_id}` "
         "WHERE processed_at >= @start AND processed_at < @end AND model = @model"
         f") WHERE (top1 < @confidence_below OR margin < @margin_below) AND {_KEY} NOT IN UNNEST(@reviewed) "
