@@ -349,6 +349,17 @@ def test_the_verdict_shows_in_the_objects_story(
     assert "<b>espresso</b>" not in page  # the name is text, never markup
 
 
+def test_the_queue_shows_the_live_model_by_default_as_its_rows_name_it(staff: Client, cfg: Config, stack: Any) -> None:
+    live = selectors.live_model()
+    for _ in range(3):  # more rows than any other test's model with the live name
+        put_row(cfg, f"t-{uuid.uuid4().hex[:8]}/a.png", LOW, model=f"{live} (review-weights.pth)")
+    livecache.forget_all()
+    response = staff.get(reverse("review:queue"))
+    shown = response.context["q"].spec.model
+    assert shown.startswith(live + " (") and response.context["q"].raw["model"] == shown
+    assert f'<option value="{shown}" selected>' in response.content.decode()
+
+
 def test_bad_queue_parameters_are_refused_with_a_reason(staff: Client, stack: Any) -> None:
     for params, why in [
         ({"confidence_below": "0.9"}, "confidence_below=0.9 must be between 0 and 0.5"),

@@ -68,3 +68,14 @@ def candidate_reasons(classifications: Sequence[Mapping[str, Any]], thresholds: 
     if top1 - top2 < thresholds.margin_below:
         reasons.append(f"top-1 only {top1 - top2:.1%} ahead of top-2, under {thresholds.margin_below:.0%}")
     return reasons
+
+
+def live_model_of(models: Sequence[Mapping[str, Any]], live: str) -> str:
+    """The queue's default model: of the models that wrote rows in the window (most rows first), the live one, as
+    rows name it: the bare name, or the name with its weights file ("efficientnet_lite0 (efficientnet-....pth)");
+    the bare name when it wrote none there."""
+    for m in models:
+        name = str(m["model"])
+        if name == live or name.startswith(live + " ("):
+            return name
+    return live

@@ -26,7 +26,7 @@ from controlplane.audit import Actor
 from controlplane.auth import staff_required
 from controlplane.review import selectors, services
 from controlplane.review.labels import imagenet_labels
-from controlplane.review.rules import Thresholds
+from controlplane.review.rules import Thresholds, live_model_of
 
 log = logging.getLogger(__name__)
 
@@ -72,8 +72,13 @@ def _queue_view(data: QueryDict) -> QueueView:
     if raw["range"] and raw["range"] not in selectors.RANGES:
         problems.append(f"range={raw['range']!r} is not one of {', '.join(selectors.RANGES)}; the last day is shown")
         raw["range"] = ""
-    model = raw["model"] or selectors.live_model()
-    spec = selectors.QueueSpec.of(model=model, range_=raw["range"] or selectors.DEFAULT_RANGE, thresholds=thresholds)
+    range_ = raw["range"] or selectors.DEFAULT_RANGE
+    if not raw["model"]:
+        # Resolved once, then carried by every link and form of the page: a verdict judges the model shown.
+        spec = selectors.QueueSpec.of(model="", range_=range_, thresholds=thresholds)
+        models, _ = _read(selectors.models_in_window, [], start=spec.start, end=spec.end)
+        raw["model"] = live_model_of(models, selectors.live_model())
+    spec = selectors.QueueSpec.of(model=raw["model"], range_=range_, thresholds=thresholds)
     return QueueView(spec=spec, at=_at(data.get("at", "0")), raw=raw, problems=problems)
 
 

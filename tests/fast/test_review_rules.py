@@ -7,7 +7,7 @@ import pytest
 from classifier.config import ConfigError
 from controlplane.review import services
 from controlplane.review.labels import canonical_label, imagenet_labels
-from controlplane.review.rules import Thresholds, candidate_reasons, thresholds_from_env, top_two
+from controlplane.review.rules import Thresholds, candidate_reasons, live_model_of, thresholds_from_env, top_two
 
 
 def labels(*confidences: float) -> list[dict[str, object]]:
@@ -81,3 +81,15 @@ def test_the_true_label_of_each_verdict() -> None:
         services._true_label("wrong", "a cat", "tabby")
     with pytest.raises(services.ReviewRefused, match="the model's own label"):
         services._true_label("wrong", "Tabby", "tabby")
+
+
+def test_the_default_model_is_the_live_one_as_its_rows_name_it() -> None:
+    seen = [
+        {"model": "resnet50 (resnet50-19c8e357.pth)", "rows": 90},
+        {"model": "efficientnet_lite0 (efficientnet-lite0-57934424.pth)", "rows": 10},
+        {"model": "efficientnet_lite0", "rows": 5},
+    ]
+    assert live_model_of(seen, "efficientnet_lite0") == "efficientnet_lite0 (efficientnet-lite0-57934424.pth)"
+    assert live_model_of(seen, "resnet50") == "resnet50 (resnet50-19c8e357.pth)"
+    assert live_model_of(seen, "resnet") == "resnet"  # a prefix of another name is not that model
+    assert live_model_of([], "resnet50") == "resnet50"
