@@ -123,6 +123,16 @@ def test_reviewing_with_the_keyboard_only(
     assert driver.switch_to.active_element.get_attribute("id") == "true-label"
     assert current(driver) == folder + "rocket-again.jpg"
 
+    # A verdict the server refuses outright (here a CSRF failure, as after a session ends) says so; nothing changes.
+    driver.execute_script(
+        "document.body.setAttribute('hx-headers', '{\"X-CSRFToken\": \"stale\"}');"
+        "document.querySelectorAll('input[name=csrfmiddlewaretoken]').forEach((e) => { e.value = 'stale'; });"
+    )
+    press(driver, Keys.ESCAPE, "u")
+    until(driver, lambda d: d.find_elements("id", "review-failed"), timeout=20)
+    assert "the server answered 403" in driver.find_element("id", "review-failed").text
+    assert current(driver) == folder + "rocket-again.jpg"
+
     verdicts = {
         r.image_name.removeprefix(folder): (r.verdict, r.true_label, r.predicted_label, r.reviewer_name, r.model)
         for r in Review.objects.filter(image_name__startswith=folder)

@@ -158,11 +158,33 @@
   document.addEventListener("htmx:afterRequest", () => {
     busy = false;
   });
+  // A verdict or move that failed (the server's error, a lost connection, a session that ended) says so, visibly and
+  // to a screen reader; the candidate stays, so the same key tries again.
+  const failed = (event, why) => {
+    if (!event.detail.target || event.detail.target.id !== "review") return;
+    busyPanel = false;
+    const text = `Not done: ${why}. Try again, or reload the page.`;
+    let box = byId("review-failed");
+    if (!box) {
+      box = document.createElement("div");
+      box.id = "review-failed";
+      box.className = "error";
+      byId("review").before(box);
+    }
+    box.textContent = text;
+    const live = byId("review-live");
+    if (live) live.textContent = text;
+  };
+  document.addEventListener("htmx:responseError", (event) => failed(event, `the server answered ${event.detail.xhr.status}`));
+  document.addEventListener("htmx:sendError", (event) => failed(event, "the server could not be reached"));
+
   // After the settle: the panel swapped in (outerHTML) is the one in the document now, not the event's old target.
   document.addEventListener("htmx:afterSettle", () => {
     const panel = byId("review");
     if (!panel || !busyPanel) return;
     busyPanel = false;
+    const stale = byId("review-failed");
+    if (stale) stale.remove();
     const live = byId("review-live");
     if (live) live.textContent = panel.dataset.notice || "";
     const field = byId("true-label");
