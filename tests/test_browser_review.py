@@ -132,6 +132,14 @@ def test_reviewing_with_the_keyboard_only(
     until(driver, lambda d: d.find_elements("id", "review-failed"), timeout=20)
     assert "the server answered 403" in driver.find_element("id", "review-failed").text
     assert current(driver) == folder + "rocket-again.jpg"
+    # A session that ended: the login page the server answers with is not swapped into the queue.
+    driver.get(driver.current_url)
+    driver.delete_cookie("sessionid")
+    press(driver, "c")
+    until(driver, lambda d: d.find_elements("id", "review-failed"), timeout=20)
+    assert "session ended" in driver.find_element("id", "review-failed").text
+    assert current(driver) == folder + "rocket-again.jpg"
+    assert not driver.find_elements("css selector", "#review form.login")
 
     verdicts = {
         r.image_name.removeprefix(folder): (r.verdict, r.true_label, r.predicted_label, r.reviewer_name, r.model)
@@ -147,6 +155,7 @@ def test_reviewing_with_the_keyboard_only(
     }
 
     # The verdict is in the object's story.
+    login(driver, base, STAFF)
     driver.get(f"{base}/objects/?name={folder}coffee.png")
     assert "Reviewed: wrong, really espresso" in driver.find_element("css selector", ".review-verdict").text
 

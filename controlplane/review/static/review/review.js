@@ -175,6 +175,14 @@
     const live = byId("review-live");
     if (live) live.textContent = text;
   };
+  // An answer that is not the queue's panel (the login page, after the session ended) is never swapped into it.
+  document.addEventListener("htmx:beforeSwap", (event) => {
+    if (!event.detail.target || event.detail.target.id !== "review" || !event.detail.shouldSwap) return;
+    if (!event.detail.serverResponse.trimStart().startsWith('<div id="review"')) {
+      event.detail.shouldSwap = false;
+      failed(event, "the answer was not the queue (has the session ended? log in again)");
+    }
+  });
   document.addEventListener("htmx:responseError", (event) => failed(event, `the server answered ${event.detail.xhr.status}`));
   document.addEventListener("htmx:sendError", (event) => failed(event, "the server could not be reached"));
 
