@@ -94,6 +94,6 @@ def count_redis() -> None:
         _counts["redis commands"] += 1
         return read(self, *args, **kwargs)
 
-    Connection.send_packed_command = counted_send  # type: ignore[method-assign]
-    Connection.read_response = counted_read  # type: ignore[method-assign]
+    Connection.send_packed_command = counted_send  # type: ignore[method-assign,assignment]
+    Connection.read_response = counted_read  # type: ignore[method-assign,assignment]
     Connection._sightline_counted = True  # type: ignore[attr-defined]

@@ -43,7 +43,7 @@ def _safe(kwargs: dict[str, Any]) -> dict[str, Any]:
     return {**kwargs, "serializer": JSONSerializer, "log_job_description": False}
 
 
-def _allowed(worker: Worker, taken: list[tuple[Job, Queue]]) -> list[tuple[Job, Queue]]:
+def _allowed(worker: BaseWorker, taken: list[tuple[Job, Queue]]) -> list[tuple[Job, Queue]]:
     """The jobs of `taken` that may run; the others are refused."""
     allowed = []
     for job, queue in taken:
