@@ -101,7 +101,7 @@ def threshold(raw: str | None) -> float:
 
 def page(raw: str | None) -> int:
     text = (raw or "1").strip()
-    if not text.isdigit() or not 1 <= int(text) <= PAGE_MAX:
+    if not (text.isascii() and text.isdigit()) or not 1 <= int(text) <= PAGE_MAX:
         raise Refused(f"page must be a whole number from 1 to {PAGE_MAX}")
     return int(text)
 
