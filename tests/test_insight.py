@@ -12,6 +12,7 @@ import io
 import json
 import uuid
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -69,15 +70,25 @@ def _row(cfg: Config, name: str, gen: int, model: str, top: list[tuple[str, floa
     return row
 
 
-def fill(cfg: Config, *, n: int = 12, with_ms: bool = True) -> Fill:
+def fill(
+    cfg: Config,
+    *,
+    n: int = 12,
+    with_ms: bool = True,
+    models: tuple[str, str] | None = None,
+    make_object: Callable[[int, str], int] | None = None,
+) -> Fill:
     """`n` objects classified by model A over the last 3 days, the first n-2 also by model B, which disagrees on
-    every third; confidences spread over the bins; A at 10+i ms per image, B at 30 ms where recorded."""
+    every third; confidences spread over the bins; A at 10+i ms per image, B at 30 ms where recorded.
+    `make_object(i, name)` stores the object and returns its generation (for pages that show thumbnails)."""
     uid = uuid.uuid4().hex[:8]
-    f = Fill(a=f"insight-a-{uid}", b=f"insight-b-{uid}", prefix=f"ins-{uid}/")
+    a, b = models or (f"insight-a-{uid}", f"insight-b-{uid}")
+    f = Fill(a=a, b=b, prefix=f"ins-{uid}/")
     now = datetime.now(UTC)
     rows = []
     for i in range(n):
-        name, gen = f"{f.prefix}{i:02d}.png", 1_000_000 + i
+        name = f"{f.prefix}{i:02d}.png"
+        gen = make_object(i, name) if make_object else 1_000_000 + i
         f.objects.append((name, gen))
         when = now - timedelta(days=i % 3, minutes=i)
         first = LABELS[i % len(LABELS)]

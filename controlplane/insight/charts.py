@@ -35,7 +35,14 @@ def sparkline(days: Sequence[date], counts: Mapping[date, int]) -> dict[str, Any
     bars = _bars(values, SPARK_W, SPARK_H)
     for bar, day, v in zip(bars, days, values, strict=True):
         bar["title"] = f"{day:%Y-%m-%d}: {v}"
-    return {"width": SPARK_W, "height": SPARK_H, "bars": bars, "peak": max(values, default=0)}
+    return {
+        "width": SPARK_W,
+        "height": SPARK_H,
+        "bars": bars,
+        "peak": max(values, default=0),
+        "first": days[0] if days else None,
+        "last": days[-1] if days else None,
+    }
 
 
 def histogram_chart(bins: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
