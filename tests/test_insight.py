@@ -396,3 +396,31 @@ def test_bad_export_requests_are_refused(
     response = staff.get(reverse("insight:export", args=[kind]), query)
     assert response.status_code == status and reason in response.content.decode()
     assert not AuditLog.objects.filter(action=AuditLog.Action.EXPORT).exists()
+
+
+def test_the_lists_link_their_export_with_their_filters(staff: Client, stack: Any) -> None:
+    page = staff.get(reverse("dashboard"), {"label": "tabby", "name": "x/"}).content.decode()
+    assert 'id="export-list" href="/insight/export/?label=tabby&amp;name=x%2F"' in page
+    form = staff.get(reverse("insight:export_page"), {"label": "tabby", "name": "x/"}).content.decode()
+    assert 'name="label" value="tabby"' in form and 'name="name" value="x/"' in form
+    failures = staff.get(reverse("failures"), {"name": "a b"}).content.decode()
+    assert "/insight/export/?failure_name=a%20b#export-failures" in failures
+
+
+def test_the_paged_read_runs_one_capped_job_and_reads_its_result_a_page_at_a_time(cfg: Config, stack: Any) -> None:
+    f = fill(cfg)  # 22 rows under the prefix
+    sql = (
+        f"SELECT image_name FROM `{cfg.table_id}` WHERE processed_at >= @since AND STARTS_WITH(image_name, @prefix) "
+        "ORDER BY image_name LIMIT 100"
+    )
+    since = datetime.now(UTC) - timedelta(days=7)
+    query = [bigquery.param("since", "TIMESTAMP", since), bigquery.param("prefix", "STRING", f.prefix)]
+    with bqaudit.recording() as seen:
+        pages = bigquery.query_pages(cfg, sql, query, page_rows=5)
+        first = next(pages)
+        rest = list(pages)
+    assert [len(p) for p in [first, *rest]] == [5, 5, 5, 5, 2]
+    assert [q.max_bytes for q in seen] == [cfg.max_bytes_billed]
+    assert [r["image_name"] for p in [first, *rest] for r in p] == sorted(
+        r["image_name"] for r in direct_rows(cfg, f.a) + direct_rows(cfg, f.b) if r["image_name"].startswith(f.prefix)
+    )
