@@ -70,7 +70,7 @@ def _known(models: dict[str, Any]) -> list[str]:
 def _list_url(label: str, window: p.Window) -> str:
     """The dashboard's list of classifications with this label over the same window."""
     query = {"label": label, "since": f"{window.start:%Y-%m-%dT%H:%M}"}
-    return f"/?{urlencode(query)}"
+    return f"{reverse('dashboard')}?{urlencode(query)}"
 
 
 # --- Labels ---------------------------------------------------------------------------------------------------------
