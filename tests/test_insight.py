@@ -424,3 +424,19 @@ def test_the_paged_read_runs_one_capped_job_and_reads_its_result_a_page_at_a_tim
     assert [r["image_name"] for p in [first, *rest] for r in p] == sorted(
         r["image_name"] for r in direct_rows(cfg, f.a) + direct_rows(cfg, f.b) if r["image_name"].startswith(f.prefix)
     )
+
+
+def test_a_bigquery_that_cannot_be_read_is_said_on_the_page_not_a_crash(staff: Client, stack: Any) -> None:
+    from unittest import mock
+
+    from google.api_core import exceptions as gexc
+    from google.cloud import bigquery as gbq
+
+    livecache.forget_all()
+    with mock.patch.object(gbq.Client, "query", autospec=True, side_effect=gexc.BadRequest("no table here")):
+        labels = staff.get(reverse("insight:labels"), {"model": "resnet50"})
+        compare = staff.get(reverse("insight:compare"), {"a": "resnet50", "b": "efficientnet_lite0"})
+        export = staff.get(reverse("insight:export", args=["classifications"]), {"format": "csv"})
+    assert labels.status_code == 200 and "BigQuery could not be read" in labels.content.decode()
+    assert compare.status_code == 200 and "BigQuery could not be read" in compare.content.decode()
+    assert export.status_code == 503 and "could not be read" in export.content.decode()

@@ -63,7 +63,11 @@ def _models(window: p.Window) -> dict[str, Any]:
     return _figure("models", {"window": window.key}, insight.models_in_window, window=window)
 
 
-def _known(models: dict[str, Any]) -> list[str]:
+def _known(models: dict[str, Any], asked: str | None = None) -> list[str]:
+    """The models with rows in the window; while that list cannot be read, the one asked for (once it is a
+    well-formed name), so the page shows BigQuery's error instead of refusing the model."""
+    if models["error"] and asked:
+        return [p.name(asked, what="model", limit=p.MODEL_MAX)]
     return [m["model"] for m in models["value"] or []]
 
 
@@ -123,7 +127,8 @@ def _common(request: HttpRequest) -> tuple[p.Window, float, dict[str, Any], str]
     window = p.window(request.GET.get("window"))
     threshold = p.threshold(request.GET.get("threshold"))
     models = _models(window)
-    model = p.model(request.GET.get("model"), known=_known(models), default=_live_model())
+    asked = request.GET.get("model")
+    model = p.model(asked, known=_known(models, asked), default=_live_model())
     return window, threshold, models, model
 
 
@@ -226,7 +231,8 @@ def compare(request: HttpRequest) -> HttpResponse:
         window = p.window(request.GET.get("window"))
         page = p.page(request.GET.get("page"))
         models = _models(window)
-        a, b = p.two_models(request.GET, known=_known(models), default=_live_model())
+        known = _known(models) or [m for m in (request.GET.get("a"), request.GET.get("b")) if m and models["error"]]
+        a, b = p.two_models(request.GET, known=known, default=_live_model())
     except p.Refused as exc:
         return _refused(request, str(exc))
     key = {"window": window.key, "a": a, "b": b}
