@@ -3,6 +3,7 @@ direct queries; screenshots to docs/screenshots/, and axe-core on a phone and a 
 
 from __future__ import annotations
 
+import os
 import shutil
 from collections import Counter
 from typing import Any
@@ -25,8 +26,11 @@ MODELS = ("resnet50", "efficientnet_lite0")
 
 
 def _keep(name: str, shot: Any) -> None:
-    DOCS.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(shot, DOCS / f"{name}.png")
+    """The README's pictures: `SIGHTLINE_DOC_SCREENSHOTS=1 pytest tests/test_browser_insight.py` refreshes them on
+    purpose; a plain run leaves the tree clean (its shots stay in artifacts/screenshots/)."""
+    if os.environ.get("SIGHTLINE_DOC_SCREENSHOTS") == "1":
+        DOCS.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(shot, DOCS / f"{name}.png")
 
 
 def direct_rows_of(cfg: Config, model: str, name: str) -> dict[str, Any]:

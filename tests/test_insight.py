@@ -78,8 +78,8 @@ def fill(
     models: tuple[str, str] | None = None,
     make_object: Callable[[int, str], int] | None = None,
 ) -> Fill:
-    """`n` objects classified by model A over the last 3 days, the first n-2 also by model B, which disagrees on
-    every third; confidences spread over the bins; A at 10+i ms per image, B at 30 ms where recorded.
+    """`n` objects classified by model A over the 3 days before the last 2 hours, the first n-2 also by model B,
+    which disagrees on every third; confidences spread over the bins; A at 10+i ms per image, B at 30 ms where recorded.
     `make_object(i, name)` stores the object and returns its generation (for pages that show thumbnails)."""
     uid = uuid.uuid4().hex[:8]
     a, b = models or (f"insight-a-{uid}", f"insight-b-{uid}")
@@ -90,7 +90,8 @@ def fill(
         name = f"{f.prefix}{i:02d}.png"
         gen = make_object(i, name) if make_object else 1_000_000 + i
         f.objects.append((name, gen))
-        when = now - timedelta(days=i % 3, minutes=i)
+        # Two hours back at the newest: the review queue's tests count the models of the last hour.
+        when = now - timedelta(days=i % 3, hours=2, minutes=i)
         first = LABELS[i % len(LABELS)]
         conf = round(0.04 + i * (0.95 / n), 4)
         top_a = [(first, conf), ("lynx" if first != "lynx" else "tabby", round(conf / 3, 4)), ("wallaby", 0.001)]
