@@ -58,6 +58,8 @@ NO_TWIN = {
     "insight:compare": "the same",
     "insight:export_page": "a form for a person; the downloads it links are files already",
     "insight:export": "already for machines: CSV or JSON Lines (behind the session login, audited)",
+    "review:queue": "a person judging an image on screen; the verdicts go out through insight:export",
+    "review:verdict": "a person's verdict with the image in view, not a machine's; exported through insight:export",
 }
 SKIPPED_NAMESPACES = {"admin", "django_rq", "api"}
 PATH_KWARGS = {"action": "stop", "kind": "listener_down", "channel_id": 1, "run_id": "destroy-x"}
