@@ -70,7 +70,9 @@ def fill(
         f"INSERT INTO `{cfg.table_id}` (image_name, upload, classifications, bucket, generation, content_type, "
         "size_bytes, model, processed_at) "
         f"SELECT CONCAT('{prefix}photos/', CAST(i AS STRING), '.jpg'), {uploaded}, "
-        "[STRUCT('tabby' AS classification, 0.61 AS confidence), STRUCT('tiger cat' AS classification, 0.2 AS "
+        # The top-1 confidence from 0.30 to 0.99 (row i: 0.30 + (i mod 70) / 100), above the others: sorted as written.
+        "[STRUCT('tabby' AS classification, 0.3 + MOD(i, 70) / 100 AS confidence), "
+        "STRUCT('tiger cat' AS classification, 0.2 AS "
         "confidence), STRUCT('Egyptian cat' AS classification, 0.1 AS confidence), STRUCT('lynx' AS "
         "classification, 0.05 AS confidence), STRUCT('carton' AS classification, 0.01 AS confidence)], "
         f"'{cfg.bucket}', 1700000000000000 + i, 'image/jpeg', 100000 + MOD(i, 50000), 'efficientnet_lite0', "

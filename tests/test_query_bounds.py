@@ -47,6 +47,9 @@ def _exercise(staff: Client, cfg: Config, settings: Any) -> None:
     for page in ("dashboard", "recent_partial", "health_partial", "failures", "failure_requeue_all"):
         assert staff.get(reverse(page)).status_code == 200, page
     staff.get(reverse("dashboard"), {"label": "tabby", "name": folder, "range": "7d"})
+    staff.get(reverse("recent_partial"), {"label": "tabby", "min_confidence": "0.2", "max_confidence": "0.9"})
+    staff.get(reverse("recent_partial"), {"page": "2"})
+    staff.get(reverse("failures"), {"part": "dead-letters"})
     staff.get(reverse("dashboard"), {"before": "2026-01-02T00:00"})
     staff.get(reverse("object_find"), {"name": folder + "a.png"})
     staff.get(reverse("object_find"), {"name": folder + "nothing-like-it"})
