@@ -520,15 +520,18 @@ def objective_counts(*, windows_s: list[int], latency_s: float, now: datetime | 
     now = now or datetime.now(UTC)
     starts = [bigquery.param(f"w{i}", "TIMESTAMP", now - timedelta(seconds=w)) for i, w in enumerate(windows_s)]
     oldest = bigquery.param("oldest", "TIMESTAMP", now - timedelta(seconds=max(windows_s)))
-    # Plain integer arithmetic: DuckDB (bqemulator) evaluates TIMESTAMP_DIFF on every row as a calendar difference,
-    # 30+ s over a million rows, against under 1 s for this; on BigQuery both read the same two columns.
-    within = "UNIX_MICROS(processed_at) - UNIX_MICROS(upload) <= @us"
+    # Whether a row was in time is worked out once per row, in plain integer arithmetic: DuckDB (bqemulator) runs
+    # TIMESTAMP_DIFF as a calendar difference, and repeated per window (30+ s over a million rows, against ~0.1 s
+    # for this); on BigQuery both read the same two columns.
     rows_cols = ", ".join(
-        f"COUNTIF(processed_at >= @w{i}) AS n{i}, COUNTIF(processed_at >= @w{i} AND {within}) AS g{i}"
+        f"COUNTIF(processed_at >= @w{i}) AS n{i}, COUNTIF(processed_at >= @w{i} AND good) AS g{i}"
         for i in range(len(windows_s))
     )
     us = bigquery.param("us", "INT64", round(latency_s * 1_000_000))
-    rows_sql = f"SELECT {rows_cols} FROM `{cfg.table_id}` WHERE processed_at >= @oldest"
+    rows_sql = (
+        f"SELECT {rows_cols} FROM (SELECT processed_at, UNIX_MICROS(processed_at) - UNIX_MICROS(upload) <= @us "
+        f"AS good FROM `{cfg.table_id}` WHERE processed_at >= @oldest)"
+    )
     counts = bigquery.query(cfg, rows_sql, [*starts, oldest, us])[0]
     fail_cols = ", ".join(f"COUNTIF(failed_at >= @w{i}) AS f{i}" for i in range(len(windows_s)))
     fail_sql = f"SELECT {fail_cols} FROM `{cfg.failures_table_id}` WHERE failed_at >= @oldest"
