@@ -207,7 +207,14 @@ def _health_context() -> dict[str, Any]:
         livecache.shared, (None, None), key="health:backlog", compute=selectors.pubsub_backlog, ttl_s=BACKLOG_REFRESH_S
     )
     memory, memory_error = _read(selectors.redis_memory, None)
-    slo, slo_error = _read(objective.objective_status, None)
+    # A 30-day aggregate (a BigQuery query): shared by every web process, once a minute, not once per process.
+    (slo, _slo_age), slo_error = _read(
+        livecache.shared,
+        (None, None),
+        key="health:objective",
+        compute=objective.objective_status,
+        ttl_s=objective.CACHE_S,
+    )
     return {
         "listener": listener,
         "queue": queue,
