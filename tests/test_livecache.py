@@ -14,14 +14,16 @@ from django.urls import reverse
 from bench import bqaudit
 from classifier import ledger, stats
 from classifier.config import Config
-from controlplane import livecache
+from controlplane import livecache, views
 from tests.helpers import insert_row
 
 
 def test_many_tabs_cost_one_set_of_bigquery_reads_per_refresh(
     staff: Client, viewer: Client, cfg: Config, stack: Any
 ) -> None:
-    insert_row(cfg, f"t-{uuid.uuid4().hex[:8]}/tab.png", [("tabby", 0.5)])
+    folder = f"t-{uuid.uuid4().hex[:8]}/"
+    for i in range(views.PAGE_SIZE + 1):  # written as workers write: the live list needs no query at all
+        insert_row(cfg, f"{folder}tab-{i}.png", [("tabby", 0.5)])
     livecache.forget_all()
     tabs = [staff, viewer] * 3
     with bqaudit.recording() as seen:
@@ -29,13 +31,13 @@ def test_many_tabs_cost_one_set_of_bigquery_reads_per_refresh(
             assert tab.get(reverse("recent_partial")).status_code == 200
             assert tab.get(reverse("health_partial")).status_code == 200
     one_tab = len(seen)
-    assert one_tab == 2, [q.sql for q in seen]  # the recent list and the open-failure count, once each
+    assert one_tab == 2, [q.sql for q in seen]  # the open-failure count and the objective, once each
     time.sleep(livecache.REFRESH_S + 0.2)
     with bqaudit.recording() as seen:
         for tab in tabs[:5]:
             tab.get(reverse("recent_partial"))
             tab.get(reverse("health_partial"))
-    assert len(seen) == 1  # the list again; the failure count is shared for 30 s
+    assert len(seen) == 0  # the list from Redis; the failure count is shared for 30 s, the objective for 60 s
 
 
 def test_the_page_says_how_old_each_figure_is(staff: Client, cfg: Config, stack: Any) -> None:

@@ -212,7 +212,7 @@ def test_the_live_list_comes_from_the_workers_record_without_a_bigquery_query(
     from classifier import stats
 
     folder = f"t-{uuid.uuid4().hex[:8]}/"
-    start = datetime.now(UTC) - timedelta(minutes=3)
+    start = datetime.now(UTC)  # processed now, as a worker's rows are: after the record began
     for i in range(views.PAGE_SIZE + 2):  # more than a page: the record proves the page whenever it began
         insert_row(cfg, f"{folder}{i:02d}.png", [("tabby", 0.5)], upload=start + timedelta(seconds=i))
     livecache.forget_all()
