@@ -173,7 +173,7 @@ def _recent_members(rows: Iterable[dict[str, Any]]) -> dict[str, float]:
     members = {}
     for row in rows:
         done = _parse(row.get("processed_at"))
-        if done is not None:
+        if done is not None and row.get("image_name") is not None:  # a whole row, as a worker writes it
             members[json.dumps(row, sort_keys=True, default=str)] = done.timestamp()
     return members
 
