@@ -20,6 +20,7 @@ from classifier.config import Config
 from classifier.queue import bound, depth, queue
 from classifier.refusals import REFUSED_COUNT_KEY
 from classifier.weights import resolve_model_name
+from controlplane.review.selectors import reviews_for_name
 
 # A heartbeat older than this (the listener beats every second) means the process is gone or hung.
 LISTENER_STALE_S = 10
@@ -107,13 +108,21 @@ def classification_list(
     """One page of one window, newest first; the flag says whether another page of this window follows."""
     cfg = _cfg()
     start, end = filters.window(now)
+    where, params = classification_where(filters, start, end)
+    params += [bigquery.param("limit", "INT64", limit + 1), bigquery.param("offset", "INT64", offset)]
+    sql = (
+        f"SELECT {_COLUMNS} FROM `{cfg.table_id}` WHERE {' AND '.join(where)} "
+        "ORDER BY processed_at DESC, upload DESC LIMIT @limit OFFSET @offset"
+    )
+    rows = _with_latency(bigquery.query(cfg, sql, params))
+    return rows[:limit], len(rows) > limit, (start, end)
+
+
+def classification_where(filters: ClassificationFilter, start: datetime, end: datetime) -> tuple[list[str], list[Any]]:
+    """The list's WHERE terms and their parameters: shared with the export (controlplane/insight), so a download
+    holds exactly what the filtered list shows."""
     where = ["processed_at >= @start", "processed_at < @end"]
-    params = [
-        bigquery.param("start", "TIMESTAMP", start),
-        bigquery.param("end", "TIMESTAMP", end),
-        bigquery.param("limit", "INT64", limit + 1),
-        bigquery.param("offset", "INT64", offset),
-    ]
+    params: list[Any] = [bigquery.param("start", "TIMESTAMP", start), bigquery.param("end", "TIMESTAMP", end)]
     if filters.label:
         # SAFE_OFFSET: NULL (no match) where a row holds fewer labels.
         where.append(
@@ -135,12 +144,7 @@ def classification_list(
     if filters.max_confidence is not None:
         where.append("classifications[SAFE_OFFSET(0)].confidence <= @max_confidence")
         params.append(bigquery.param("max_confidence", "FLOAT64", filters.max_confidence))
-    sql = (
-        f"SELECT {_COLUMNS} FROM `{cfg.table_id}` WHERE {' AND '.join(where)} "
-        "ORDER BY processed_at DESC, upload DESC LIMIT @limit OFFSET @offset"
-    )
-    rows = _with_latency(bigquery.query(cfg, sql, params))
-    return rows[:limit], len(rows) > limit, (start, end)
+    return where, params
 
 
 def _live_row(row: dict[str, Any]) -> dict[str, Any]:
@@ -459,7 +463,9 @@ def object_story(*, name: str, known: tuple[str, int] | None = None, now: dateti
     if known is not None:
         entry(*known)
     redis = _redis()
+    reviews = reviews_for_name(name=name)
     for (bucket, generation), item in generations.items():
+        item["review"] = reviews.get((bucket, generation))
         item["job"] = _job_summary(bucket, name, generation)
         item["outcome"] = ledger.outcome_get(redis, ledger.object_key(bucket, name, generation))
         item["job_id"] = jobs.job_id(bucket, name, generation)

@@ -41,6 +41,7 @@ from controlplane.alerts.models import Rule
 from controlplane.audit import Actor
 from controlplane.auth import staff_required
 from controlplane.deadletters import dead_letter_list
+from controlplane.insight.params import Refused
 from controlplane.reconcile import reconcile_run
 
 log = logging.getLogger(__name__)
@@ -100,26 +101,27 @@ def _confidence(raw: str, what: str) -> float | None:
     try:
         value = float(raw)
     except ValueError:
-        raise ValueError(f"{what} confidence must be a number from 0 to 1, not {raw!r}.") from None
+        raise FilterRefused(f"{what} confidence must be a number from 0 to 1, not {raw!r}.") from None
     if not 0.0 <= value <= 1.0:  # NaN fails this too
-        raise ValueError(f"{what} confidence must be from 0 to 1; {raw!r} is not.")
+        raise FilterRefused(f"{what} confidence must be from 0 to 1; {raw!r} is not.")
     return value
 
 
-def _filters(request: HttpRequest) -> tuple[selectors.ClassificationFilter, dict[str, str], str | None]:
-    """The list's filters, the raw values for the form, and why they were refused (then nothing is queried)."""
+class FilterRefused(Refused):
+    """Filters the list will not run (a confidence outside 0..1, min above max); the message says which and why.
+    A `Refused` of the insight pages, so the export of the list refuses them the same way."""
+
+
+def _filters(request: HttpRequest) -> tuple[selectors.ClassificationFilter, dict[str, str]]:
+    """The list's filters and the raw values for the form; raises FilterRefused (nothing is queried then)."""
     raw = {k: request.GET.get(k, "").strip()[:200] for k in FILTER_FIELDS}
     since, until = _when(raw["since"]), _when(raw["until"])
     if raw["range"] in RANGES:
         since, until = datetime.now(UTC) - RANGES[raw["range"]], None
-    refused = None
-    try:
-        low = _confidence(raw["min_confidence"], "The minimum")
-        high = _confidence(raw["max_confidence"], "The maximum")
-        if low is not None and high is not None and low > high:
-            raise ValueError(f"The minimum confidence ({low:g}) is above the maximum ({high:g}).")
-    except ValueError as exc:
-        refused, low, high = str(exc), None, None
+    low = _confidence(raw["min_confidence"], "The minimum")
+    high = _confidence(raw["max_confidence"], "The maximum")
+    if low is not None and high is not None and low > high:
+        raise FilterRefused(f"The minimum confidence ({low:g}) is above the maximum ({high:g}).")
     filters = selectors.ClassificationFilter(
         label=raw["label"],
         name=raw["name"],
@@ -129,7 +131,16 @@ def _filters(request: HttpRequest) -> tuple[selectors.ClassificationFilter, dict
         min_confidence=low,
         max_confidence=high,
     )
-    return filters, raw, refused
+    return filters, raw
+
+
+def _filters_or_refusal(request: HttpRequest) -> tuple[selectors.ClassificationFilter, dict[str, str], str | None]:
+    """As `_filters`, with a refusal as its reason and no filter at all (the form keeps what was typed)."""
+    try:
+        return (*_filters(request), None)
+    except FilterRefused as exc:
+        raw = {k: request.GET.get(k, "").strip()[:200] for k in FILTER_FIELDS}
+        return selectors.ClassificationFilter(), raw, str(exc)
 
 
 def _shared_key(prefix: str, params: dict[str, Any]) -> str:
@@ -159,7 +170,7 @@ def _listing(
 
 
 def _recent_context(request: HttpRequest) -> dict[str, Any]:
-    filters, raw, refused = _filters(request)
+    filters, raw, refused = _filters_or_refusal(request)
     page = _int(request.GET.get("page"), 1, lo=1, hi=10_000)
     query = {k: v for k, v in raw.items() if v}
     empty: list[dict[str, Any]] = []
