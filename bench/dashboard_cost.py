@@ -10,12 +10,14 @@ bench/results/ and prints a Markdown table. See docs/cost-model.md for what the 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -46,6 +48,31 @@ def _env() -> None:
     )
     for name in ("BQ_TABLE", "BQ_FAILURES_TABLE", "RQ_QUEUE", "PUBSUB_TOPIC", "PUBSUB_SUBSCRIPTION"):
         os.environ.pop(name, None)
+
+
+@contextlib.contextmanager
+def dashboard_on_private_stack(*, staff: bool) -> Iterator[tuple[Any, Any]]:
+    """(cfg, a user to log the bench's clients in as) on a private local stack with a migrated database; the stack
+    stops on the way out, whatever happened."""
+    _env()
+    import django
+
+    django.setup()
+    from django.conf import settings
+    from django.contrib.auth import get_user_model
+    from django.core.management import call_command
+    from django.test.utils import setup_test_environment
+
+    from devstack import localstack
+
+    setup_test_environment()
+    cfg = settings.SIGHTLINE
+    stack = localstack.start(cfg)
+    try:
+        call_command("migrate", verbosity=0)
+        yield cfg, get_user_model().objects.create_user("bench", password="bench-pass-123", is_staff=staff)
+    finally:
+        stack.stop()
 
 
 def fill(
@@ -198,26 +225,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--label", default="", help="a name for this run in the report (e.g. before/after)")
     parser.add_argument("--scatter", action="store_true", help="store the rows in no order (the worst case)")
     args = parser.parse_args(argv)
-    _env()
-    import django
+    with dashboard_on_private_stack(staff=True) as (cfg, user):
+        from django.test import Client
 
-    django.setup()
-    from django.conf import settings
-    from django.core.management import call_command
-    from django.test import Client
-    from django.test.utils import setup_test_environment
+        from bench import bqaudit
 
-    from bench import bqaudit
-    from devstack import localstack
-
-    setup_test_environment()
-    cfg = settings.SIGHTLINE
-    stack = localstack.start(cfg)
-    try:
-        call_command("migrate", verbosity=0)
-        from django.contrib.auth import get_user_model
-
-        user = get_user_model().objects.create_user("bench", password="bench-pass-123", is_staff=True)
         now = datetime.now(UTC)
         report: dict[str, Any] = {
             "label": args.label,
@@ -274,8 +286,6 @@ def main(argv: list[str] | None = None) -> int:
                         tab.get(paths[partial])
             refresh[f"{count} tab{'s' if count > 1 else ''}"] = len(seen)
         report["queries_per_refresh"] = refresh
-    finally:
-        stack.stop()
     RESULTS.mkdir(exist_ok=True)
     out = RESULTS / f"dashboard-cost-{args.label or 'run'}-{now:%Y%m%dT%H%M%SZ}.json"
     out.write_text(json.dumps(report, indent=2, default=str))
