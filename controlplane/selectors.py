@@ -20,7 +20,7 @@ from classifier.config import Config
 from classifier.queue import bound, depth, queue
 from classifier.refusals import REFUSED_COUNT_KEY
 from classifier.weights import resolve_model_name
-from controlplane.review.selectors import reviews_for_name
+from controlplane.review import selectors as review_selectors
 
 # A heartbeat older than this (the listener beats every second) means the process is gone or hung.
 LISTENER_STALE_S = 10
@@ -171,6 +171,22 @@ def classification_live_page(
     rows = [_live_row(row) for row, _ in found]
     rows.sort(key=lambda r: (r["processed_at"], r["upload"] or r["processed_at"]), reverse=True)
     return _with_latency(rows[:limit]), len(rows) > limit, (start, end)
+
+
+def models_in_window(*, start: datetime, end: datetime, limit: int = 50) -> list[dict[str, Any]]:
+    """The models that wrote rows in [start, end) of processed_at, most rows first: what the model choosers offer
+    (the review queue, the labels and comparison pages). One query over the window's partitions."""
+    cfg = _cfg()
+    sql = (
+        f"SELECT model, COUNT(*) AS n FROM `{cfg.table_id}` WHERE processed_at >= @start AND processed_at < @end "
+        "AND model IS NOT NULL GROUP BY model ORDER BY n DESC, model LIMIT @limit"
+    )
+    params = [
+        bigquery.param("start", "TIMESTAMP", start),
+        bigquery.param("end", "TIMESTAMP", end),
+        bigquery.param("limit", "INT64", limit),
+    ]
+    return [{"model": r["model"], "rows": int(r["n"])} for r in bigquery.query(cfg, sql, params)]
 
 
 def classification_list_for_name(*, name: str, since: datetime) -> list[dict[str, Any]]:
@@ -463,7 +479,7 @@ def object_story(*, name: str, known: tuple[str, int] | None = None, now: dateti
     if known is not None:
         entry(*known)
     redis = _redis()
-    reviews = reviews_for_name(name=name)
+    reviews = review_selectors.reviews_for_name(name=name)
     for (bucket, generation), item in generations.items():
         item["review"] = reviews.get((bucket, generation))
         item["job"] = _job_summary(bucket, name, generation)
