@@ -8,6 +8,7 @@ jobs on their `BatchJob`; nothing of a batch outlives it or lives in a module.
 from __future__ import annotations
 
 import logging
+import time
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -41,6 +42,7 @@ class Batch:
     predictions: dict[str, list[Prediction]] = field(default_factory=dict)
     written: dict[str, tuple[list[Prediction], str]] = field(default_factory=dict)  # key -> (predictions, model)
     model_name: str = ""
+    inference_ms: float | None = None  # each image's share of the batch's forward pass
 
     def blob(self, key: str) -> gcs.Blob | None:
         return self.blobs.get(key)
@@ -77,7 +79,9 @@ class Batch:
                 log.debug("prefetch of %s left to its job: %s", shown(key), shown(exc))
         if tensors:
             try:
+                started = time.perf_counter()
                 self.predictions.update(zip(tensors, clf.predict(list(tensors.values())), strict=True))
+                self.inference_ms = (time.perf_counter() - started) * 1000 / len(tensors)
             except Exception:
                 log.exception("batched inference failed; each job classifies its own image")
         return len(self.predictions)
@@ -107,7 +111,8 @@ class Batch:
             bigquery.insert_rows(
                 cfg, cfg.table_id, [row for _, row, _ in candidates], row_ids=[k for k, _, _ in candidates]
             )
-            delivery.record_stats(redis, rows=[row for _, row, _ in candidates], failures=[])
+            live = [row for key, row, _ in candidates if ledger.split_model(key)[1] is None]
+            delivery.record_stats(redis, rows=live, failures=[])
             for key, _, predictions in candidates:
                 ledger.outcome_set(redis, key, "row")
                 self.written[key] = (predictions, self.model_name)
@@ -134,7 +139,8 @@ class Batch:
             claimed.append(key)
             if ledger.outcome_get(redis, key) is not None or ledger.inserting(redis, key):
                 continue
-            candidates.append((key, delivery.classification_row(obj, blob, predictions, self.model_name), predictions))
+            row = delivery.classification_row(obj, blob, predictions, self.model_name, self.inference_ms)
+            candidates.append((key, row, predictions))
         return candidates
 
 
