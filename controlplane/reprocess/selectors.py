@@ -24,7 +24,10 @@ def _cfg() -> Config:
 def _weights_note(cfg: Config, model: str) -> str:
     """Empty when a worker could load `model` from this machine's files; else what to place where."""
     if model == "resnet50" and find_resnet_weights(cfg.models_dir) is None:
-        return f"needs {' or '.join(RESNET50_FILES)} in {cfg.models_dir} (manage.py fetchweights)"
+        return (
+            f"not in this machine's {cfg.models_dir}: a worker holding it needs {' or '.join(RESNET50_FILES)} in its "
+            "MODELS_DIR (manage.py fetchweights)"
+        )
     return ""
 
 
