@@ -122,6 +122,31 @@ def _reprocess(cfg: Config, model: str, images: int, timeout_s: float) -> dict[s
     }
 
 
+def _latency(cfg: Config, keys: list[str], since: datetime) -> dict[str, float]:
+    """Upload-to-row seconds of the live rows of `keys` (p50, p95, max): whether live uploads waited for the reprocess."""
+    from classifier import ledger
+    from classifier.cloud import bigquery
+
+    sql = (
+        f"SELECT TIMESTAMP_DIFF(processed_at, upload, MILLISECOND) / 1000 AS s FROM `{cfg.table_id}` "
+        "WHERE processed_at >= @since AND bucket = @bucket AND image_name IN UNNEST(@names)"
+    )
+    names = [ledger.parse_key(k)[1] for k in keys]
+    params = [
+        bigquery.param("since", "TIMESTAMP", since),
+        bigquery.param("bucket", "STRING", cfg.bucket),
+        bigquery.array_param("names", "STRING", names),
+    ]
+    seconds = sorted(float(r["s"]) for r in bigquery.query(cfg, sql, params))
+    if not seconds:
+        return {}
+    return {
+        "p50": round(seconds[len(seconds) // 2], 2),
+        "p95": round(seconds[min(len(seconds) - 1, int(len(seconds) * 0.95))], 2),
+        "max": round(seconds[-1], 2),
+    }
+
+
 def _exactly_one_row(held: dict[str, list[str]]) -> dict[str, Any]:
     bad = {k: v for k, v in held.items() if v != ["row"]}
     return {"objects": len(held), "exactly_one_row": len(held) - len(bad), "not_one_row": dict(list(bad.items())[:10])}
@@ -143,21 +168,24 @@ def _measure(
             _wait_worker(cfg, second, args.model)
             report["load_before"] = os.getloadavg()
             live = LiveUploads(cfg, photos, args.live, args.live_rate)
+            live_since = datetime.now(UTC) - timedelta(minutes=5)
             live.start()
             report["reprocess"] = _reprocess(cfg, args.model, args.images, args.timeout)
             report["load_at_reprocess_end"] = os.getloadavg()
             live.join()
-            live_held = _wait(cfg, live.keys, timeout_s=args.timeout)
+            uploading_s = time.monotonic() - live.started
+            _wait(cfg, live.keys, timeout_s=args.timeout)
             live_s = time.monotonic() - live.started
             time.sleep(3)  # a doubled row would land right after the first
             report["live"] = {
                 "uploads": len(live.keys),
                 "upload_rate_per_s": args.live_rate,
+                "seconds_uploading": round(uploading_s, 1),
                 "seconds_to_last_row": round(live_s, 1),
                 "images_per_s": round(len(live.keys) / live_s, 2),
+                "upload_to_row_s": _latency(cfg, live.keys, live_since),
                 **_exactly_one_row(_outcomes(cfg, live.keys)),
             }
-            del live_held
             report["seed_live_model"] = _exactly_one_row(_outcomes(cfg, seed))
             report["seed_second_model"] = _exactly_one_row(
                 _outcomes(cfg, [ledger.model_key(k, args.model) for k in seed])
