@@ -1,4 +1,6 @@
-"""The outcome ledger in Redis: which object generations already ended as a row or a failure.
+"""The outcome ledger in Redis: which object generations already ended as a row or a failure, per model.
+
+Every key here is a delivery key (`model_key`): the object key for the live model, `<object key>@<model>` for another.
 
 BigQuery's row-id de-duplication is best effort (and the emulator has none), so a job first asks here
 whether its generation is already done, and records its outcome once the BigQuery insert returned.
