@@ -186,7 +186,7 @@ class Config:
     metrics_token: str | None = field(default=None, repr=False)
     destroy_protection: bool = False
     max_bytes_billed: int = 1_000_000_000
-    job_result_ttl_s: int = 300
+    job_result_ttl_s: int = 60
     failed_job_ttl_s: int = 3 * 24 * 3600
     queue_max_jobs: int = 0
     redis_memory_alert_mb: int = 1536
@@ -264,7 +264,7 @@ class Config:
             destroy_protection=envbool(env, "DESTROY_PROTECTION", False),
             # BigQuery bills at least 10 MB a query: a smaller cap would refuse every query.
             max_bytes_billed=envint(env, "BQ_MAX_BYTES_BILLED", 1_000_000_000, minimum=10_485_760),
-            job_result_ttl_s=envint(env, "JOB_RESULT_TTL_S", 300),
+            job_result_ttl_s=envint(env, "JOB_RESULT_TTL_S", 60),
             failed_job_ttl_s=envint(env, "FAILED_JOB_TTL_S", 3 * 24 * 3600, minimum=60),
             queue_max_jobs=envint(env, "QUEUE_MAX_JOBS", 0),
             redis_memory_alert_mb=envint(env, "REDIS_MEMORY_ALERT_MB", 1536, minimum=1),

@@ -19,6 +19,7 @@ from classifier.config import Config
 from classifier.queue import bound, depth, queue
 from classifier.refusals import REFUSED_COUNT_KEY
 from classifier.weights import resolve_model_name
+from controlplane.review.selectors import reviews_for_name
 
 # A heartbeat older than this (the listener beats every second) means the process is gone or hung.
 LISTENER_STALE_S = 10
@@ -387,7 +388,9 @@ def object_story(*, name: str, known: tuple[str, int] | None = None, now: dateti
     if known is not None:
         entry(*known)
     redis = _redis()
+    reviews = reviews_for_name(name=name)
     for (bucket, generation), item in generations.items():
+        item["review"] = reviews.get((bucket, generation))
         item["job"] = _job_summary(bucket, name, generation)
         item["outcome"] = ledger.outcome_get(redis, ledger.object_key(bucket, name, generation))
         item["job_id"] = jobs.job_id(bucket, name, generation)

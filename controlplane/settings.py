@@ -10,6 +10,7 @@ from django.core.exceptions import ImproperlyConfigured
 
 from classifier.config import BASE_DIR, ConfigError, envbool, envfloat, envint, get_config
 from controlplane import security
+from controlplane.review import rules as review_rules
 from controlplane.secretfiles import secret_read_or_create
 
 try:
@@ -224,3 +225,9 @@ EMAIL_HOST_PASSWORD = os.environ.get("EMAIL_HOST_PASSWORD", "")
 DEFAULT_FROM_EMAIL = os.environ.get("DEFAULT_FROM_EMAIL", "sightline@localhost")
 # The dashboard's address, for links in alert messages (e.g. https://sightline.example.com); empty = no links.
 SIGHTLINE_BASE_URL = os.environ.get("SIGHTLINE_BASE_URL", "").rstrip("/")
+
+# --- The review queue (controlplane/review/): which classifications queue up for an operator's verdict -------------
+try:
+    REVIEW_THRESHOLDS = review_rules.thresholds_from_env(os.environ)
+except ConfigError as exc:
+    raise ImproperlyConfigured(str(exc)) from None

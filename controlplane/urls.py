@@ -21,6 +21,7 @@ urlpatterns = [
     path("metrics", views.prometheus_metrics, name="metrics"),
     path("infra/", include("controlplane.infra.urls")),
     path("alerts/", include("controlplane.alerts.urls")),
+    path("review/", include("controlplane.review.urls")),
     path("reprocess/", include("controlplane.reprocess.urls")),
     path("account/", api_pages.account, name="account"),
     path("account/tokens/", api_pages.token_new, name="token_new"),

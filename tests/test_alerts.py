@@ -289,7 +289,7 @@ def test_the_dashboard_shows_the_error_budget_and_firing_alerts(viewer: Client, 
 # --- the process -------------------------------------------------------------------------------------------------------
 
 
-def test_runalerts_evaluates_and_stops_cleanly_on_sigterm(cfg: Any, stack: Any, tmp_path: Any) -> None:
+def test_runalerts_evaluates_refuses_a_second_and_stops_cleanly_on_sigterm(cfg: Any, stack: Any, tmp_path: Any) -> None:
     import signal
     import subprocess
     import sys
@@ -309,6 +309,11 @@ def test_runalerts_evaluates_and_stops_cleanly_on_sigterm(cfg: Any, stack: Any, 
             service.log_tail()
         )
         time.sleep(3)  # a few evaluations
+        second = subprocess.run(
+            [sys.executable, manage, "runalerts", "--every", "1"], env=env, capture_output=True, text=True, timeout=60
+        )
+        assert second.returncode != 0 and "another runalerts is already evaluating" in second.stderr, second.stderr
+        assert "Traceback" not in second.stderr
         os.killpg(service.proc.pid, signal.SIGTERM)
         assert service.proc.wait(15) == 0, service.log_tail()
     finally:

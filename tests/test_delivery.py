@@ -210,7 +210,11 @@ def test_a_notification_that_cannot_be_enqueued_is_left_unacked_not_nacked(cfg):
 
     no_redis = dataclasses.replace(cfg, redis_url=f"redis://127.0.0.1:{localstack.free_port()}/0")
     attributes = {"eventType": "OBJECT_FINALIZE", "bucketId": cfg.bucket, "objectId": "x.png", "objectGeneration": "1"}
-    message = mock.Mock(attributes=attributes, data=b"{}", message_id="m1")
-    assert Listener(no_redis).handle_message(message) == "unacked"
-    message.ack.assert_not_called()
-    message.nack.assert_not_called()
+    message = mock.Mock(attributes=attributes, data=b"{}", message_id="m1", ack_id="a1", delivery_attempt=1)
+    with (
+        mock.patch("classifier.cloud.pubsub.acknowledge") as ack,
+        mock.patch("classifier.cloud.pubsub.hand_back") as nack,
+    ):
+        assert Listener(no_redis).handle_messages([message]) == ["unacked"]
+    ack.assert_not_called()  # the pull's one ack request leaves it out...
+    nack.assert_not_called()  # ...and it is not handed back for an immediate redelivery either

@@ -118,6 +118,9 @@ def faulty(stack, photos) -> Iterator[Faulty]:  # `stack`: the session stack sta
     app_env = localstack.app_env(cfg) | {k: env[k] for k in ("REDIS_URL", "SIGHTLINE_DATA_DIR", "BUCKET_NAME")}
     app_env["WORKERS"] = "1"
     app_env["TORCH_THREADS"] = "1"  # leave a core to the session's own worker
+    # The tests read each job's final status after the last one settles, up to SETTLED_S later: keep finished jobs
+    # that long (the default, 60 s, is sized for Redis memory, not for this reading).
+    app_env["JOB_RESULT_TTL_S"] = str(SETTLED_S * 4)
     faults = Faulty(
         cfg=cfg,
         stack=running,

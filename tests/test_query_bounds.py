@@ -50,6 +50,10 @@ def _exercise(staff: Client, cfg: Config, settings: Any) -> None:
     staff.get(reverse("dashboard"), {"before": "2026-01-02T00:00"})
     staff.get(reverse("object_find"), {"name": folder + "a.png"})
     staff.get(reverse("object_find"), {"name": folder + "nothing-like-it"})
+    model = "efficientnet_lite0 (test)"  # tests.helpers.insert_row's
+    staff.get(reverse("review:queue"), {"model": model, "range": "30d"})
+    verdict = {"bucket": cfg.bucket, "name": folder + "a.png", "generation": generation, "verdict_model": model}
+    staff.post(reverse("review:verdict"), {**verdict, "verdict": "correct"})
     staff.get(
         reverse("failure_dismiss"),
         {"bucket": cfg.bucket, "name": other["image_name"], "generation": other["generation"]},
@@ -98,6 +102,8 @@ def test_every_query_against_the_two_tables_is_capped_and_prunes_or_is_a_cluster
         _exercise(staff, cfg, settings)
     against = [q for q in seen if q.tables(cfg.table_id, cfg.failures_table_id)]
     assert len(against) >= 15, [q.sql for q in seen]
+    assert [q.params for q in against if "reviewed" in q.params], "the review queue's query was not exercised"
+    assert [q.params for q in against if "model" in q.params and "generation" in q.params], "nor a verdict's lookup"
     uncapped = [q.sql for q in against if not q.max_bytes]
     assert uncapped == [], "queries without maximum_bytes_billed"
     unbounded = [

@@ -22,12 +22,12 @@ def _read(r: s.Resource, planner: Callable[[s.StackSpec, s.Resource], list[Chang
 
 def build_plan(spec: s.StackSpec, kinds: Registry = KINDS) -> Plan:
     """Deletes (stale notification configs) come first, then creates and updates in dependency order."""
-    changes = [c for r in spec.resources for c in _read(r, kinds[r.kind].plan, spec)]
+    changes = [c for r in spec.resources for c in _read(r, kinds[r.kind].planner(spec, destroy=False), spec)]
     ordered = [c for c in changes if c.action == DELETE] + [c for c in changes if c.action != DELETE]
     return Plan(mode="apply", changes=tuple(ordered))
 
 
 def build_destroy_plan(spec: s.StackSpec, kinds: Registry = KINDS) -> Plan:
     """Every existing resource, in reverse dependency order."""
-    changes = [c for r in reversed(spec.resources) for c in _read(r, kinds[r.kind].plan_destroy, spec)]
+    changes = [c for r in reversed(spec.resources) for c in _read(r, kinds[r.kind].planner(spec, destroy=True), spec)]
     return Plan(mode="destroy", changes=tuple(changes))

@@ -4,9 +4,10 @@ and what destroy takes with it. Plan and apply only ever talk to a kind through 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from typing import Generic, TypeVar
 
-from controlplane.infra.changes import CREATE, DELETE, NOOP, REPLACE, Change
+from controlplane.infra.changes import CREATE, DELETE, NOOP, PROVIDED, REPLACE, Change
 from controlplane.infra.spec import Resource, StackSpec
 
 
@@ -45,6 +46,16 @@ class ResourceKind(ABC, Generic[Live]):
     `read` returns, None meaning "does not exist" unless the kind says otherwise."""
 
     name: str
+    # Why the local stack provides this kind itself (no emulator has its API); plan and destroy then neither read
+    # nor act on it locally. None: the kind is planned the same way locally and on GCP.
+    local_provided: str | None = None
+
+    def planner(self, spec: StackSpec, *, destroy: bool) -> Callable[[StackSpec, Resource], list[Change]]:
+        """What plans `r` for apply or destroy: the kind's own read and diff, or, locally, "provided"."""
+        if spec.local and self.local_provided is not None:
+            why = self.local_provided
+            return lambda _spec, r: [Change(PROVIDED, r.kind, r.name, why)]
+        return self.plan_destroy if destroy else self.plan
 
     @abstractmethod
     def read(self, spec: StackSpec, r: Resource) -> Live:

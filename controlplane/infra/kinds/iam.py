@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 from classifier.cloud import gcs, projects, pubsub
 from controlplane.infra import spec as s
-from controlplane.infra.changes import CREATE, DELETE, NOOP, PROVIDED, Change
+from controlplane.infra.changes import CREATE, DELETE, NOOP, Change
 from controlplane.infra.kinds.base import ResourceKind, absent
 
 LOCAL = "provided by the local stack (the emulators take anonymous calls): no emulator has the IAM API"
@@ -31,6 +31,8 @@ def iam_member(spec: s.StackSpec, r: s.Resource) -> str:
 class IamMemberKind(ResourceKind[Grant]):
     """`on` is "topic" or "subscription": the attribute that names what the grant is on, and the keyword the
     pubsub module's iam_* functions take for it."""
+
+    local_provided = LOCAL
 
     def __init__(self, name: str, *, on: str) -> None:
         self.name = name
@@ -61,15 +63,8 @@ class IamMemberKind(ResourceKind[Grant]):
         why = "bucket events would be refused" if r.attrs["agent"] == "storage" else "dead-lettering would not work"
         return [Change(CREATE, r.kind, r.name, f"{member} lacks {role}: {why}", target=member)]
 
-    def plan(self, spec: s.StackSpec, r: s.Resource) -> list[Change]:
-        if spec.local:
-            return [Change(PROVIDED, r.kind, r.name, LOCAL)]
-        return super().plan(spec, r)
-
     def plan_destroy(self, spec: s.StackSpec, r: s.Resource) -> list[Change]:
         # The resource first: when it is gone, so is the grant, and the service agent need not be looked up.
-        if spec.local:
-            return [Change(PROVIDED, r.kind, r.name, LOCAL)]
         if not self._on_exists(spec, r):
             return absent(r)
         member = iam_member(spec, r)

@@ -6,7 +6,7 @@ from __future__ import annotations
 from classifier.cloud import gcs
 from controlplane.infra import progress
 from controlplane.infra import spec as s
-from controlplane.infra.changes import CREATE, DELETE, NOOP, PROVIDED, Change
+from controlplane.infra.changes import CREATE, DELETE, NOOP, Change
 from controlplane.infra.kinds.base import ResourceKind, absent
 
 LOCAL = "provided by the local stack (fake-gcs-server event flags): no emulator has the notification-config API"
@@ -26,6 +26,7 @@ def _describe(n: gcs.NotificationConfig) -> str:
 
 class NotificationKind(ResourceKind[list[gcs.NotificationConfig] | None]):
     name = s.NOTIFICATION
+    local_provided = LOCAL
 
     def read(self, spec: s.StackSpec, r: s.Resource) -> list[gcs.NotificationConfig] | None:
         """The configs that send to our topic; None when the bucket does not exist."""
@@ -51,14 +52,7 @@ class NotificationKind(ResourceKind[list[gcs.NotificationConfig] | None]):
         name = f"{r.name} #{n.notification_id}"
         return Change(DELETE, r.kind, name, reason, (_describe(n),), target=n.notification_id)
 
-    def plan(self, spec: s.StackSpec, r: s.Resource) -> list[Change]:
-        if spec.local:
-            return [Change(PROVIDED, r.kind, r.name, LOCAL)]
-        return super().plan(spec, r)
-
     def plan_destroy(self, spec: s.StackSpec, r: s.Resource) -> list[Change]:
-        if spec.local:
-            return [Change(PROVIDED, r.kind, r.name, LOCAL)]
         ours = self.read(spec, r)
         if not ours:
             return absent(r)
