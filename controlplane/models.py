@@ -24,6 +24,7 @@ class AuditLog(models.Model):
         REVIEW = "review", "review"
         REPROCESS = "reprocess", "reprocess"
         REPROCESS_CANCEL = "reprocess_cancel", "reprocess cancel"
+        EXPORT = "export", "export"
 
     class Outcome(models.TextChoices):
         PLANNED = "planned", "planned"

@@ -89,13 +89,21 @@ def classification_list(
     """One page of one window, newest first; the flag says whether another page of this window follows."""
     cfg = _cfg()
     start, end = filters.window(now)
+    where, params = classification_where(filters, start, end)
+    params += [bigquery.param("limit", "INT64", limit + 1), bigquery.param("offset", "INT64", offset)]
+    sql = (
+        f"SELECT {_COLUMNS} FROM `{cfg.table_id}` WHERE {' AND '.join(where)} "
+        "ORDER BY processed_at DESC, upload DESC LIMIT @limit OFFSET @offset"
+    )
+    rows = _with_latency(bigquery.query(cfg, sql, params))
+    return rows[:limit], len(rows) > limit, (start, end)
+
+
+def classification_where(filters: ClassificationFilter, start: datetime, end: datetime) -> tuple[list[str], list[Any]]:
+    """The list's WHERE terms and their parameters: shared with the export (controlplane/insight), so a download
+    holds exactly what the filtered list shows."""
     where = ["processed_at >= @start", "processed_at < @end"]
-    params = [
-        bigquery.param("start", "TIMESTAMP", start),
-        bigquery.param("end", "TIMESTAMP", end),
-        bigquery.param("limit", "INT64", limit + 1),
-        bigquery.param("offset", "INT64", offset),
-    ]
+    params: list[Any] = [bigquery.param("start", "TIMESTAMP", start), bigquery.param("end", "TIMESTAMP", end)]
     if filters.label:
         where.append(
             "EXISTS (SELECT 1 FROM UNNEST(classifications) AS c "
@@ -105,12 +113,7 @@ def classification_list(
     if filters.name:
         where.append("STRPOS(LOWER(image_name), LOWER(@name)) > 0")
         params.append(bigquery.param("name", "STRING", filters.name))
-    sql = (
-        f"SELECT {_COLUMNS} FROM `{cfg.table_id}` WHERE {' AND '.join(where)} "
-        "ORDER BY processed_at DESC, upload DESC LIMIT @limit OFFSET @offset"
-    )
-    rows = _with_latency(bigquery.query(cfg, sql, params))
-    return rows[:limit], len(rows) > limit, (start, end)
+    return where, params
 
 
 def classification_list_for_name(*, name: str, since: datetime) -> list[dict[str, Any]]:

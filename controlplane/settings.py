@@ -35,6 +35,8 @@ try:
     PROXY_HOPS = envint(os.environ, "DJANGO_TRUSTED_PROXY_HOPS", 0)
     LOGIN_FAILURE_LIMIT = envint(os.environ, "LOGIN_FAILURE_LIMIT", 5, minimum=1)
     LOGIN_LOCKOUT_MINUTES = envint(os.environ, "LOGIN_LOCKOUT_MINUTES", 15, minimum=1)
+    # Rows one download (controlplane/insight exports) holds at most; the export page states it.
+    EXPORT_MAX_ROWS = envint(os.environ, "EXPORT_MAX_ROWS", 50_000, minimum=1)
 except ConfigError as exc:
     raise ImproperlyConfigured(str(exc)) from None
 SECRET_KEY = _secret_key()

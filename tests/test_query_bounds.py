@@ -27,6 +27,7 @@ from controlplane import livecache
 from controlplane.infra import plan as infra_plan
 from controlplane.infra import spec as infra_spec
 from controlplane.reconcile import reconcile_run
+from controlplane.review.models import Review
 from tests.helpers import drop_jobs, insert_failure, insert_row, png, run_background_job
 
 TOKEN = "metrics-token-0123456789abcdef"
@@ -40,7 +41,21 @@ def _exercise(staff: Client, cfg: Config, settings: Any) -> None:
     """Everything the app reads or writes in BigQuery, once."""
     folder = f"t-{uuid.uuid4().hex[:8]}/"
     generation = gcs.upload(cfg, name=folder + "a.png", data=png(), content_type="image/png")
-    insert_row(cfg, folder + "a.png", [("tabby", 0.5)], generation=generation)
+    row = insert_row(cfg, folder + "a.png", [("tabby", 0.5)], generation=generation)
+    # The same object by a second model, and a verdict on it, so the comparison runs every query it has.
+    bigquery.insert_row(cfg, cfg.table_id, {**row, "model": "second (test)"}, row_id=uuid.uuid4().hex)
+    Review.objects.create(
+        bucket=cfg.bucket,
+        image_name=row["image_name"],
+        generation=generation,
+        model=row["model"],
+        predicted_label="tabby",
+        predicted_confidence=0.5,
+        verdict=Review.Verdict.CORRECT,
+        true_label="tabby",
+        reviewer_name="op",
+        reviewed_at=datetime.now(UTC),
+    )
     bad = insert_failure(cfg, folder + "bad.txt")
     other = insert_failure(cfg, folder + "other.txt")
     livecache.forget_all()
@@ -48,6 +63,17 @@ def _exercise(staff: Client, cfg: Config, settings: Any) -> None:
         assert staff.get(reverse(page)).status_code == 200, page
     staff.get(reverse("dashboard"), {"label": "tabby", "name": folder, "range": "7d"})
     staff.get(reverse("dashboard"), {"before": "2026-01-02T00:00"})
+    model = "efficientnet_lite0 (test)"  # tests.helpers.insert_row's model
+    for url, query in (
+        ("insight:labels", {"window": "30d", "model": model, "threshold": "0.4"}),
+        ("insight:label", {"label": "tabby", "window": "1d", "model": model}),
+        ("insight:compare", {"window": "7d", "a": model, "b": "second (test)"}),
+    ):
+        page = staff.get(reverse(url), query)
+        assert page.status_code == 200 and b"could not be read" not in page.content, url
+    for kind in ("classifications", "failures"):
+        export = staff.get(reverse("insight:export", args=[kind]), {"format": "csv", "name": folder, "range": "7d"})
+        assert b"".join(export.streaming_content), kind
     staff.get(reverse("object_find"), {"name": folder + "a.png"})
     staff.get(reverse("object_find"), {"name": folder + "nothing-like-it"})
     model = "efficientnet_lite0 (test)"  # tests.helpers.insert_row's
