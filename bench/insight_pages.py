@@ -12,7 +12,7 @@ import os
 import time
 from datetime import UTC, datetime
 
-from bench.dashboard_cost import _env, fill
+from bench.dashboard_cost import dashboard_on_private_stack, fill
 
 PAGES = {
     "labels, last day": ("insight:labels", {"window": "1d"}),
@@ -28,30 +28,17 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.insight_pages", description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=100_000)
     args = parser.parse_args(argv)
-    _env()
-    import django
-
-    django.setup()
-    from django.conf import settings
-    from django.contrib.auth import get_user_model
-    from django.core.management import call_command
-    from django.http import StreamingHttpResponse
-    from django.test import Client
-    from django.test.utils import setup_test_environment
-    from django.urls import reverse
-
-    from bench import bqaudit
-    from classifier.cloud import bigquery
-    from controlplane import livecache
-    from devstack import localstack
-
-    setup_test_environment()
-    cfg = settings.SIGHTLINE
-    stack = localstack.start(cfg)
     lines = []
-    try:
-        call_command("migrate", verbosity=0)
-        user = get_user_model().objects.create_user("bench", password="bench-pass-123")
+    with dashboard_on_private_stack(staff=False) as (cfg, user):
+        from django.conf import settings
+        from django.http import StreamingHttpResponse
+        from django.test import Client
+        from django.urls import reverse
+
+        from bench import bqaudit
+        from classifier.cloud import bigquery
+        from controlplane import livecache
+
         now = datetime.now(UTC)
         fill(cfg, args.rows, 10, now)
         columns = (
@@ -100,8 +87,6 @@ def main(argv: list[str] | None = None) -> int:
             f"CSV export of the last 7 days (cap {settings.EXPORT_MAX_ROWS:,}): {rows - 1:,} rows, {size / 1e6:.1f} MB "
             f"in {took:.1f} s ({(rows - 1) / took:,.0f} rows/s); load average {os.getloadavg()[0]:.1f} after.",
         ]
-    finally:
-        stack.stop()
     print("\n".join(lines))
     return 0
 

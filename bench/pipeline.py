@@ -69,6 +69,47 @@ def cpu_per_image_ms(before: dict[str, float], after: dict[str, float], images: 
     return out
 
 
+EMULATORS = ("redis", "pubsub-emulator", "fake-gcs-server", "bqemulator")
+
+
+def profile_snapshot(cfg: Config) -> dict[str, dict[str, float]]:
+    """Each worker's running per-stage totals (classifier/stages.py: CPU seconds, Redis counts)."""
+    from classifier import stages
+
+    redis = ledger.connection(cfg)
+    out = {}
+    for key in redis.scan_iter(match=stages.PREFIX + "*"):
+        name = ledger.text(key)[len(stages.PREFIX) :]
+        out[name] = {ledger.text(k): float(v) for k, v in redis.hgetall(key).items()}
+    return out
+
+
+def stage_profile(
+    before: dict[str, dict[str, float]], after: dict[str, dict[str, float]], cpu: dict[str, float], images: int
+) -> dict[str, Any]:
+    """Per image, all workers together: CPU ms by stage, what no stage covers, Redis commands and round trips;
+    the emulators' CPU on its own line. `cpu` is the run's CPU ms per image by process (cpu_per_image_ms)."""
+    from classifier import stages
+
+    totals: dict[str, float] = {}
+    for worker, figures in after.items():
+        for name, value in figures.items():
+            totals[name] = totals.get(name, 0.0) + value - before.get(worker, {}).get(name, 0.0)
+    workers_ms = sum(v for k, v in cpu.items() if k.startswith("worker"))
+    ms = {name: round(totals.get(name, 0.0) * 1000 / images, 2) for name in stages.ORDER}
+    ms["rq loop, first dequeue, liveness thread, logging (process CPU less the stages)"] = round(
+        workers_ms - sum(ms.values()), 2
+    )
+    return {
+        "worker_cpu_ms_per_image": ms,
+        "workers_total_ms_per_image": round(workers_ms, 2),
+        "redis_commands_per_image": round(totals.get("redis commands", 0.0) / images, 1),
+        "redis_round_trips_per_image": round(totals.get("redis round trips", 0.0) / images, 1),
+        "emulators_ms_per_image": round(sum(cpu.get(name, 0.0) for name in EMULATORS), 1),
+        "listener_ms_per_image": cpu.get("listener"),
+    }
+
+
 def content_type(name: str) -> str:
     return "image/jpeg" if name.endswith(".jpg") else "image/png"
 

@@ -98,6 +98,46 @@ def _process_rows(m: dict[str, Any]) -> list[Row]:
     ]
 
 
+def _profile_rows(m: dict[str, Any]) -> list[Row]:
+    profile = m["burst"].get("profile")
+    if not profile:
+        return []
+    rows: list[Row] = [("worker CPU ms per image, by stage (all workers)", "")]
+    rows += [(f"  {stage}", f"{ms:.2f}") for stage, ms in profile["worker_cpu_ms_per_image"].items()]
+    rows += [
+        ("  workers in all", f"{profile['workers_total_ms_per_image']:.2f}"),
+        (
+            "worker Redis commands / round trips per image",
+            f"{profile['redis_commands_per_image']} / {profile['redis_round_trips_per_image']}",
+        ),
+        ("emulators' CPU ms per image (Redis, Pub/Sub, GCS, BigQuery)", f"{profile['emulators_ms_per_image']}"),
+        ("load average (1, 5 min) at the median burst's start / end", m["burst"].get("load", "-")),
+    ]
+    return rows
+
+
+def _met(target: dict[str, Any], bound: str) -> str:
+    return f"{target['value']} ({bound} {target[bound]}): {'met' if target['met'] else 'NOT met'}"
+
+
+def _target_rows(m: dict[str, Any]) -> list[Row]:
+    t = m.get("targets")
+    if not t:
+        return []
+    rows: list[Row] = [
+        (
+            "TARGET worker CPU ms beyond bare (same backend)",
+            f"{t['workers_cpu_ms']} - {t['bare_same_backend_cpu_ms']} = {_met(t['beyond_bare_ms'], 'max')}",
+        ),
+        ("TARGET worker CPU efficiency (bare / workers)", _met(t["efficiency"], "min")),
+    ]
+    if "original_over_workers_cpu" in t:
+        rows.append(("TARGET original / workers, CPU per image", _met(t["original_over_workers_cpu"], "min")))
+    if "steady_latency" in t:
+        rows.append(("TARGET 1 upload/s median latency (s)", _met(t["steady_latency"], "max")))
+    return rows
+
+
 def _rows(m: dict[str, Any]) -> list[Row]:
     return [
         ("model", f"{m['model']} (pipeline backend: {m['pipeline_backend']})"),
@@ -109,6 +149,8 @@ def _rows(m: dict[str, Any]) -> list[Row]:
         *_ratio_rows(m["ratios"]),
         *_latency_rows(m),
         *_process_rows(m),
+        *_profile_rows(m),
+        *_target_rows(m),
     ]
 
 
@@ -118,7 +160,7 @@ def _aligned(rows: list[Row]) -> list[str]:
 
 
 def table(results: dict[str, Any]) -> str:
-    lines: list[str] = []
+    lines: list[str] = [f"CPU: {results.get('cpu_model', '?')}, {results.get('cores', '?')} cores", ""]
     for m in results["models"]:
         lines += [*_aligned(_rows(m)), ""]
     return "\n".join(lines)

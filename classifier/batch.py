@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from redis import Redis
 from rq.job import Job
 
-from classifier import delivery, ledger
+from classifier import delivery, ledger, stages
 from classifier.cloud import bigquery, gcs
 from classifier.config import Config
 from classifier.delivery import ObjectRef
@@ -66,14 +66,17 @@ class Batch:
         """
         self.model_name = clf.name
         tensors: dict[str, torch.Tensor] = {}
+        with stages.stage(stages.LEDGER):
+            done = ledger.outcome_get_many(redis, [obj.key for obj in objects])  # one round trip for the batch
         for obj in objects:
             key = obj.key
+            if done[key] is not None:
+                continue
             try:
-                if ledger.outcome_get(redis, key) is not None:
-                    continue
-                self.blobs[key] = gcs.download(
-                    cfg, bucket=obj.bucket, name=obj.name, generation=obj.generation, created=obj.event_time is None
-                )
+                with stages.stage(stages.DOWNLOAD):
+                    self.blobs[key] = gcs.download(
+                        cfg, bucket=obj.bucket, name=obj.name, generation=obj.generation, created=obj.event_time is None
+                    )
                 tensors[key] = clf.preprocess(self.blobs[key].data)
             except Exception as exc:  # its job meets the same error and records it
                 log.debug("prefetch of %s left to its job: %s", shown(key), shown(exc))
@@ -100,46 +103,57 @@ class Batch:
         """
         token = f"local:batch-{uuid.uuid4().hex}"  # never taken over: expires after CLAIM_TTL_S if this process dies
         claimed: list[str] = []
+        # The ledger's batch forms: each step is one Redis round trip for the whole batch, not one per key.
         try:
-            if not ledger.trusted(redis):
-                return 0
-            candidates = self._claim_rows(redis, objects, token, claimed)
-            if not candidates:
-                return 0
-            for key, _, _ in candidates:
-                ledger.inserting_mark(redis, key)
-            bigquery.insert_rows(
-                cfg, cfg.table_id, [row for _, row, _ in candidates], row_ids=[k for k, _, _ in candidates]
-            )
-            live = [row for key, row, _ in candidates if ledger.split_model(key)[1] is None]
-            delivery.record_stats(redis, rows=live, failures=[])
-            for key, _, predictions in candidates:
-                ledger.outcome_set(redis, key, "row")
-                self.written[key] = (predictions, self.model_name)
-                self.blobs.pop(key, None)
-                self.predictions.pop(key, None)
+            with stages.stage(stages.LEDGER):
+                if not ledger.trusted(redis):
+                    return 0
+                candidates = self._claim_rows(redis, objects, token, claimed)
+                if not candidates:
+                    return 0
+                ledger.inserting_mark_many(redis, [key for key, _, _ in candidates])
+            with stages.stage(stages.INSERT):
+                bigquery.insert_rows(
+                    cfg, cfg.table_id, [row for _, row, _ in candidates], row_ids=[k for k, _, _ in candidates]
+                )
+                # The live figures count the live model's rows only: a reprocessed row's upload may be days old.
+                live = [row for key, row, _ in candidates if ledger.split_model(key)[1] is None]
+                delivery.record_stats(redis, rows=live, failures=[])
+            with stages.stage(stages.LEDGER):
+                ledger.outcome_set_rows(redis, [key for key, _, _ in candidates])
+                for key, _, predictions in candidates:
+                    self.written[key] = (predictions, self.model_name)
+                    self.blobs.pop(key, None)
+                    self.predictions.pop(key, None)
             return len(candidates)
         finally:
-            for key in claimed:
-                ledger.claim_release(redis, key, token)
+            with stages.stage(stages.LEDGER):
+                ledger.claim_release_many(redis, claimed, token)
 
     def _claim_rows(
         self, redis: Redis, objects: Sequence[ObjectRef], token: str, claimed: list[str]
     ) -> list[tuple[str, dict[str, Any], list[Prediction]]]:
         """(key, row, predictions) of each classified object whose write this batch may do; `claimed` collects every
-        claim taken, for the caller to release."""
+        claim taken, for the caller to release. A key whose claim is held elsewhere (a live holder: its job waits for
+        it as usual), that has an outcome, or an `inserting` marker is left to its job."""
+        classified = {
+            obj.key: obj for obj in objects if obj.key in self.blobs and self.predictions.get(obj.key) is not None
+        }
+        if not classified:
+            return []
+        claimed += ledger.claim_many(redis, list(classified), token, delivery.CLAIM_TTL_S)
+        if not claimed:
+            return []
+        outcomes, inserting = ledger.outcome_get_many(redis, claimed), ledger.inserting_many(redis, claimed)
         candidates: list[tuple[str, dict[str, Any], list[Prediction]]] = []
-        for obj in objects:
-            key = obj.key
-            blob, predictions = self.blobs.get(key), self.predictions.get(key)
-            if blob is None or predictions is None:
-                continue  # not classified in the batch: its job does the work and meets its own error
-            if not ledger.claim(redis, key, token, delivery.CLAIM_TTL_S):
-                continue  # a live holder: the job waits for it as usual
-            claimed.append(key)
-            if ledger.outcome_get(redis, key) is not None or ledger.inserting(redis, key):
+        for key in claimed:
+            if outcomes[key] is not None or inserting[key]:
                 continue
-            row = delivery.classification_row(obj, blob, predictions, self.model_name, self.inference_ms)
+            predictions = self.predictions[key]
+            with stages.stage(stages.ROWS):
+                row = delivery.classification_row(
+                    classified[key], self.blobs[key], predictions, self.model_name, self.inference_ms
+                )
             candidates.append((key, row, predictions))
         return candidates
 
@@ -148,3 +162,7 @@ class BatchJob(Job):
     """An rq job that may run as part of a batch: the worker sets `batch` before running it."""
 
     batch: Batch | None = None
+
+    def perform(self) -> Any:
+        with stages.stage(stages.JOB):
+            return super().perform()

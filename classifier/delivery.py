@@ -210,10 +210,10 @@ def classify(
     whatever it lacks, this does itself.
     """
     key = obj.key
-    previous = ledger.outcome_get(redis, key)
     batch_written = batch.take_written(key) if batch is not None else None
-    if previous == "row" and batch_written is not None:  # this very job's row, written with its batch
+    if batch_written is not None:  # this very job's row, written with its batch moments ago: no ledger read
         return row_result(key, *batch_written)
+    previous = ledger.outcome_get(redis, key)
     if previous is not None:
         log.info("skipped %s: already ended as %s", shown(key), previous)
         return {"outcome": "duplicate", "key": key, "previous": previous}

@@ -16,6 +16,8 @@ from collections.abc import Callable
 
 from PIL import Image
 
+from classifier import stages
+
 # MPO (the multi-picture JPEG of some cameras) and APNG come through their JPEG and PNG plugins.
 ACCEPTED_FORMATS = ("JPEG", "PNG", "WEBP", "GIF", "BMP")
 # Pillow filters these modes (resize with box and reducing_gap) in place; the rest are picked down first. RGBA
@@ -48,11 +50,23 @@ class BadImage(Exception):
         self.reason = reason
 
 
-def square_rgb(data: bytes, *, side: int, max_pixels: int, max_aspect: float) -> Image.Image:
-    """The centre square of the upright image, as side x side RGB: what resize-short-side-then-centre-crop keeps."""
+def square_rgb(
+    data: bytes, *, side: int, max_pixels: int, max_aspect: float, keep: float = 1.0, out: int | None = None
+) -> Image.Image:
+    """The centre square of the upright image, as side x side RGB: what resize-short-side-then-centre-crop keeps.
+
+    With `keep` < 1, the centre `keep` of that square, as `out` x `out` (default side * keep): resize to `side`
+    then centre-crop `out` in one filtering pass of only the pixels kept (the same scale, the same pixel centres).
+    """
+    size = out if out is not None else round(side * keep)
     return _guarded(
-        lambda: _square(open_image(data, max_pixels=max_pixels, draft_px=side, max_aspect=max_aspect), side)
+        lambda: _square(_decoded(data, max_pixels=max_pixels, draft_px=side, max_aspect=max_aspect), size, keep)
     )
+
+
+def _decoded(data: bytes, *, max_pixels: int, draft_px: int, max_aspect: float) -> Image.Image:
+    with stages.stage(stages.DECODE):
+        return open_image(data, max_pixels=max_pixels, draft_px=draft_px, max_aspect=max_aspect)
 
 
 def thumbnail_rgb(data: bytes, *, side: int, max_pixels: int) -> Image.Image:
@@ -105,13 +119,14 @@ def _guarded(decode: Callable[[], Image.Image]) -> Image.Image:
         raise BadImage("undecodable", f"the image could not be decoded: {exc.__class__.__name__}: {exc}") from None
 
 
-def _square(img: Image.Image, side: int) -> Image.Image:
+def _square(img: Image.Image, side: int, keep: float = 1.0) -> Image.Image:
     # A centre square is the same pixels before and after a rotation or flip: crop first, turn the small result.
     orientation = _orientation(img)
     width, height = img.size
-    short = min(width, height)
+    short = min(width, height) * keep
     left, top = (width - short) / 2, (height - short) / 2  # fractional: centred exactly, as a filter box may be
-    return _upright(_resized(img, (side, side), (left, top, left + short, top + short)), orientation)
+    with stages.stage(stages.RESIZE):
+        return _upright(_resized(img, (side, side), (left, top, left + short, top + short)), orientation)
 
 
 def _fit(img: Image.Image, side: int) -> Image.Image:

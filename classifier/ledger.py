@@ -263,3 +263,45 @@ def trusted(redis: Redis) -> bool:
 def trust(redis: Redis) -> None:
     """Called when the ledger is known to match BigQuery: a fresh pipeline, or after a full reconcile."""
     redis.set(EPOCH_KEY, str(time.time()))
+
+
+# --- Batch forms: one round trip for a batch's keys (classifier/batch.py), same keys and semantics as above ---------
+
+
+def claim_many(redis: Redis, keys: list[str], token: str, ttl_s: int) -> list[str]:
+    """`claim` for each key; the keys whose claim this took."""
+    with redis.pipeline(transaction=False) as pipe:
+        for key in keys:
+            pipe.set(CLAIM_PREFIX + key, token, nx=True, ex=ttl_s)
+        return [key for key, taken in zip(keys, pipe.execute(), strict=True) if taken]
+
+
+def claim_release_many(redis: Redis, keys: list[str], token: str) -> None:
+    if keys:
+        with redis.pipeline(transaction=False) as pipe:
+            for key in keys:
+                pipe.eval(_RELEASE, 1, CLAIM_PREFIX + key, token)
+            pipe.execute()
+
+
+def inserting_many(redis: Redis, keys: list[str]) -> dict[str, bool]:
+    with redis.pipeline(transaction=False) as pipe:
+        for key in keys:
+            pipe.exists(INSERTING_PREFIX + key)
+        return {key: bool(n) for key, n in zip(keys, pipe.execute(), strict=True)}
+
+
+def inserting_mark_many(redis: Redis, keys: list[str]) -> None:
+    with redis.pipeline(transaction=False) as pipe:
+        for key in keys:
+            pipe.set(INSERTING_PREFIX + key, str(time.time()), ex=TTL_S)
+        pipe.execute()
+
+
+def outcome_set_rows(redis: Redis, keys: list[str]) -> None:
+    """`outcome_set(redis, key, "row")` for each key, in one transaction."""
+    if keys:
+        with redis.pipeline() as pipe:
+            _record_outcomes(pipe, dict.fromkeys(keys, "row"))
+            pipe.delete(*(INSERTING_PREFIX + key for key in keys))
+            pipe.execute()

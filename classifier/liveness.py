@@ -24,6 +24,7 @@ from datetime import UTC, datetime
 from redis import Redis
 from rq import Queue, Worker
 from rq.job import JobStatus
+from rq.worker import BaseWorker
 
 from classifier import jobs, ledger
 from classifier.refusals import CLASSIFY
@@ -70,6 +71,11 @@ def finished(redis: Redis, name: str, job_id: str) -> None:
     redis.srem(TAKEN_PREFIX + name, job_id)
 
 
+def finished_many(redis: Redis, name: str, job_ids: list[str]) -> None:
+    if job_ids:
+        redis.srem(TAKEN_PREFIX + name, *job_ids)
+
+
 def gone(redis: Redis, name: str) -> None:
     """An exit: whatever it still holds (a cold shutdown mid-batch) is handed back at the next reap."""
     redis.delete(ALIVE_PREFIX + name)
@@ -94,7 +100,7 @@ def _release(redis: Redis, queue: Queue, job_id: str) -> bool:
     return any(redis.zrem(queue.started_job_registry.key, entry) for entry in _started_entries(redis, queue, job_id))
 
 
-def hand_back(worker: Worker, queue: Queue, job_id: str, reason: str) -> None:
+def hand_back(worker: BaseWorker, queue: Queue, job_id: str, reason: str) -> None:
     """Requeue a released job at the front, as an attempt; after the last one, fail it and record the failure."""
     worker.connection.delete(queue.intermediate_queue.get_first_seen_key(job_id))
     job = queue.fetch_job(job_id)
@@ -118,7 +124,7 @@ class Reaped:
     handed_back: list[str] = field(default_factory=list)
 
 
-def reap(worker: Worker, queue: Queue) -> Reaped:
+def reap(worker: BaseWorker, queue: Queue) -> Reaped:
     """Hand back what dead workers had taken; safe to run in every worker at once (each job is released once)."""
     redis = worker.connection
     known = _members(redis, KNOWN_KEY)
@@ -147,7 +153,7 @@ def _unregister(redis: Redis, name: str) -> None:
         dead.register_death()
 
 
-def _reap_unrecorded(worker: Worker, queue: Queue, held_by_live: set[str]) -> list[str]:
+def _reap_unrecorded(worker: BaseWorker, queue: Queue, held_by_live: set[str]) -> list[str]:
     redis = worker.connection
     intermediate = queue.intermediate_queue
     handed = []

@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
+from PIL import Image
 from torchvision.models import ResNet50_Weights, resnet50
-from torchvision.transforms.v2 import functional as TF
 
-from classifier import images, onnx_backend
+from classifier import images, onnx_backend, stages
 from classifier.config import Config
 from classifier.images import BadImage as BadImage  # re-exported: callers catch model.BadImage
 from classifier.weights import RESNET50_FILES, find_resnet_weights, resolve_model_name
@@ -51,6 +53,10 @@ class Classifier:
 
     @torch.inference_mode()
     def predict(self, batch: list[torch.Tensor]) -> list[list[Prediction]]:
+        with stages.stage(stages.FORWARD):
+            return self._predict(batch)
+
+    def _predict(self, batch: list[torch.Tensor]) -> list[list[Prediction]]:
         x = torch.stack(batch)
         if self.runner is not None:
             logits = self.runner(x)
@@ -70,10 +76,33 @@ class Classifier:
 def preprocess(
     data: bytes, *, mean: tuple[float, float, float], std: tuple[float, float, float], max_pixels: int
 ) -> torch.Tensor:
-    """Resize 256 / centre-crop 224 / normalise, at a cost bounded by those sizes whatever the upload's shape."""
-    img = images.square_rgb(data, side=RESIZE, max_pixels=max_pixels, max_aspect=MAX_ASPECT_RATIO)
-    tensor = TF.to_dtype(TF.center_crop(TF.pil_to_tensor(img), [CROP, CROP]), torch.float32, scale=True)
-    return TF.normalize(tensor, list(mean), list(std))
+    """Resize 256 / centre-crop 224 / normalise, at a cost bounded by those sizes whatever the upload's shape.
+
+    The crop is taken before filtering (only the 224 x 224 output is ever filtered, at the scale a 256 resize has),
+    and the normalisation is one multiply-add per value on the decoded bytes."""
+    img = images.square_rgb(
+        data, side=RESIZE, max_pixels=max_pixels, max_aspect=MAX_ASPECT_RATIO, keep=CROP / RESIZE, out=CROP
+    )
+    with stages.stage(stages.NORMALISE):
+        return _normalised(img, mean, std)
+
+
+@functools.cache
+def _affine(mean: tuple[float, float, float], std: tuple[float, float, float]) -> tuple[np.ndarray, np.ndarray]:
+    """(x / 255 - mean) / std as x * scale + shift, per channel, for HWC bytes."""
+    scale = np.array([1 / (255 * s) for s in std], dtype=np.float32)
+    shift = np.array([-m / s for m, s in zip(mean, std, strict=True)], dtype=np.float32)
+    return scale, shift
+
+
+def _normalised(img: Image.Image, mean: tuple[float, float, float], std: tuple[float, float, float]) -> torch.Tensor:
+    """CHW float32 from RGB bytes: one pass over the pixels, no intermediate float copies."""
+    scale, shift = _affine(mean, std)
+    hwc = np.asarray(img, dtype=np.uint8)
+    out = np.empty((3, *hwc.shape[:2]), dtype=np.float32)
+    np.multiply(hwc.transpose(2, 0, 1), scale[:, None, None], out=out, casting="unsafe")
+    out += shift[:, None, None]
+    return torch.from_numpy(out)
 
 
 def _device() -> torch.device:

@@ -4,11 +4,16 @@ as a histogram per minute, in Redis. The dashboard and /metrics read these inste
 Per minute: `sightline:stats:<minute>` is a hash of counters (`rows`, `failures`, `lat_sum_ms`, `b<i>` per
 latency bucket), kept two hours. `sightline:stats:total` holds the same counters since the Redis began, for the
 Prometheus counter and histogram. A lost Redis restarts the counts at zero, as a restarted exporter's would.
+
+The newest rows themselves, as written, are kept in `sightline:stats:recent-rows` (a sorted set scored by
+`processed_at`, capped at RECENT_CAP): the dashboard's live list (page 1 of the last day, unfiltered) is read from
+it, so a refresh makes no BigQuery query (see `recent_rows`).
 """
 
 from __future__ import annotations
 
 import bisect
+import json
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -42,8 +47,15 @@ def _parse(value: Any) -> datetime | None:
     return parsed.replace(tzinfo=UTC) if parsed is not None and parsed.tzinfo is None else parsed
 
 
+def parse_time(value: Any) -> datetime | None:
+    """A time as a row holds it (a datetime, or ISO text as the workers write it), timezone-aware."""
+    return _parse(value)
+
+
 def record(redis: Redis, *, rows: Iterable[dict[str, Any]] = (), failures: Iterable[dict[str, Any]] = ()) -> None:
-    """Count written rows (with their upload-to-row latency) and failure records, in one round trip."""
+    """Count written rows (with their upload-to-row latency) and failure records, in one round trip; keep the
+    rows among the newest (RECENT_KEY)."""
+    rows = list(rows)  # read twice: counted, then kept
     counts: dict[str, dict[str, float]] = {}
 
     def add(minute: datetime, field: str, value: float) -> None:
@@ -63,12 +75,15 @@ def record(redis: Redis, *, rows: Iterable[dict[str, Any]] = (), failures: Itera
         add(minute_of(_parse(failure.get("failed_at")) or datetime.now(UTC)), "failures", 1)
     if not counts:
         return
+    recent = _recent_members(rows)
     with redis.pipeline(transaction=False) as pipe:
         for key, fields in counts.items():
             for field, value in fields.items():
                 pipe.hincrby(key, field, int(value))
             if key != TOTAL_KEY:
                 pipe.expire(key, KEEP_S)
+        if recent:
+            _recent_add(pipe, recent)
         pipe.execute()
 
 
@@ -141,3 +156,48 @@ def totals(redis: Redis) -> dict[str, Any]:
         "buckets": [*cumulative, ("+Inf", observed)],
         "sum_s": counts.get("lat_sum_ms", 0) / 1000,
     }
+
+
+# --- The newest rows, for the dashboard's live list -----------------------------------------------------------------
+
+RECENT_KEY = PREFIX + "recent-rows"
+# When the set began (epoch seconds, set once): every row recorded since is in it, unless trimmed away as one of
+# the oldest. A Redis that lost its data loses both keys, and the set begins again, claiming nothing earlier.
+RECENT_SINCE_KEY = PREFIX + "recent-rows:since"
+# Page 1 needs 21 rows; the rest is slack for bursts and for the rows of a second model written beside the first.
+RECENT_CAP = 500
+
+
+def _recent_members(rows: Iterable[dict[str, Any]]) -> dict[str, float]:
+    """Each written row as JSON, scored by its processed_at (epoch seconds)."""
+    members = {}
+    for row in rows:
+        done = _parse(row.get("processed_at"))
+        if done is not None and row.get("image_name") is not None:  # a whole row, as a worker writes it
+            members[json.dumps(row, sort_keys=True, default=str)] = done.timestamp()
+    return members
+
+
+def _recent_add(pipe: Any, members: dict[str, float]) -> None:
+    # Now, not the rows' processed_at: a row recorded before a loss of Redis may have been processed later than a
+    # slow one recorded after it. Every row processed from now on is recorded after now, so it is in the set.
+    pipe.set(RECENT_SINCE_KEY, repr(datetime.now(UTC).timestamp()), nx=True)
+    pipe.zadd(RECENT_KEY, members)
+    pipe.zremrangebyrank(RECENT_KEY, 0, -(RECENT_CAP + 1))  # the lowest scores go: the oldest rows
+
+
+def recent_rows(
+    redis: Redis, *, start: datetime, end: datetime, limit: int
+) -> tuple[list[tuple[dict[str, Any], float]], float]:
+    """Up to `limit` (row, processed_at epoch) with processed_at in [start, end), newest first, and the epoch from
+    which the set holds every row written (+inf when it cannot say: it proves nothing then)."""
+    with redis.pipeline(transaction=False) as pipe:
+        pipe.zrevrangebyscore(RECENT_KEY, f"({end.timestamp()!r}", repr(start.timestamp()), 0, limit, withscores=True)
+        pipe.get(RECENT_SINCE_KEY)
+        pipe.zcard(RECENT_KEY)
+        pipe.zrange(RECENT_KEY, 0, 0, withscores=True)
+        found, since, size, lowest = pipe.execute()
+    complete_from = float(since) if since is not None else float("inf")
+    if size >= RECENT_CAP and lowest:  # trimmed: rows older than the lowest kept may be gone
+        complete_from = max(complete_from, float(lowest[0][1]))
+    return [(json.loads(member), float(score)) for member, score in found], complete_from

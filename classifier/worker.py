@@ -27,7 +27,7 @@ from rq.timeouts import JobTimeoutException
 from rq.utils import now
 from rq.worker import BaseWorker, WorkerStatus
 
-from classifier import inference, jobs, ledger, liveness
+from classifier import inference, jobs, ledger, liveness, stages
 from classifier.batch import Batch, BatchJob
 from classifier.config import ConfigError, get_config
 from classifier.delivery import ObjectRef
@@ -45,7 +45,7 @@ def _safe(kwargs: dict[str, Any]) -> dict[str, Any]:
     return {**kwargs, "serializer": JSONSerializer, "log_job_description": False}
 
 
-def _allowed(worker: Worker, taken: list[tuple[Job, Queue]]) -> list[tuple[Job, Queue]]:
+def _allowed(worker: BaseWorker, taken: list[tuple[Job, Queue]]) -> list[tuple[Job, Queue]]:
     """The jobs of `taken` that may run; the others are refused (a stray function, or another model's job)."""
     allowed = []
     held = resolve_model_name(get_config())
@@ -61,6 +61,7 @@ def _allowed(worker: Worker, taken: list[tuple[Job, Queue]]) -> list[tuple[Job, 
 # rq's default worker TTL (420 s) makes an idle worker beat every 405 s, so a killed one looks alive for minutes.
 # At 25 s it beats every 10 s (one BLPOP timeout each, nothing else), and the alerts see a dead worker within 30 s.
 WORKER_TTL_S = 25
+HEARTBEAT_EVERY_S = 5.0  # within a batch; rq's prepare_execution keeps each job's own heartbeat
 
 
 def _log_like_rq() -> None:
@@ -76,6 +77,7 @@ def _log_like_rq() -> None:
 
 def _prepare(worker: BaseWorker) -> None:
     _log_like_rq()
+    stages.count_redis()
     try:
         cfg = get_config()
         clf = inference.load_and_warm(cfg)
@@ -103,9 +105,13 @@ def _with_ttl(kwargs: dict[str, Any]) -> dict[str, Any]:
     return kwargs
 
 
-class _Liveness(Worker):
+class _Liveness(BaseWorker):
     """Beats while alive, records what it takes, and hands back what dead workers had taken (classifier/liveness.py),
-    waking every liveness.REAP_S seconds even when no job arrives."""
+    waking every liveness.REAP_S seconds even when no job arrives.
+
+    A mixin over rq's BaseWorker, not its forking Worker: as a Worker subclass it put Worker.execute_job (a work
+    horse forked per job) ahead of SimpleWorker's in ClassifierWorker's MRO, so the "in-process" worker forked a
+    copy of its ~1 GB process for every job (measured: ~50 CPU ms per job, see docs/performance.md)."""
 
     _beating: threading.Event | None = None
     _reaped_at = 0.0
@@ -193,16 +199,22 @@ class ClassifierWorker(_Liveness, SimpleWorker):
         _prepare(self)
 
     def execute_job(self, job: Job, queue: Queue) -> None:
+        try:
+            self._execute_batch(job, queue)
+        finally:
+            stages.flush(self.connection, self.name)
+
+    def _execute_batch(self, job: Job, queue: Queue) -> None:
         cfg = get_config()
-        # BUSY for the whole batch: a SIGTERM then asks for a warm stop after it, instead of stopping with jobs taken
-        # from the queue but not run (rq would only fail them over from its intermediate queue minutes later).
-        self.set_state(WorkerStatus.BUSY)
-        # Recorded as each is taken, so a death in the middle of taking a batch leaves nothing unrecorded for long.
-        liveness.took(self.connection, self.name, queue, [job.id])
-        everything = self._take(job, queue, cfg.batch_size)
-        taken = _allowed(self, everything)
-        for refused in {j.id for j, _ in everything} - {j.id for j, _ in taken}:
-            liveness.finished(self.connection, self.name, refused)
+        with stages.stage(stages.TAKE):
+            # BUSY for the whole batch: a SIGTERM then asks for a warm stop after it, instead of stopping with jobs
+            # taken from the queue but not run (rq would only fail them over from its intermediate queue minutes later).
+            self.set_state(WorkerStatus.BUSY)
+            everything = self._take(job, queue, cfg.batch_size)
+            taken = _allowed(self, everything)
+            refused = {j.id for j, _ in everything} - {j.id for j, _ in taken}
+            if refused:
+                liveness.finished_many(self.connection, self.name, sorted(refused))
         if not taken:
             self.set_state(WorkerStatus.IDLE)
             return
@@ -211,29 +223,52 @@ class ClassifierWorker(_Liveness, SimpleWorker):
             for queued, _ in taken:
                 if isinstance(queued, BatchJob):
                     queued.batch = batch
-        for i, (queued, origin) in enumerate(taken):
-            self._run_taken(queued, origin, super().execute_job)  # ends by setting IDLE
-            if i + 1 < len(taken):
-                self.set_state(WorkerStatus.BUSY)
+        ran: list[str] = []
+        try:
+            for queued, origin in taken:
+                with stages.stage(stages.RQ_JOB):
+                    # SimpleWorker.execute_job less its set_state(IDLE) per job: the worker stays BUSY for the batch.
+                    self.perform_job(queued, origin, self.prepare_execution(queued))
+                    ran.append(queued.id)
+                    self._heartbeat_every(HEARTBEAT_EVERY_S)
+        finally:
+            with stages.stage(stages.RQ_JOB):
+                liveness.finished_many(self.connection, self.name, ran)  # one SREM for the batch
+                self.set_state(WorkerStatus.IDLE)
+
+    _heartbeat_at = 0.0
+
+    def _heartbeat_every(self, seconds: float) -> None:
+        """rq's worker heartbeat, at most every `seconds` within a batch (its TTL is WORKER_TTL_S)."""
+        if time.monotonic() - self._heartbeat_at >= seconds:
+            self._heartbeat_at = time.monotonic()
             self.heartbeat()
 
     def _take(self, job: Job, queue: Queue, batch_size: int) -> list[tuple[Job, Queue]]:
-        """Up to `batch_size` jobs: the one given and what is already queued (non-blocking), unless a stop was asked."""
+        """Up to `batch_size` jobs: the one given and what is already queued (non-blocking), unless a stop was asked.
+        All are recorded as taken in one round trip per queue once taken: a death in between leaves them in rq's
+        intermediate list, which the reaper hands back after liveness.UNRECORDED_GRACE_S."""
         taken = [(job, queue)]
-        while len(taken) < batch_size and not self._stop_requested:
-            more = self.queue_class.dequeue_any(
-                self._ordered_queues,
-                None,
-                connection=self.connection,
-                job_class=self.job_class,
-                serializer=self.serializer,
-                death_penalty_class=self.death_penalty_class,
-            )
-            if more is None:
-                break
-            liveness.took(self.connection, self.name, more[1], [more[0].id])
-            more[0].redis_server_version = self.get_redis_server_version()
-            taken.append(more)
+        try:
+            while len(taken) < batch_size and not self._stop_requested:
+                more = self.queue_class.dequeue_any(
+                    self._ordered_queues,
+                    None,
+                    connection=self.connection,
+                    job_class=self.job_class,
+                    serializer=self.serializer,
+                    death_penalty_class=self.death_penalty_class,
+                )
+                if more is None:
+                    break
+                more[0].redis_server_version = self.get_redis_server_version()
+                taken.append(more)
+        finally:
+            by_queue: dict[str, tuple[Queue, list[str]]] = {}
+            for j, q in taken:
+                by_queue.setdefault(q.name, (q, []))[1].append(j.id)
+            for q, ids in by_queue.values():
+                liveness.took(self.connection, self.name, q, ids)
         return taken
 
     @staticmethod

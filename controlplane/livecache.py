@@ -65,6 +65,16 @@ def _shared(key: str, compute: Callable[..., Any], ttl_s: float, kwargs: dict[st
     return compute(**kwargs), 0.0
 
 
+def peek(key: str) -> tuple[Any, float] | None:
+    """(value, age in seconds) of what is shared under `key`, however old (up to KEEP_S); None when there is
+    nothing, or Redis cannot be reached. Computes nothing: for a page that must not wait for a slow read."""
+    try:
+        entry = _cache().get(key)
+    except RedisError:
+        return None
+    return (entry[1], time.time() - entry[0]) if entry is not None else None
+
+
 def forget(*keys: str) -> None:
     """Drop shared figures (after an action that changes them, and in tests)."""
     _cache().delete_many(list(keys))

@@ -41,6 +41,7 @@ from controlplane.alerts.models import Rule
 from controlplane.audit import Actor
 from controlplane.auth import staff_required
 from controlplane.deadletters import dead_letter_list
+from controlplane.insight.params import Refused
 from controlplane.reconcile import reconcile_run
 
 log = logging.getLogger(__name__)
@@ -90,25 +91,71 @@ def _when(value: str) -> datetime | None:
         return None
 
 
+FILTER_FIELDS = ("label", "name", "min_confidence", "max_confidence", "range", "since", "until", "before")
+
+
+def _confidence(raw: str, what: str) -> float | None:
+    """A top-1 confidence bound as typed: empty (no bound) or a number from 0 to 1; anything else is refused."""
+    if not raw:
+        return None
+    try:
+        value = float(raw)
+    except ValueError:
+        raise FilterRefused(f"{what} confidence must be a number from 0 to 1, not {raw!r}.") from None
+    if not 0.0 <= value <= 1.0:  # NaN fails this too
+        raise FilterRefused(f"{what} confidence must be from 0 to 1; {raw!r} is not.")
+    return value
+
+
+class FilterRefused(Refused):
+    """Filters the list will not run (a confidence outside 0..1, min above max); the message says which and why.
+    A `Refused` of the insight pages, so the export of the list refuses them the same way."""
+
+
 def _filters(request: HttpRequest) -> tuple[selectors.ClassificationFilter, dict[str, str]]:
-    raw = {k: request.GET.get(k, "").strip()[:200] for k in ("label", "name", "range", "since", "until", "before")}
+    """The list's filters and the raw values for the form; raises FilterRefused (nothing is queried then)."""
+    raw = {k: request.GET.get(k, "").strip()[:200] for k in FILTER_FIELDS}
     since, until = _when(raw["since"]), _when(raw["until"])
     if raw["range"] in RANGES:
         since, until = datetime.now(UTC) - RANGES[raw["range"]], None
+    low = _confidence(raw["min_confidence"], "The minimum")
+    high = _confidence(raw["max_confidence"], "The maximum")
+    if low is not None and high is not None and low > high:
+        raise FilterRefused(f"The minimum confidence ({low:g}) is above the maximum ({high:g}).")
     filters = selectors.ClassificationFilter(
-        label=raw["label"], name=raw["name"], since=since, until=until, before=_when(raw["before"])
+        label=raw["label"],
+        name=raw["name"],
+        since=since,
+        until=until,
+        before=_when(raw["before"]),
+        min_confidence=low,
+        max_confidence=high,
     )
     return filters, raw
+
+
+def _filters_or_refusal(request: HttpRequest) -> tuple[selectors.ClassificationFilter, dict[str, str], str | None]:
+    """As `_filters`, with a refusal as its reason and no filter at all (the form keeps what was typed)."""
+    try:
+        return (*_filters(request), None)
+    except FilterRefused as exc:
+        raw = {k: request.GET.get(k, "").strip()[:200] for k in FILTER_FIELDS}
+        return selectors.ClassificationFilter(), raw, str(exc)
 
 
 def _shared_key(prefix: str, params: dict[str, Any]) -> str:
     return prefix + hashlib.sha256(urlencode(sorted(params.items())).encode()).hexdigest()[:32]
 
 
-def _recent_context(request: HttpRequest) -> dict[str, Any]:
-    filters, raw = _filters(request)
-    page = _int(request.GET.get("page"), 1, lo=1, hi=10_000)
-    query = {k: v for k, v in raw.items() if v}
+def _listing(
+    filters: selectors.ClassificationFilter, query: dict[str, str], page: int
+) -> tuple[tuple[list[dict[str, Any]], bool, tuple[datetime, datetime]], float | None, str, str | None]:
+    """(rows, more, window), their age, where they came from, and an error: page 1 of the unfiltered live window
+    from what the workers recorded in Redis (no BigQuery query per refresh); anything else from BigQuery."""
+    if page == 1 and not filters.active and not filters.before:
+        live, _ = _read(selectors.classification_live_page, None, limit=PAGE_SIZE)
+        if live is not None:
+            return live, 0.0, "redis", None
     # Every tab showing the same listing shares one query per refresh interval.
     (listing, age), error = _read(
         livecache.shared,
@@ -119,6 +166,18 @@ def _recent_context(request: HttpRequest) -> dict[str, Any]:
         limit=PAGE_SIZE,
         offset=(page - 1) * PAGE_SIZE,
     )
+    return listing, age, "bigquery", error
+
+
+def _recent_context(request: HttpRequest) -> dict[str, Any]:
+    filters, raw, refused = _filters_or_refusal(request)
+    page = _int(request.GET.get("page"), 1, lo=1, hi=10_000)
+    query = {k: v for k, v in raw.items() if v}
+    empty: list[dict[str, Any]] = []
+    if refused:  # nothing is queried with filters that were refused
+        listing, age, source, error = (empty, False, filters.window()), None, "", None
+    else:
+        listing, age, source, error = _listing(filters, query, page)
     rows, more, (start, end) = listing
     explicit = bool(filters.since or filters.until)
     older = {k: v for k, v in query.items() if k not in ("before", "page")}
@@ -128,13 +187,15 @@ def _recent_context(request: HttpRequest) -> dict[str, Any]:
         "page": page,
         "prev_query": urlencode({**query, "page": page - 1}) if page > 1 else None,
         "next_query": urlencode({**query, "page": page + 1}) if more else None,
-        "older_query": None if explicit else urlencode({**older, "before": f"{start:%Y-%m-%dT%H:%M}"}),
+        "older_query": None if explicit or refused else urlencode({**older, "before": f"{start:%Y-%m-%dT%H:%M}"}),
         "window_start": start,
         "window_end": end,
         "rows_age_s": age,
+        "rows_source": source,
+        "refused": refused,
         "query": urlencode(query),
         "filters": raw,
-        "filtering": filters.active,
+        "filtering": filters.active or bool(refused),
         "live": page == 1 and not filters.before and not filters.until,
         "ranges": list(RANGES),
     }
@@ -157,7 +218,15 @@ def _health_context() -> dict[str, Any]:
         livecache.shared, (None, None), key="health:backlog", compute=selectors.pubsub_backlog, ttl_s=BACKLOG_REFRESH_S
     )
     memory, memory_error = _read(selectors.redis_memory, None)
-    slo, slo_error = _read(objective.objective_status, None)
+    # A 30-day aggregate (a BigQuery query): shared by every web process, once a minute, not once per process.
+    (slo, _slo_age), slo_error = _read(
+        livecache.shared,
+        (None, None),
+        key="health:objective",
+        compute=objective.objective_status,
+        ttl_s=objective.CACHE_S,
+        fresh=True,  # this is the cache: the process's own copy would add up to a minute more
+    )
     return {
         "listener": listener,
         "queue": queue,
@@ -263,10 +332,45 @@ def _object_ref(data: Any) -> tuple[str, str, int]:
         raise Http404("bucket, name and generation are required") from None
 
 
+DEAD_LETTERS_KEY = "failures:dead-letters"
+
+
+def _dead_letters_context(shared: tuple[Any, float] | None, error: str | None = None) -> dict[str, Any]:
+    messages_, age = shared if shared is not None else (None, None)
+    return {
+        # Attributes as sorted pairs: a template looks up `.items` as a key first, and these keys are the sender's.
+        "dead_letters": None
+        if messages_ is None
+        else [{**m, "attributes": sorted(m["attributes"].items())} for m in messages_],
+        "dead_letters_age_s": age,
+        "dead_letters_error": error,
+        "dead_letters_shown": DEAD_LETTERS_SHOWN,
+        "dead_letter_preview": deadletters.PREVIEW_CHARS,
+        "dead_letter_subscription": settings.SIGHTLINE.dead_letter_subscription,
+    }
+
+
+def _dead_letters_part(request: HttpRequest) -> HttpResponse:
+    """The dead letters alone: read from Pub/Sub at most once per DEAD_LETTERS_REFRESH_S, shared by every tab."""
+    shared, error = _read(
+        livecache.shared,
+        ([], None),
+        key=DEAD_LETTERS_KEY,
+        compute=dead_letter_list,
+        ttl_s=DEAD_LETTERS_REFRESH_S,
+        cfg=settings.SIGHTLINE,
+        limit=DEAD_LETTERS_SHOWN,
+    )
+    context = {**_dead_letters_context(shared, error), "dead_letters_stale": False}
+    return render(request, "controlplane/_dead_letters.html", context)
+
+
 @never_cache
 @login_required
 @require_GET
 def failures(request: HttpRequest) -> HttpResponse:
+    if request.GET.get("part") == "dead-letters":
+        return _dead_letters_part(request)
     name = request.GET.get("name", "").strip()[:200]
     page = _int(request.GET.get("page"), 1, lo=1, hi=10_000)
     (rows, more), error = _read(
@@ -280,26 +384,14 @@ def failures(request: HttpRequest) -> HttpResponse:
         ttl_s=livecache.FAILURE_COUNT_S,
     )
     operation, _ = _read(failure_ops.op_get, None, redis=ledger.connection(settings.SIGHTLINE))
-    # Pub/Sub, not BigQuery: read on its own so either one failing leaves the other on the page.
-    # Shared like the dashboard's figures: a pull from Pub/Sub waits for its answer (about a second when empty).
-    (dead_letters, _age), dead_letters_error = _read(
-        livecache.shared,
-        ([], None),
-        key="failures:dead-letters",
-        compute=dead_letter_list,
-        ttl_s=DEAD_LETTERS_REFRESH_S,
-        cfg=settings.SIGHTLINE,
-        limit=DEAD_LETTERS_SHOWN,
-    )
-    # Attributes as sorted pairs: a template looks up `.items` as a key first, and these keys are the sender's.
-    dead_letters = [{**m, "attributes": sorted(m["attributes"].items())} for m in dead_letters]
+    # The dead letters come from a Pub/Sub pull, which waits for its answer (about a second when the subscription is
+    # empty): the page never waits for it. It shows the shared copy when there is one, and when that is missing or
+    # older than DEAD_LETTERS_REFRESH_S, the browser fetches the fresh list separately (`?part=dead-letters`).
+    cached = livecache.peek(DEAD_LETTERS_KEY)
     query = {"name": name} if name else {}
     context = {
-        "dead_letters": dead_letters,
-        "dead_letters_error": dead_letters_error,
-        "dead_letters_shown": DEAD_LETTERS_SHOWN,
-        "dead_letter_preview": deadletters.PREVIEW_CHARS,
-        "dead_letter_subscription": settings.SIGHTLINE.dead_letter_subscription,
+        **_dead_letters_context(cached),
+        "dead_letters_stale": cached is None or cached[1] >= DEAD_LETTERS_REFRESH_S,
         "rows": rows,
         "error": error,
         "name": name,

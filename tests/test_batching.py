@@ -130,7 +130,7 @@ def test_a_death_after_the_batched_insert_does_not_double_a_row(cfg, batch, batc
     good, _, _ = batch_keys
     redis = ledger.connection(cfg)
     with (
-        mock.patch.object(ledger, "outcome_set", autospec=True, side_effect=redis_errors.ConnectionError("gone")),
+        mock.patch.object(ledger, "outcome_set_rows", autospec=True, side_effect=redis_errors.ConnectionError("gone")),
         pytest.raises(redis_errors.ConnectionError),
     ):
         batch.write_rows(cfg, redis, _objects(good))

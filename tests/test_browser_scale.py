@@ -32,6 +32,21 @@ def _direct(cfg: Config, sql: str, **params: Any) -> list[dict[str, Any]]:
     return bigquery.query(cfg, sql, [bigquery.param(k, types[type(v)], v) for k, v in params.items()])
 
 
+def _images(driver: Any) -> list[str]:
+    """The rows shown, read again if the list's 3-second refresh swaps them while they are read."""
+    from selenium.webdriver.common.by import By
+
+    return until(
+        driver, lambda d: [r.get_attribute("data-image") for r in d.find_elements(By.CSS_SELECTOR, "tr.result")]
+    )
+
+
+def _text(driver: Any, element_id: str) -> str:
+    from selenium.webdriver.common.by import By
+
+    return until(driver, lambda d: d.find_element(By.ID, element_id).text)
+
+
 def test_the_dashboard_over_a_filled_table_shows_what_a_direct_query_counts(
     driver: Any,
     live_server: Any,
@@ -49,13 +64,25 @@ def test_the_dashboard_over_a_filled_table_shows_what_a_direct_query_counts(
     # The live figures are what workers record as they write; this fill wrote no row through a worker, so the
     # counters of the last minutes are rebuilt as the workers would have left them, for every row in the window.
     redis.delete(*[stats.PREFIX + f"{stats.minute_of(now) - timedelta(minutes=m):%Y%m%d%H%M}" for m in range(20)])
-    record_recent_stats(cfg, now, prefix="")
+    redis.delete(stats.RECENT_KEY, stats.RECENT_SINCE_KEY)
+    record_recent_stats(cfg, now, prefix="")  # and the newest rows, as the workers keep them for the live list
     livecache.forget_all()
 
+    # The live list (page 1, no filter) comes from the workers' record of the newest rows: no BigQuery query.
     login(driver, live_server.url, STAFF)
+    live = _images(driver)
+    window = _direct(
+        cfg,
+        f"SELECT image_name FROM `{cfg.table_id}` WHERE processed_at >= @since AND processed_at < @until "
+        "ORDER BY processed_at DESC, upload DESC LIMIT 20",
+        since=now - timedelta(days=1),
+        until=now + timedelta(minutes=5),
+    )
+    assert live == [r["image_name"] for r in window]
+    assert "no BigQuery query" in _text(driver, "recent-window")
+
     driver.get(f"{live_server.url}/?name={prefix}")
-    until(driver, lambda d: d.find_elements(By.CSS_SELECTOR, "tr.result"))
-    shown = [r.get_attribute("data-image") for r in driver.find_elements(By.CSS_SELECTOR, "tr.result")]
+    shown = _images(driver)
     since = now - timedelta(days=1)
     expected = _direct(
         cfg,
@@ -80,10 +107,36 @@ def test_the_dashboard_over_a_filled_table_shows_what_a_direct_query_counts(
     )[0]["n"]
     throughput = driver.find_element(By.CSS_SELECTOR, "#throughput .sub").text
     assert recent > 0 and f"{recent} rows in the last 15 min" in throughput
-    assert "as of" in driver.find_element(By.ID, "recent-window").text
+    assert "as of" in _text(driver, "recent-window")
     screenshot(driver, "dashboard-filled")
 
-    driver.find_element(By.ID, "older-window").click()  # the day before: the next window of partitions
-    until(driver, lambda d: "before=" in d.current_url and d.find_elements(By.CSS_SELECTOR, "tr.result"))
-    older = [r.get_attribute("data-image") for r in driver.find_elements(By.CSS_SELECTOR, "tr.result")]
+    # The day before: the next window of partitions (its link read afresh: the list may be swapped meanwhile).
+    driver.get(until(driver, lambda d: d.find_element(By.ID, "older-window").get_attribute("href")))
+    older = _images(driver)
     assert older and not set(older) & set(shown)
+
+    # The top-1 confidence range beside the label filter, through the form: the same rows as a direct query.
+    driver.get(f"{live_server.url}/?name={prefix}")
+    for field, value in (("label", "tabby"), ("min_confidence", "0.5"), ("max_confidence", "0.7")):
+        box = driver.find_element(By.CSS_SELECTOR, f"#filters [name={field}]")
+        box.clear()
+        box.send_keys(value)
+    driver.find_element(By.CSS_SELECTOR, "#filters button[type=submit]").click()
+    until(driver, lambda d: "min_confidence=0.5" in d.current_url)
+    ranged = _images(driver)
+    expected = _direct(
+        cfg,
+        f"SELECT image_name FROM `{cfg.table_id}` WHERE processed_at >= @since AND STARTS_WITH(image_name, @prefix) "
+        "AND classifications[OFFSET(0)].confidence BETWEEN 0.5 AND 0.7 ORDER BY processed_at DESC, upload DESC LIMIT 20",
+        since=since,
+        prefix=prefix,
+    )
+    assert ranged == [r["image_name"] for r in expected] and ranged and not set(ranged) <= set(shown)
+    assert "from BigQuery" in _text(driver, "recent-window")
+    screenshot(driver, "dashboard-confidence-filter", whole=False)
+
+    # A range the browser's own checks would stop, sent as a URL: the server refuses it with its reason.
+    driver.get(f"{live_server.url}/?min_confidence=0.9&max_confidence=0.1")
+    refusal = until(driver, lambda d: d.find_elements(By.ID, "filter-refused"))[0].text
+    assert "The minimum confidence (0.9) is above the maximum (0.1)." in refusal
+    assert not driver.find_elements(By.CSS_SELECTOR, "tr.result")

@@ -152,6 +152,106 @@ def test_filters_by_label_name_and_time(staff: Client, cfg: Config, stack: Any) 
     assert names(label="100%_") == set()  # LIKE wildcards are plain text here
 
 
+def test_filters_by_top1_confidence_beside_the_label(staff: Client, cfg: Config, stack: Any) -> None:
+    folder = f"t-{uuid.uuid4().hex[:8]}/"
+    insert_row(cfg, folder + "sure.png", [("tabby", 0.9), ("lynx", 0.05)])
+    insert_row(cfg, folder + "edge.png", [("tabby", 0.5), ("tiger cat", 0.4)])
+    insert_row(cfg, folder + "unsure.png", [("carton", 0.3), ("tabby", 0.2)])
+    five = [("espresso", 0.4), ("cup", 0.2), ("mug", 0.1), ("plate", 0.05), ("Egyptian cat", 0.01)]
+    insert_row(cfg, folder + "fifth.png", five)
+
+    def names(**params: str) -> set[str]:
+        response = staff.get(reverse("recent_partial"), {"name": folder, **params})
+        assert response.context["refused"] is None
+        return {r["image_name"].removeprefix(folder) for r in response.context["rows"]}
+
+    assert names(min_confidence="0.5") == {"sure.png", "edge.png"}  # inclusive
+    assert names(max_confidence="0.5") == {"edge.png", "unsure.png", "fifth.png"}
+    assert names(min_confidence="0.45", max_confidence="0.55") == {"edge.png"}
+    assert names(min_confidence="0.5", max_confidence="0.5") == {"edge.png"}
+    assert names(min_confidence="0", max_confidence="1") == {"sure.png", "edge.png", "unsure.png", "fifth.png"}
+    # Beside the label, in the same query: the label matches any of the top 5, the range the top-1 only.
+    assert names(label="tabby", min_confidence="0.4") == {"sure.png", "edge.png"}
+    assert names(label="tabby", max_confidence="0.4") == {"unsure.png"}
+    assert names(label="egyptian") == {"fifth.png"}  # the fifth label counts
+    with bqaudit.recording() as seen:
+        names(label="cat", min_confidence="0.1", max_confidence="0.9", range="7d")
+    assert len(seen) == 1 and "@min_confidence" in seen[0].sql and "@max_confidence" in seen[0].sql
+    assert bqaudit.verdict(seen[0].sql, {cfg.table_id: "processed_at"}) == {cfg.table_id: bqaudit.PRUNES}
+
+
+@pytest.mark.parametrize(
+    ("low", "high", "reason"),
+    [
+        ("0.8", "0.2", "The minimum confidence (0.8) is above the maximum (0.2)."),
+        ("1.5", "", "must be from 0 to 1"),
+        ("", "-0.1", "must be from 0 to 1"),
+        ("nan", "", "must be from 0 to 1"),
+        ("inf", "", "must be from 0 to 1"),
+        ("high", "", "must be a number from 0 to 1, not 'high'"),
+    ],
+)
+def test_a_bad_confidence_range_is_refused_with_a_reason_and_queries_nothing(
+    staff: Client, cfg: Config, stack: Any, low: str, high: str, reason: str
+) -> None:
+    livecache.forget_all()
+    params = {"min_confidence": low, "max_confidence": high}
+    with bqaudit.recording() as seen:
+        response = staff.get(reverse("recent_partial"), params)
+    assert response.status_code == 200
+    assert reason in response.context["refused"] and response.context["rows"] == []
+    assert [q.sql for q in seen] == []
+    page = staff.get(reverse("dashboard"), params).content.decode()
+    assert 'id="filter-refused"' in page and "No classifications" not in page
+    assert f'value="{low}"' in page  # what was typed stays in the form, to correct it
+
+
+def test_the_live_list_comes_from_the_workers_record_without_a_bigquery_query(
+    staff: Client, cfg: Config, stack: Any
+) -> None:
+    from classifier import stats
+
+    folder = f"t-{uuid.uuid4().hex[:8]}/"
+    start = datetime.now(UTC)  # processed now, as a worker's rows are: after the record began
+    for i in range(views.PAGE_SIZE + 2):  # more than a page: the record proves the page whenever it began
+        insert_row(cfg, f"{folder}{i:02d}.png", [("tabby", 0.5)], upload=start + timedelta(seconds=i))
+    livecache.forget_all()
+    with bqaudit.recording() as seen:
+        response = staff.get(reverse("recent_partial"))
+    assert [q.sql for q in seen] == []
+    assert response.context["rows_source"] == "redis" and response.context["next_query"]
+    shown = [r["image_name"] for r in response.context["rows"]]
+    window_start, window_end = response.context["window_start"], response.context["window_end"]
+    direct = bigquery.query(
+        cfg,
+        f"SELECT image_name FROM `{cfg.table_id}` WHERE processed_at >= @start AND processed_at < @end "
+        "ORDER BY processed_at DESC, upload DESC LIMIT @n",
+        [
+            bigquery.param("start", "TIMESTAMP", window_start),
+            bigquery.param("end", "TIMESTAMP", window_end),
+            bigquery.param("n", "INT64", views.PAGE_SIZE),
+        ],
+    )
+    assert shown == [r["image_name"] for r in direct]
+    assert shown[0] == f"{folder}{views.PAGE_SIZE + 1:02d}.png"
+    row = response.context["rows"][0]
+    assert isinstance(row["processed_at"], datetime) and row["latency_s"] == pytest.approx(2.0)
+    assert "no BigQuery query" in response.content.decode()
+
+    # A record that cannot say since when it is complete (Redis lost it) proves nothing: BigQuery answers.
+    redis = ledger.connection(cfg)
+    since = redis.get(stats.RECENT_SINCE_KEY)
+    redis.delete(stats.RECENT_SINCE_KEY)
+    try:
+        with bqaudit.recording() as seen:
+            fallback = staff.get(reverse("recent_partial"))
+    finally:
+        redis.set(stats.RECENT_SINCE_KEY, since)
+    assert len(seen) == 1 and fallback.context["rows_source"] == "bigquery"
+    assert [r["image_name"] for r in fallback.context["rows"]] == shown
+    assert "from BigQuery" in fallback.content.decode()
+
+
 def test_newest_first_and_paged(staff: Client, cfg: Config, stack: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     from controlplane import views
 

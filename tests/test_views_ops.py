@@ -71,11 +71,37 @@ def test_reconcile_needs_a_login(client: Client, db: Any) -> None:
     assert response.status_code == 302 and response["Location"].startswith(reverse("login"))
 
 
+def _dead_letters_page(client: Client) -> str:
+    """The dead letters as a browser gets them: the failures page, then its Pub/Sub read fetched on its own."""
+    page = client.get(reverse("failures"))
+    assert page.status_code == 200
+    part = client.get(reverse("failures"), {"part": "dead-letters"})
+    assert part.status_code == 200
+    return page.content.decode() + part.content.decode()
+
+
+def test_the_failures_page_never_waits_for_pubsub(
+    viewer: Client, cfg: Config, stack: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The pull is in its own request (shared by every tab); the page shows the shared copy when there is one."""
+    marker = _dead_letter(cfg, b"{", sightline_error="not JSON")
+    pulls = []
+    real = views.dead_letter_list
+    monkeypatch.setattr(views, "dead_letter_list", lambda **kw: pulls.append(1) or real(**kw))
+    first = viewer.get(reverse("failures")).content.decode()
+    assert pulls == [] and marker not in first
+    fetch = f'hx-get="{reverse("failures")}?part=dead-letters" hx-trigger="load"'
+    assert fetch in first and "reading Pub/Sub" in first
+    part = viewer.get(reverse("failures"), {"part": "dead-letters"}).content.decode()
+    assert pulls == [1] and marker in part and "<h1>" not in part  # the fragment alone
+    again = viewer.get(reverse("failures")).content.decode()
+    assert pulls == [1] and marker in again and fetch not in again  # fresh: shown inline, nothing to fetch
+    assert "as of 0 s ago" in again or "as of 1 s ago" in again
+
+
 def test_viewers_see_dead_letters_but_cannot_reconcile(viewer: Client, cfg: Config, stack: Any) -> None:
     marker = _dead_letter(cfg, b'{"half": ', sightline_error="not JSON", eventType="OBJECT_FINALIZE")
-    page = viewer.get(reverse("failures"))
-    assert page.status_code == 200
-    text = page.content.decode()
+    text = _dead_letters_page(viewer)
     assert 'id="dead-letters"' in text and marker in text and "not JSON" in text
     assert html.escape('{"half": ') in text and "eventType" in text and "OBJECT_FINALIZE" in text
     assert reverse("reconcile") not in text and 'id="reconcile"' not in text
@@ -105,7 +131,7 @@ def test_reconcile_post_needs_a_csrf_token(db: Any, django_user_model: Any, own_
 
 def test_dead_letter_text_is_escaped(viewer: Client, cfg: Config, stack: Any) -> None:
     marker = _dead_letter(cfg, f"data {XSS}".encode(), sightline_error=f"error {XSS}", note=XSS, items="x")
-    text = viewer.get(reverse("failures")).content.decode()
+    text = _dead_letters_page(viewer)
     assert marker in text
     assert "<script>alert" not in text
     escaped = html.escape(XSS)
@@ -119,9 +145,7 @@ def test_a_pubsub_error_is_a_message_not_a_500(viewer: Client, stack: Any, monke
         raise RuntimeError("emulator unreachable")
 
     monkeypatch.setattr(views, "dead_letter_list", broken)
-    page = viewer.get(reverse("failures"))
-    assert page.status_code == 200
-    assert "Pub/Sub could not be read: RuntimeError: emulator unreachable" in page.content.decode()
+    assert "Pub/Sub could not be read: RuntimeError: emulator unreachable" in _dead_letters_page(viewer)
 
 
 # --- reconcile ---------------------------------------------------------------------------------------------------

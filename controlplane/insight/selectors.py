@@ -42,12 +42,7 @@ _BIN = "LEAST(CAST(FLOOR({c} * @bins) AS INT64), @bins - 1)"
 
 def models_in_window(*, window: p.Window) -> list[dict[str, Any]]:
     """The models with rows in the window, most rows first: what the choosers offer."""
-    cfg = _cfg()
-    sql = (
-        f"SELECT model, COUNT(*) AS n FROM `{cfg.table_id}` WHERE {_IN_WINDOW} AND model IS NOT NULL "
-        "GROUP BY model ORDER BY n DESC, model LIMIT 50"
-    )
-    return [{"model": r["model"], "rows": int(r["n"])} for r in bigquery.query(cfg, sql, _window_params(window))]
+    return selectors.models_in_window(start=window.start, end=window.end)
 
 
 # --- Labels ---------------------------------------------------------------------------------------------------------

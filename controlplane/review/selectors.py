@@ -20,6 +20,7 @@ from classifier.cloud import bigquery
 from classifier.config import Config
 from classifier.weights import resolve_model_name
 from controlplane import livecache
+from controlplane import selectors as main_selectors
 from controlplane.review.models import Review
 from controlplane.review.rules import Thresholds, candidate_reasons
 
@@ -151,24 +152,12 @@ def review_queue(*, spec: QueueSpec, limit: int = 20, offset: int = 0) -> tuple[
     return page, age
 
 
-def _models_query(start: datetime, end: datetime) -> list[dict[str, Any]]:
-    cfg = _cfg()
-    sql = (
-        f"SELECT model, COUNT(*) AS n FROM `{cfg.table_id}` WHERE processed_at >= @start AND processed_at < @end "
-        "GROUP BY model ORDER BY n DESC, model LIMIT @limit"
-    )
-    params = [
-        bigquery.param("start", "TIMESTAMP", start),
-        bigquery.param("end", "TIMESTAMP", end),
-        bigquery.param("limit", "INT64", MODELS_SHOWN),
-    ]
-    return [{"model": r["model"] or "", "rows": int(r["n"])} for r in bigquery.query(cfg, sql, params)]
-
-
 def models_in_window(*, start: datetime, end: datetime) -> list[dict[str, Any]]:
     """The models that wrote rows in the window, most rows first (shared for a minute)."""
     key = f"review:models:{start:%Y%m%d%H%M}:{end:%Y%m%d%H%M}"
-    models, _age = livecache.shared(key, _models_query, ttl_s=MODELS_CACHE_S, start=start, end=end)
+    models, _age = livecache.shared(
+        key, main_selectors.models_in_window, ttl_s=MODELS_CACHE_S, start=start, end=end, limit=MODELS_SHOWN
+    )
     return list(models)
 
 

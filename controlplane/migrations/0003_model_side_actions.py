@@ -28,6 +28,7 @@ class Migration(migrations.Migration):
                     ("review", "review"),
                     ("reprocess", "reprocess"),
                     ("reprocess_cancel", "reprocess cancel"),
+                    ("export", "export"),
                 ],
                 max_length=16,
             ),
