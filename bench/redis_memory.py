@@ -103,7 +103,9 @@ def push_outcomes(redis: Redis, start: int, n: int) -> None:
         ledger.outcome_set_many(redis, {image_key(i): "row" for i in range(first, min(first + CHUNK, start + n))})
 
 
-def _write_as_a_job_does(bucket: str, name: str, generation: int, event_time: str | None = None) -> dict[str, Any]:
+def _write_as_a_job_does(
+    bucket: str, name: str, generation: int, event_time: str | None = None, model: str | None = None
+) -> dict[str, Any]:
     """What a job leaves in Redis when it writes its row, without downloading or classifying anything."""
     redis = _bench_redis[0]
     key = ledger.object_key(bucket, name, generation)

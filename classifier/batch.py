@@ -8,6 +8,7 @@ jobs on their `BatchJob`; nothing of a batch outlives it or lives in a module.
 from __future__ import annotations
 
 import logging
+import time
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -41,6 +42,7 @@ class Batch:
     predictions: dict[str, list[Prediction]] = field(default_factory=dict)
     written: dict[str, tuple[list[Prediction], str]] = field(default_factory=dict)  # key -> (predictions, model)
     model_name: str = ""
+    inference_ms: float | None = None  # each image's share of the batch's forward pass
 
     def blob(self, key: str) -> gcs.Blob | None:
         return self.blobs.get(key)
@@ -80,7 +82,9 @@ class Batch:
                 log.debug("prefetch of %s left to its job: %s", shown(key), shown(exc))
         if tensors:
             try:
+                started = time.perf_counter()
                 self.predictions.update(zip(tensors, clf.predict(list(tensors.values())), strict=True))
+                self.inference_ms = (time.perf_counter() - started) * 1000 / len(tensors)
             except Exception:
                 log.exception("batched inference failed; each job classifies its own image")
         return len(self.predictions)
@@ -112,7 +116,9 @@ class Batch:
                 bigquery.insert_rows(
                     cfg, cfg.table_id, [row for _, row, _ in candidates], row_ids=[k for k, _, _ in candidates]
                 )
-                delivery.record_stats(redis, rows=[row for _, row, _ in candidates], failures=[])
+                # The live figures count the live model's rows only: a reprocessed row's upload may be days old.
+                live = [row for key, row, _ in candidates if ledger.split_model(key)[1] is None]
+                delivery.record_stats(redis, rows=live, failures=[])
             with stages.stage(stages.LEDGER):
                 ledger.outcome_set_rows(redis, [key for key, _, _ in candidates])
                 for key, _, predictions in candidates:
@@ -145,7 +151,9 @@ class Batch:
                 continue
             predictions = self.predictions[key]
             with stages.stage(stages.ROWS):
-                row = delivery.classification_row(classified[key], self.blobs[key], predictions, self.model_name)
+                row = delivery.classification_row(
+                    classified[key], self.blobs[key], predictions, self.model_name, self.inference_ms
+                )
             candidates.append((key, row, predictions))
         return candidates
 

@@ -43,10 +43,12 @@ class ObjectRef(NamedTuple):
     name: str
     generation: int
     event_time: str | None = None
+    model: str | None = None  # None: the live model; else the model a reprocess asked for
 
     @property
     def key(self) -> str:
-        return ledger.object_key(self.bucket, self.name, self.generation)
+        """The delivery key: one row or failure per object generation per model (ledger.model_key)."""
+        return ledger.model_key(ledger.object_key(self.bucket, self.name, self.generation), self.model)
 
 
 class ClaimBusy(Exception):
@@ -121,8 +123,11 @@ def _claim(redis: Redis, key: str, token: str) -> bool:
     return True
 
 
-def record_stats(redis: Redis, *, rows: list[dict[str, Any]], failures: list[dict[str, Any]]) -> None:
-    """The live figures (classifier.stats); never the reason a written row's job fails."""
+def record_stats(redis: Redis, *, rows: list[dict[str, Any]], failures: list[dict[str, Any]], key: str = "") -> None:
+    """The live figures (classifier.stats); never the reason a written row's job fails. A reprocess's rows (a model
+    key) are not uploads: their upload-to-row time would be days, so they stay out of the live figures."""
+    if key and ledger.split_model(key)[1] is not None:
+        return
     try:
         stats.record(redis, rows=rows, failures=failures)
     except Exception:
@@ -150,7 +155,7 @@ def write_once(
         ledger.inserting_mark(redis, key)
         bigquery.insert_row(cfg, table_id, row, row_id=key)
         ledger.outcome_set(redis, key, outcome)
-        record_stats(redis, rows=[row] if outcome == "row" else [], failures=[] if outcome == "row" else [row])
+        record_stats(redis, rows=[row] if outcome == "row" else [], failures=[] if outcome == "row" else [row], key=key)
         return True, outcome
     finally:
         ledger.claim_release(redis, key, token)
@@ -168,9 +173,11 @@ def record_failure(
     upload: str | None,
     attempts: int,
     blob: gcs.Blob | None = None,
+    model: str | None = None,
 ) -> dict[str, Any]:
-    """The one failure record of this generation, unless it already ended (as a row or another failure)."""
-    key = ledger.object_key(bucket, name, generation)
+    """The one failure record of this generation for `model` (None: the live one), unless it already ended (as a
+    row or another failure) for that model."""
+    key = ledger.model_key(ledger.object_key(bucket, name, generation), model)
     row = {
         "image_name": name,
         "upload": upload,
@@ -213,7 +220,12 @@ def classify(
 
     clf = _classifier()
     fail: dict[str, Any] = dict(
-        bucket=obj.bucket, name=obj.name, generation=obj.generation, upload=obj.event_time, attempts=attempts
+        bucket=obj.bucket,
+        name=obj.name,
+        generation=obj.generation,
+        upload=obj.event_time,
+        attempts=attempts,
+        model=obj.model,
     )
     try:
         blob = batch.blob(key) if batch is not None else None
@@ -225,14 +237,18 @@ def classify(
         return record_failure(cfg, redis, code="object_gone", reason=str(exc), **fail)
     except gcs.TooLarge as exc:
         return record_failure(cfg, redis, code="too_large", reason=str(exc), **fail)
+    inference_ms = batch.inference_ms if batch is not None else None
     try:
         predictions = batch.take_predictions(key) if batch is not None else None
         if predictions is None:
-            predictions = clf.classify(blob.data)
+            tensor = clf.preprocess(blob.data)
+            started = time.perf_counter()
+            predictions = clf.predict([tensor])[0]
+            inference_ms = (time.perf_counter() - started) * 1000
     except BadImage as exc:
         return record_failure(cfg, redis, code=exc.code, reason=exc.reason, blob=blob, **fail)
 
-    row = classification_row(obj, blob, predictions, clf.name)
+    row = classification_row(obj, blob, predictions, clf.name, inference_ms)
     written, outcome = write_once(cfg, redis, key=key, table_id=cfg.table_id, row=row, outcome="row")
     if not written:
         log.info("skipped %s: already ended as %s", shown(key), outcome)
@@ -241,8 +257,9 @@ def classify(
 
 
 def classification_row(
-    obj: ObjectRef, blob: gcs.Blob, predictions: list[Prediction], model_name: str
+    obj: ObjectRef, blob: gcs.Blob, predictions: list[Prediction], model_name: str, inference_ms: float | None = None
 ) -> dict[str, Any]:
+    """`inference_ms`: this image's share of its forward pass (the batch's time over its images), when measured."""
     return {
         "image_name": obj.name,
         "upload": obj.event_time or _iso(blob.time_created) or _now(),
@@ -253,6 +270,7 @@ def classification_row(
         "size_bytes": blob.size,
         "model": model_name,
         "processed_at": _now(),
+        "inference_ms": None if inference_ms is None else round(inference_ms, 3),
     }
 
 

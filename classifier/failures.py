@@ -18,7 +18,7 @@ from redis import Redis
 
 from classifier import ledger
 from classifier.cloud import bigquery
-from classifier.config import Config
+from classifier.config import MODEL_CHOICES, Config
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +37,16 @@ COLUMNS = (
     "image_name, upload, bucket, generation, content_type, size_bytes, reason_code, reason, attempts, model, failed_at"
 )
 _KEY = "CONCAT(bucket, '/', image_name, '#', CAST(generation AS STRING))"
+
+
+def row_model(cfg: Config, row: dict[str, Any]) -> str | None:
+    """The model a failure record is of, as enqueue_classification takes it: None for the live model (and for a
+    record whose model is unknown or unreadable), so requeueing another model's failure retries it with that model,
+    under its own key, and never clears or doubles the live model's outcome."""
+    from classifier.queue import routed_model
+
+    model = str(row.get("model") or "").split(" ")[0]
+    return routed_model(cfg, model) if model in MODEL_CHOICES and model != "auto" else None
 
 
 def window_start(now: datetime | None = None) -> datetime:
@@ -204,9 +214,10 @@ def requeue_all(cfg: Config, redis: Redis, *, op_id: str, before: datetime, cap:
 
     _op_set(redis, op_id, state="running")
     rows = not_pending(redis, [r for r in open_failures(cfg, cap=cap, now=before) if r["failed_at"] < before])
-    seen: dict[str, dict[str, Any]] = {}
+    seen: dict[str, dict[str, Any]] = {}  # by delivery key: an object's failures of two models are two entries
     for row in rows:
-        seen.setdefault(ledger.object_key(row["bucket"], row["image_name"], row["generation"]), row)
+        key = ledger.object_key(row["bucket"], row["image_name"], row["generation"])
+        seen.setdefault(ledger.model_key(key, row_model(cfg, row)), row)
     _op_set(redis, op_id, total=len(seen))
     done = left = 0
     try:
@@ -217,9 +228,16 @@ def requeue_all(cfg: Config, redis: Redis, *, op_id: str, before: datetime, cap:
                 upload = seen[key]["upload"]
                 event_time = upload.isoformat() if isinstance(upload, datetime) else upload
                 enqueue_classification(
-                    cfg, bucket=bucket, name=name, generation=generation, event_time=event_time, force=True
+                    cfg,
+                    bucket=bucket,
+                    name=name,
+                    generation=generation,
+                    event_time=event_time,
+                    force=True,
+                    model=ledger.split_model(key)[1],
                 )
-            left += delete(cfg, redis, chunk, before=before)[1]
+            object_keys = sorted({ledger.split_model(k)[0] for k in chunk})
+            left += delete(cfg, redis, object_keys, before=before)[1]
             done += len(chunk)
             _op_set(redis, op_id, done=done, pending=left)
     except Exception as exc:

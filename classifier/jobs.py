@@ -21,6 +21,7 @@ from classifier import delivery, failures, ledger
 from classifier.batch import Batch, BatchJob
 from classifier.config import get_config
 from classifier.delivery import ObjectRef
+from classifier.logsafe import shown
 
 log = logging.getLogger(__name__)
 
@@ -29,10 +30,20 @@ log = logging.getLogger(__name__)
 RETRY = Retry(max=3, interval=[5, 20, 60])
 
 
-def job_id(bucket: str, name: str, generation: int) -> str:
-    """Deterministic: a redelivered notification maps to the same job and is not enqueued twice."""
-    digest = hashlib.sha256(ledger.object_key(bucket, name, generation).encode()).hexdigest()[:32]
-    return f"classify-{digest}"
+def job_id(bucket: str, name: str, generation: int, model: str | None = None) -> str:
+    """Deterministic: a redelivered notification (or a repeated reprocess) maps to the same job and is not enqueued
+    twice. One job per object generation per model; the live model's ids are those of before per-model keys."""
+    key = ledger.model_key(ledger.object_key(bucket, name, generation), model)
+    return f"classify-{hashlib.sha256(key.encode()).hexdigest()[:32]}"
+
+
+def model_refusal(job: Job, held: str) -> str | None:
+    """Why a worker holding model `held` must not run `job`: it names another model. Never classified by the wrong
+    model; a job without a model is the live queue's, whose workers hold the live model."""
+    wanted = (job.kwargs or {}).get("model") if isinstance(job.kwargs, dict) else None
+    if wanted is None or wanted == held:
+        return None
+    return f"the job is for model {shown(str(wanted))} and this worker holds {held}"
 
 
 def _attempt() -> int:
@@ -48,9 +59,13 @@ def _batch() -> Batch | None:
     return job.batch if isinstance(job, BatchJob) else None
 
 
-def classify_object(bucket: str, name: str, generation: int, event_time: str | None = None) -> dict[str, Any]:
+def classify_object(
+    bucket: str, name: str, generation: int, event_time: str | None = None, model: str | None = None
+) -> dict[str, Any]:
+    """`model`: None for the live model (what the listener enqueues), else the model a reprocess asked for; the
+    worker refused the job already if it holds another (`model_refusal`)."""
     cfg = get_config()
-    obj = ObjectRef(bucket, name, generation, event_time)
+    obj = ObjectRef(bucket, name, generation, event_time, model)
     return delivery.classify(cfg, ledger.connection(cfg), obj, attempts=_attempt(), batch=_batch())
 
 
@@ -81,6 +96,7 @@ def on_failure(
             reason=f"gave up after {attempts} attempts: {exc_type.__name__}: {exc_value}",
             upload=kwargs.get("event_time"),
             attempts=attempts,
+            model=kwargs.get("model"),
         )
     except Exception:
         # The failure stays in RQ's failed registry and reconcile will pick the object up again.
@@ -93,6 +109,14 @@ def requeue_all_failures(op_id: str, before: str, cap: int) -> int:
     return failures.requeue_all(
         cfg, ledger.connection(cfg), op_id=op_id, before=datetime.fromisoformat(before), cap=cap
     )
+
+
+def reprocess_step(op_id: str) -> str:
+    """One step of a reprocess run (classifier/reprocess.py): enqueue a page, check progress, schedule the next."""
+    from classifier import reprocess
+
+    cfg = get_config()
+    return reprocess.step(cfg, ledger.connection(cfg), op_id)
 
 
 def retry_pending_deletes() -> int:

@@ -1,4 +1,6 @@
-"""The outcome ledger in Redis: which object generations already ended as a row or a failure.
+"""The outcome ledger in Redis: which object generations already ended as a row or a failure, per model.
+
+Every key here is a delivery key (`model_key`): the object key for the live model, `<object key>@<model>` for another.
 
 BigQuery's row-id de-duplication is best effort (and the emulator has none), so a job first asks here
 whether its generation is already done, and records its outcome once the BigQuery insert returned.
@@ -14,6 +16,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import re
 import time
 from typing import NamedTuple
 
@@ -59,8 +62,32 @@ def object_key(bucket: str, name: str, generation: int) -> str:
     return f"{bucket}/{name}#{int(generation)}"
 
 
+# A model id: what `classifier.weights.resolve_model_name` answers ("resnet50", "efficientnet_lite0"). No "#", "/" or
+# "@", so a model key splits unambiguously.
+MODEL_ID = re.compile(r"^[a-z0-9_]{1,40}$")
+
+
+def model_key(key: str, model: str | None) -> str:
+    """The delivery key of object key `key` for `model`: the key of the ledger, the claims, the markers and the
+    BigQuery row id. The live model's (None) is the object key itself, exactly as before models had keys of their
+    own, so the live pipeline's entries are unchanged; another model's is `bucket/name#generation@model`."""
+    if model is None:
+        return key
+    if not MODEL_ID.fullmatch(model):
+        raise ValueError(f"not a model id: {model[:60]!r}")
+    return f"{key}@{model}"
+
+
+def split_model(key: str) -> tuple[str, str | None]:
+    """(object key, model) of a delivery key; model None for the live model's. "@" after the last "#" can only be a
+    model's: a generation is digits."""
+    head, _, tail = key.rpartition("#")
+    generation, at, model = tail.partition("@")
+    return f"{head}#{generation}", (model if at else None)
+
+
 def parse_key(key: str) -> tuple[str, str, int]:
-    bucket, rest = key.split("/", 1)
+    bucket, rest = split_model(key)[0].split("/", 1)
     name, generation = rest.rsplit("#", 1)
     return bucket, name, int(generation)
 

@@ -11,6 +11,7 @@ from rq.serializers import JSONSerializer
 from classifier import jobs, ledger
 from classifier.config import Config
 from classifier.logsafe import shown
+from classifier.weights import resolve_model_name
 
 # With QUEUE_MAX_JOBS unset, each live worker has this many batches waiting: enough to take its next batch at once,
 # few enough that a backlog waits in Pub/Sub (7 days, free) rather than in Redis (memory).
@@ -20,10 +21,43 @@ BATCHES_PER_WORKER = 4
 LIVE_STATUSES = {JobStatus.QUEUED, JobStatus.STARTED, JobStatus.SCHEDULED, JobStatus.DEFERRED}
 
 
+def live_model(cfg: Config) -> str:
+    """The model of the live pipeline: what every process with the shared settings resolves MODEL to."""
+    return resolve_model_name(cfg)
+
+
+def routed_model(cfg: Config, model: str | None) -> str | None:
+    """None (the live queue, the live keys) for the live model; the model itself otherwise."""
+    return None if model is None or model == live_model(cfg) else model
+
+
+def queue_name(cfg: Config, model: str | None = None) -> str:
+    """The live model keeps RQ_QUEUE ("classify"); another model's jobs wait in `<RQ_QUEUE>-<model>`, served only by
+    workers started with MODEL=<model> on that queue."""
+    model = routed_model(cfg, model)
+    if model is None:
+        return cfg.queue_name
+    if not ledger.MODEL_ID.fullmatch(model):
+        raise ValueError(f"not a model id: {model[:60]!r}")
+    return f"{cfg.queue_name}-{model}"
+
+
+def queue_mismatch(cfg: Config, names: list[str]) -> str | None:
+    """Why a worker holding this process's model must not serve `names`: another model's queue."""
+    held = resolve_model_name(cfg)
+    prefix = f"{cfg.queue_name}-"
+    for name in names:
+        if name.startswith(prefix) and name != f"{prefix}{held}":
+            return (
+                f"queue {name} is another model's; this worker holds {held} (serve {prefix}{held} or {cfg.queue_name})"
+            )
+    return None
+
+
 @functools.cache
-def queue(cfg: Config) -> Queue:
+def queue(cfg: Config, model: str | None = None) -> Queue:
     return Queue(
-        cfg.queue_name,
+        queue_name(cfg, model),
         connection=ledger.connection(cfg),
         serializer=JSONSerializer,
         default_timeout=cfg.job_timeout_s,
@@ -49,13 +83,23 @@ def _live(q: Queue, job: Job) -> bool:
 
 
 def enqueue_classification(
-    cfg: Config, *, bucket: str, name: str, generation: int, event_time: str | None, force: bool = False
+    cfg: Config,
+    *,
+    bucket: str,
+    name: str,
+    generation: int,
+    event_time: str | None,
+    force: bool = False,
+    model: str | None = None,
 ) -> tuple[str, bool]:
-    """Returns (job id, whether a job was enqueued). Skips generations already done or in flight unless forced."""
-    q = queue(cfg)
-    job_id = jobs.job_id(bucket, name, generation)
+    """Returns (job id, whether a job was enqueued). Skips generations already done or in flight (for that model)
+    unless forced. `model`: None or the live model for the live pipeline; another goes to its own queue."""
+    model = routed_model(cfg, model)
+    q = queue(cfg, model)
+    job_id = jobs.job_id(bucket, name, generation, model)
     if not force:
-        if ledger.outcome_get(q.connection, ledger.object_key(bucket, name, generation)) is not None:
+        key = ledger.model_key(ledger.object_key(bucket, name, generation), model)
+        if ledger.outcome_get(q.connection, key) is not None:
             return job_id, False
         existing = (
             Job.fetch(job_id, connection=q.connection, serializer=JSONSerializer)
@@ -64,9 +108,12 @@ def enqueue_classification(
         )
         if existing is not None and _live(q, existing):
             return job_id, False
+    kwargs: dict[str, object] = {"bucket": bucket, "name": name, "generation": generation, "event_time": event_time}
+    if model is not None:
+        kwargs["model"] = model  # the live jobs' arguments stay as they were
     q.enqueue(
         jobs.classify_object,
-        kwargs={"bucket": bucket, "name": name, "generation": generation, "event_time": event_time},
+        kwargs=kwargs,
         job_id=job_id,
         retry=jobs.RETRY,
         on_failure=Callback(jobs.on_failure),
@@ -75,7 +122,7 @@ def enqueue_classification(
         result_ttl=cfg.job_result_ttl_s,
         failure_ttl=cfg.failed_job_ttl_s,
         # rq logs the description as each job starts: escaped, a name cannot forge a line of the worker log.
-        description=f"classify gs://{bucket}/{shown(name)}#{generation}",
+        description=f"classify gs://{bucket}/{shown(name)}#{generation}" + (f" with {model}" if model else ""),
     )
     return job_id, True
 

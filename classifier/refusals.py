@@ -18,7 +18,14 @@ from classifier.logsafe import shown
 
 CLASSIFY = "classifier.jobs.classify_object"
 # The pipeline's own jobs (classifier/jobs.py): the classification, and the operator's background failure chores.
-ALLOWED_FUNCS = frozenset({CLASSIFY, "classifier.jobs.requeue_all_failures", "classifier.jobs.retry_pending_deletes"})
+ALLOWED_FUNCS = frozenset(
+    {
+        CLASSIFY,
+        "classifier.jobs.requeue_all_failures",
+        "classifier.jobs.retry_pending_deletes",
+        "classifier.jobs.reprocess_step",
+    }
+)
 ALLOWED_CALLBACKS = frozenset({"classifier.jobs.on_failure"})
 REFUSED_COUNT_KEY = "sightline:worker:refused"
 REFUSED_RECENT_KEY = "sightline:worker:refused:recent"

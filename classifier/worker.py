@@ -27,12 +27,14 @@ from rq.timeouts import JobTimeoutException
 from rq.utils import now
 from rq.worker import BaseWorker, WorkerStatus
 
-from classifier import inference, ledger, liveness, stages
+from classifier import inference, jobs, ledger, liveness, stages
 from classifier.batch import Batch, BatchJob
 from classifier.config import ConfigError, get_config
 from classifier.delivery import ObjectRef
 from classifier.model import ModelUnavailable
+from classifier.queue import queue_mismatch
 from classifier.refusals import CLASSIFY, refusal, refuse
+from classifier.weights import resolve_model_name
 
 log = logging.getLogger(__name__)
 
@@ -44,10 +46,11 @@ def _safe(kwargs: dict[str, Any]) -> dict[str, Any]:
 
 
 def _allowed(worker: BaseWorker, taken: list[tuple[Job, Queue]]) -> list[tuple[Job, Queue]]:
-    """The jobs of `taken` that may run; the others are refused."""
+    """The jobs of `taken` that may run; the others are refused (a stray function, or another model's job)."""
     allowed = []
+    held = resolve_model_name(get_config())
     for job, queue in taken:
-        reason = refusal(job)
+        reason = refusal(job) or jobs.model_refusal(job, held)
         if reason is None:
             allowed.append((job, queue))
         else:
@@ -81,6 +84,9 @@ def _prepare(worker: BaseWorker) -> None:
     except (ConfigError, ModelUnavailable) as exc:
         # A wrong setting or missing weights stop the worker with one line that says what to fix, not a traceback.
         sys.exit(f"sightline worker cannot start: {exc}")
+    wrong = queue_mismatch(cfg, [q.name for q in worker.queues])
+    if wrong:
+        sys.exit(f"sightline worker cannot start: {wrong}")
     worker.log.info(
         "classifier ready: %s on %s with %s, %d threads, %s",
         clf.name,
@@ -269,7 +275,13 @@ class ClassifierWorker(_Liveness, SimpleWorker):
     def _objects(jobs: list[Job]) -> list[ObjectRef]:
         """The batch's classification jobs' objects (other jobs just run as they are)."""
         return [
-            ObjectRef(j.kwargs["bucket"], j.kwargs["name"], int(j.kwargs["generation"]), j.kwargs.get("event_time"))
+            ObjectRef(
+                j.kwargs["bucket"],
+                j.kwargs["name"],
+                int(j.kwargs["generation"]),
+                j.kwargs.get("event_time"),
+                j.kwargs.get("model"),
+            )
             for j in jobs
             if j.func_name == CLASSIFY and {"bucket", "name", "generation"} <= j.kwargs.keys()
         ]

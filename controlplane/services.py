@@ -90,11 +90,19 @@ def _requeue(*, bucket: str, name: str, generation: int, upload: Any = None, use
     upload = upload or rows[0]["upload"]  # the row keeps the original upload time, for upload-to-row latency
     cfg = _cfg()
     before = datetime.now(UTC)
-    ledger.outcome_clear(ledger.connection(cfg), ledger.object_key(bucket, name, generation))
     event_time = upload.isoformat() if isinstance(upload, datetime) else upload
-    job_id, _ = enqueue_classification(
-        cfg, bucket=bucket, name=name, generation=generation, event_time=event_time, force=True
-    )
+    # Each model's failure is retried with that model, under its own key: the rows deleted below are all requeued.
+    job_ids = []
+    for model in sorted({failures.row_model(cfg, row) for row in rows}, key=lambda m: m or ""):
+        ledger.outcome_clear(
+            ledger.connection(cfg), ledger.model_key(ledger.object_key(bucket, name, generation), model)
+        )
+        job_ids.append(
+            enqueue_classification(
+                cfg, bucket=bucket, name=name, generation=generation, event_time=event_time, force=True, model=model
+            )[0]
+        )
+    job_id = ", ".join(job_ids)
     _failure_rows_delete(bucket=bucket, name=name, generation=generation, before=before)
     log.info("requeued gs://%s/%s#%s as %s by %s", shown(bucket), shown(name), generation, job_id, shown(user))
     return job_id

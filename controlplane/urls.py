@@ -23,6 +23,7 @@ urlpatterns = [
     path("alerts/", include("controlplane.alerts.urls")),
     path("review/", include("controlplane.review.urls")),
     path("insight/", include("controlplane.insight.urls")),
+    path("reprocess/", include("controlplane.reprocess.urls")),
     path("account/", api_pages.account, name="account"),
     path("account/tokens/", api_pages.token_new, name="token_new"),
     path("account/tokens/<int:pk>/revoke/", api_pages.token_revoke, name="token_revoke"),

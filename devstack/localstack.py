@@ -16,7 +16,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NamedTuple
@@ -25,7 +25,7 @@ from urllib.parse import urlparse
 from redis import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 
-from classifier.config import Config
+from classifier.config import MODEL_CHOICES, Config
 from classifier.logsafe import redacted_url
 from controlplane.infra import apply as infra_apply
 from controlplane.infra import spec
@@ -380,7 +380,11 @@ def infra_service(cfg: Config, env: dict[str, str]) -> Service:
     return Service("infra", [sys.executable, manage, "runinfra"], None, env, cfg.data_dir / "logs" / "infra.log")
 
 
-def worker_service(cfg: Config, env: dict[str, str], *, name: str = "worker") -> Service:
+def worker_service(cfg: Config, env: dict[str, str], *, name: str = "worker", model: str | None = None) -> Service:
+    """A worker on the live queue; with `model`, a worker holding that model on its own queue (what a reprocess
+    with another model needs: classifier.queue.queue_name)."""
+    from classifier.queue import queue_name
+
     rq = str(Path(sys.executable).with_name("rq"))
     argv = [
         rq,
@@ -396,11 +400,25 @@ def worker_service(cfg: Config, env: dict[str, str], *, name: str = "worker") ->
         "rq.serializers.JSONSerializer",
         "--logging_level",
         "INFO",
-        cfg.queue_name,
+        queue_name(cfg, model),
     ]
     # rq reads the URL from the environment: a password on the command line would show in `ps` to every local user.
     env = {**env, "RQ_REDIS_URL": cfg.redis_url}
+    if model is not None:
+        env["MODEL"] = model
     return Service(name, argv, None, env, cfg.data_dir / "logs" / f"{name}.log")
+
+
+def reprocess_worker_model(env: Mapping[str, str]) -> str | None:
+    """REPROCESS_WORKER_MODEL: the model of one more worker `runlocal` starts, on that model's queue (unset: none)."""
+    value = env.get("REPROCESS_WORKER_MODEL", "").strip().lower()
+    if not value:
+        return None
+    if value not in MODEL_CHOICES or value == "auto":
+        raise StackError(
+            f"REPROCESS_WORKER_MODEL={value!r} must be one of {', '.join(m for m in MODEL_CHOICES if m != 'auto')}"
+        )
+    return value
 
 
 def web_service(cfg: Config, env: dict[str, str], address: str) -> Service:

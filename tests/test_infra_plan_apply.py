@@ -142,6 +142,7 @@ def test_a_hand_made_table_with_a_wrong_schema_shows_the_exact_drift(icfg, db):
         "extra field colour (STRING, NULLABLE): not in the desired schema",
         "field content_type: mode REQUIRED, wanted NULLABLE: will be relaxed",
         "missing field model (STRING, NULLABLE): will be added",
+        "missing field inference_ms (FLOAT, NULLABLE): will be added",
         "shape: not partitioned, not clustered, wanted partitioned by day on processed_at, clustered on bucket, image_name",
     )
     assert "1 change(s) need a destructive replacement" in plan.summary
@@ -175,6 +176,23 @@ def test_additive_schema_drift_and_subscription_drift_are_updated_in_place(icfg,
     }
     assert plan.summary == "Plan: 3 to create, 2 to change, 0 to destroy."
     assert stack_apply(spec=spec, checksum=plan.checksum, actor=ACTOR).ok
+    assert not p.build_plan(spec).has_changes
+
+
+@pytest.mark.local_only
+def test_the_inference_ms_column_is_added_in_place_to_a_table_with_rows(icfg, db):
+    """A classifications table from before the column: the plan adds it in place, an additive update, and then has
+    nothing left to change. (bqemulator records the new schema but does not add the column to its DuckDB table, so
+    reading the column back is real BigQuery's part; a fresh local stack creates the table with it.)"""
+    bigquery.dataset_create(icfg, icfg.dataset_id)
+    before = [f for f in bigquery.CLASSIFICATIONS_SCHEMA if f.name != "inference_ms"]
+    bigquery.table_create(icfg, icfg.table_id, before, bigquery.CLASSIFICATIONS_SHAPE)
+    spec = s.stack_spec(cfg=icfg)
+    plan = p.build_plan(spec)
+    table = next(c for c in plan.changes if c.name == icfg.table_id)
+    assert (table.action, table.details) == ("update", ("missing field inference_ms (FLOAT, NULLABLE): will be added",))
+    assert stack_apply(spec=spec, checksum=plan.checksum, actor=ACTOR).ok
+    assert bigquery.table_schema(icfg, icfg.table_id)[-1].name == "inference_ms"
     assert not p.build_plan(spec).has_changes
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from unittest import mock
 
@@ -20,7 +20,7 @@ from google.api_core import exceptions as gexc
 from google.cloud import bigquery as gbq
 
 from bench import bqaudit
-from classifier import delivery, failures, jobs, ledger, outcomes
+from classifier import delivery, failures, jobs, ledger, outcomes, reprocess
 from classifier.cloud import bigquery, gcs
 from classifier.config import Config
 from controlplane import livecache
@@ -103,6 +103,18 @@ def _exercise(staff: Client, cfg: Config, settings: Any) -> None:
     outcomes.find(cfg, [key])
     outcomes.find(cfg, [key], since=datetime.now(UTC))
     reconcile_run(cfg=cfg, dry_run=True, prefix=folder)
+    outcomes.find(cfg, [ledger.model_key(key, "resnet50")], since=datetime.now(UTC))
+    now = datetime.now(UTC)
+    window = {
+        "since": f"{now - timedelta(hours=1):%Y-%m-%dT%H:%M}",
+        "until": f"{now + timedelta(hours=1):%Y-%m-%dT%H:%M}",
+    }
+    dry = staff.get(reverse("reprocess:page"), {**window, "model": "resnet50", "prefix": folder, "dry_run": "1"})
+    assert dry.context["count"] == 1, dry.context["error"]
+    sel = reprocess.Selection(
+        model="resnet50", bucket=cfg.bucket, since=now - timedelta(hours=1), until=now + timedelta(hours=1)
+    )
+    reprocess.page(cfg, sel, after=(folder, 1), limit=10)
     settings.SIGHTLINE = dataclasses.replace(cfg, metrics_token=TOKEN)
     staff.get("/metrics", HTTP_AUTHORIZATION=f"Bearer {TOKEN}")
     settings.SIGHTLINE = cfg

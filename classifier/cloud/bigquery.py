@@ -33,6 +33,8 @@ CLASSIFICATIONS_SCHEMA = [
     F("size_bytes", "INTEGER"),
     F("model", "STRING"),
     F("processed_at", "TIMESTAMP"),
+    # The image's share of its batch's forward pass (milliseconds); added later: NULL in older rows.
+    F("inference_ms", "FLOAT"),
 ]
 
 FAILURES_SCHEMA = [

@@ -40,6 +40,7 @@ class Command(BaseCommand):
         signal.signal(signal.SIGTERM, on_signal)
         signal.signal(signal.SIGINT, on_signal)
         try:
+            second = localstack.reprocess_worker_model(os.environ)
             stack = localstack.start(cfg)
         except localstack.StackError as exc:
             raise CommandError(str(exc)) from None
@@ -51,6 +52,8 @@ class Command(BaseCommand):
             apps.append(localstack.infra_service(cfg, env))
             apps.append(localstack.alerts_service(cfg, env))
             apps += [localstack.worker_service(cfg, env, name=f"worker-{i + 1}") for i in range(options["workers"])]
+            if second is not None:  # a worker holding another model, for the Reprocess page
+                apps.append(localstack.worker_service(cfg, env, name=f"worker-{second}", model=second))
             for service in apps:
                 service.start()
                 stack.services.append(service)
