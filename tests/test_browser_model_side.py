@@ -68,6 +68,21 @@ def _open_candidate(driver: Any, base: str, model: str, name: str) -> None:
     until(driver, lambda d: _current(d) == name, timeout=30)
 
 
+def _press_until(driver: Any, key: str, done: Any, *, tries: int = 3) -> None:
+    """Press `key` until `done` holds: a key pressed while the page is still busy with a request is swallowed on
+    purpose (review.js), so a press the page did not take is pressed again."""
+    from selenium.common.exceptions import TimeoutException
+
+    for _ in range(tries):
+        press(driver, key)
+        try:
+            until(driver, done, timeout=10)
+            return
+        except TimeoutException:
+            continue
+    raise AssertionError(f"the review page did not take {key!r} in {tries} presses")
+
+
 def _fetch_text(driver: Any, path: str) -> str:
     """A download as the logged-in browser gets it (the session cookie goes with it)."""
     return driver.execute_async_script(
@@ -110,12 +125,10 @@ def test_upload_review_reprocess_then_labels_compare_and_export_agree_with_direc
     truth = "wallaby" if _top1(live[wrong]) != "wallaby" else "koala"
 
     _open_candidate(driver, base, model, correct)
-    press(driver, "c")
-    until(driver, lambda d: _current(d) != correct, timeout=30)
+    _press_until(driver, "c", lambda d: _current(d) != correct)
 
     _open_candidate(driver, base, model, wrong)
-    press(driver, "w")
-    assert driver.switch_to.active_element.get_attribute("id") == "true-label"
+    _press_until(driver, "w", lambda d: d.switch_to.active_element.get_attribute("id") == "true-label")
     press(driver, truth[:5])
     until(driver, lambda d: d.find_elements(By.CSS_SELECTOR, "#label-options [role=option]"), timeout=10)
     press(driver, Keys.ARROW_DOWN, Keys.ENTER)  # the first suggestion: the shortest match, the label itself
@@ -124,8 +137,7 @@ def test_upload_review_reprocess_then_labels_compare_and_export_agree_with_direc
     until(driver, lambda d: _current(d) != wrong, timeout=30)
 
     _open_candidate(driver, base, model, unclear)
-    press(driver, "u")
-    until(driver, lambda d: _current(d) != unclear, timeout=30)
+    _press_until(driver, "u", lambda d: _current(d) != unclear)
 
     reviews = {r.image_name: r for r in Review.objects.filter(image_name__startswith=folder)}
     assert {n: (r.verdict, r.true_label, r.predicted_label) for n, r in reviews.items()} == {
