@@ -58,6 +58,10 @@ NO_TWIN = {
     "insight:compare": "the same",
     "insight:export_page": "a form for a person; the downloads it links are files already",
     "insight:export": "already for machines: CSV or JSON Lines (behind the session login, audited)",
+    "reprocess:page": "a staff bulk action whose start needs the page's dry-run count first (a changed count refuses)",
+    "reprocess:start": "started from the page after its dry-run count; not a machine's call",
+    "reprocess:cancel": "stops a run started on the page, from the page that shows its progress",
+    "reprocess:progress": "the page's own progress fragment (htmx)",
     "review:queue": "a person judging an image on screen; the verdicts go out through insight:export",
     "review:verdict": "a person's verdict with the image in view, not a machine's; exported through insight:export",
 }
