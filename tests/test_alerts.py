@@ -3,6 +3,7 @@ Measures object (the one boundary between rules and the pipeline); webhooks go t
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import time
 import uuid
@@ -202,7 +203,10 @@ def test_a_disabled_rule_is_not_evaluated(chat: Receiver) -> None:
 # --- selectors on the stack --------------------------------------------------------------------------------------------
 
 
-def test_oldest_queued_job_and_live_workers_on_the_stack(cfg: Any, stack: Any) -> None:
+def test_oldest_queued_job_and_live_workers_on_the_stack(cfg: Any, stack: Any, settings: Any) -> None:
+    # A queue of its own: the session's pipeline workers (started by other tests) serve the shared one.
+    cfg = dataclasses.replace(cfg, queue_name=f"alerts-{uuid.uuid4().hex[:8]}")
+    settings.SIGHTLINE = cfg
     q = queue(cfg)
     job = q.enqueue("classifier.jobs.classify_object", bucket="b", name=f"t-{uuid.uuid4().hex}", generation=1)
     try:
@@ -210,7 +214,7 @@ def test_oldest_queued_job_and_live_workers_on_the_stack(cfg: Any, stack: Any) -
         assert age is not None and 99 <= age < 200
     finally:
         job.delete()
-    assert selectors.workers_live(idle_stale_s=30, busy_stale_s=180) == 0  # no worker runs in this test
+    assert selectors.workers_live(idle_stale_s=30, busy_stale_s=180) == 0  # no worker serves this queue
     assert ledger.connection(cfg).ping()
 
 

@@ -209,10 +209,11 @@ def test_locally_both_are_provided_by_the_local_stack(cfg):
     local = s.stack_spec(cfg=isolated(cfg))
     for kind in (s.NOTIFICATION, s.TOPIC_IAM, s.SUBSCRIPTION_IAM):
         for r in (r for r in local.resources if r.kind == kind):
-            (change,) = KINDS[kind].plan(local, r)
-            assert change.action == "provided" and change.reason.startswith("provided by the local stack")
-            assert ("fake-gcs-server event flags" in change.reason) == (kind == s.NOTIFICATION)
-            assert not change.pending
+            for destroy in (False, True):
+                (change,) = KINDS[kind].planner(local, destroy=destroy)(local, r)
+                assert change.action == "provided" and change.reason.startswith("provided by the local stack")
+                assert ("fake-gcs-server event flags" in change.reason) == (kind == s.NOTIFICATION)
+                assert not change.pending
 
 
 def test_an_expiring_subscription_is_updated_to_never_expire_and_only_that_is_in_the_mask(gcfg, spec, subscriber):
