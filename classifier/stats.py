@@ -2,8 +2,12 @@
 as a histogram per minute, in Redis. The dashboard and /metrics read these instead of scanning BigQuery.
 
 Per minute: `sightline:stats:<minute>` is a hash of counters (`rows`, `failures`, `lat_sum_ms`, `b<i>` per
-latency bucket), kept two hours. `sightline:stats:total` holds the same counters since the Redis began, for the
-Prometheus counter and histogram. A lost Redis restarts the counts at zero, as a restarted exporter's would.
+latency bucket), kept seven hours (the objective's longest burn window is six). Per hour: `sightline:stats:h:<hour>`,
+the same counters, kept HOUR_KEEP_DAYS days: the objective's 30-day window reads these, never the table.
+`sightline:stats:total` holds the same counters since the Redis began, for the Prometheus counter and histogram.
+`sightline:stats:counted-since` says from when the counters hold every row and failure written (set once, at the
+first record): a lost Redis restarts the counts at zero, as a restarted exporter's would, and the objective says
+that it counts only since then (`window_counts`).
 
 The newest rows themselves, as written, are kept in `sightline:stats:recent-rows` (a sorted set scored by
 `processed_at`, capped at RECENT_CAP): the dashboard's live list (page 1 of the last day, unfiltered) is read from
@@ -24,7 +28,16 @@ from classifier import ledger
 
 PREFIX = "sightline:stats:"
 TOTAL_KEY = PREFIX + "total"
-KEEP_S = 2 * 3600
+KEEP_S = 7 * 3600
+HOUR_PREFIX = PREFIX + "h:"
+# The objective's window (SLO_WINDOW_DAYS, 30 by default) and a margin: 35 x 24 small hashes, about 0.5 MB.
+HOUR_KEEP_DAYS = 35
+HOUR_KEEP_S = HOUR_KEEP_DAYS * 86_400
+COUNTED_SINCE_KEY = PREFIX + "counted-since"
+# From when the per-hour counters are whole because they were filled from the tables (`hours_fill`).
+HOURS_SINCE_KEY = PREFIX + "hours-since"
+# A worker's clock a little ahead of the web's stamps rows in its future: the windows count them (as the list's).
+AHEAD = timedelta(minutes=5)
 # Upper bounds in seconds: fine enough for p50/p95 by interpolation inside a bucket (the last is open-ended).
 BUCKETS_S = (0.25, 0.5, 0.75, 1, 1.5, 2, 3, 4, 5, 7.5, 10, 15, 20, 30, 45, 60, 90, 120, 180, 300, 600, 1800, 3600)
 
@@ -35,6 +48,14 @@ def minute_of(when: datetime) -> datetime:
 
 def _key(minute: datetime) -> str:
     return f"{PREFIX}{minute.strftime('%Y%m%d%H%M')}"
+
+
+def hour_of(when: datetime) -> datetime:
+    return when.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
+
+
+def _hour_key(hour: datetime) -> str:
+    return f"{HOUR_PREFIX}{hour.strftime('%Y%m%d%H')}"
 
 
 def _parse(value: Any) -> datetime | None:
@@ -59,7 +80,7 @@ def record(redis: Redis, *, rows: Iterable[dict[str, Any]] = (), failures: Itera
     counts: dict[str, dict[str, float]] = {}
 
     def add(minute: datetime, field: str, value: float) -> None:
-        for key in (_key(minute), TOTAL_KEY):
+        for key in (_key(minute), _hour_key(minute), TOTAL_KEY):
             bucket = counts.setdefault(key, {})
             bucket[field] = bucket.get(field, 0) + value
 
@@ -77,10 +98,14 @@ def record(redis: Redis, *, rows: Iterable[dict[str, Any]] = (), failures: Itera
         return
     recent = _recent_members(rows)
     with redis.pipeline(transaction=False) as pipe:
+        # Before the counts: a reader that sees counts sees the time from which they are whole.
+        pipe.set(COUNTED_SINCE_KEY, repr(datetime.now(UTC).timestamp()), nx=True)
         for key, fields in counts.items():
             for field, value in fields.items():
                 pipe.hincrby(key, field, int(value))
-            if key != TOTAL_KEY:
+            if key.startswith(HOUR_PREFIX):
+                pipe.expire(key, HOUR_KEEP_S)
+            elif key != TOTAL_KEY:
                 pipe.expire(key, KEEP_S)
         if recent:
             _recent_add(pipe, recent)
@@ -139,6 +164,82 @@ def throughput(redis: Redis, *, minutes: int, now: datetime | None = None) -> di
         "p95": percentile(total_hist, 95),
         "failed": sum(c.get("failures", 0) for c in per_minute),
     }
+
+
+def within_fields(within_s: float) -> list[str]:
+    """The histogram fields whose rows were surely within `within_s` (every bucket whose upper bound is not above
+    it): exact when `within_s` is one of BUCKETS_S, as SLO_LATENCY_S should be; otherwise a lower bound."""
+    return [f"b{i}" for i, bound in enumerate(BUCKETS_S) if bound <= within_s]
+
+
+def counted_since(redis: Redis) -> datetime | None:
+    """From when the counters hold every row and failure the workers recorded; None before the first record."""
+    raw = redis.get(COUNTED_SINCE_KEY)
+    return datetime.fromtimestamp(float(raw), UTC) if raw is not None else None
+
+
+def window_counts(
+    redis: Redis, *, windows_s: list[int], within_s: float, now: datetime | None = None
+) -> list[dict[str, Any]]:
+    """Per window (seconds back from now, whole minutes up to KEEP_S, whole hours beyond): rows, rows surely
+    within `within_s` of their upload ("good"), failures, and from when the counters hold every one of them
+    (`counted_since`, None when nothing was ever recorded) with `complete` when that is before the window began.
+
+    A window ends with the current minute (or hour) and spans as many as it holds: 5 minutes are the current one
+    and the 4 before, as `throughput` counts them; 30 days are 720 hours. It also counts rows stamped up to AHEAD
+    later than this clock (a worker's clock a little ahead). One round trip for every window."""
+    now = now or datetime.now(UTC)
+    fields = ["rows", "failures", *within_fields(within_s)]
+    plans: list[tuple[list[str], datetime, bool]] = []
+    for window in windows_s:
+        hourly = window > KEEP_S
+        step = timedelta(hours=1) if hourly else timedelta(minutes=1)
+        floor = hour_of if hourly else minute_of
+        first = floor(now) - step * (max(1, -(-window // int(step.total_seconds()))) - 1)
+        keys, at = [], first
+        while at <= floor(now + AHEAD):
+            keys.append((_hour_key if hourly else _key)(at))
+            at += step
+        plans.append((keys, first, hourly))
+    wanted = sorted({key for keys, _, _ in plans for key in keys})
+    with redis.pipeline(transaction=False) as pipe:
+        pipe.get(COUNTED_SINCE_KEY)
+        pipe.get(HOURS_SINCE_KEY)
+        for key in wanted:
+            pipe.hmget(key, fields)
+        since_raw, hours_raw, *values = pipe.execute()
+    sums = {key: [int(v or 0) for v in vals] for key, vals in zip(wanted, values, strict=True)}
+    live = datetime.fromtimestamp(float(since_raw), UTC) if since_raw is not None else None
+    # Hours filled from the table (`hours_fill`) reach back further than the live counters: hourly windows only.
+    filled = datetime.fromtimestamp(float(hours_raw), UTC) if hours_raw is not None else None
+    out = []
+    for keys, first, hourly in plans:
+        since = min(d for d in (live, filled) if d is not None) if hourly and (live or filled) else live
+        out.append(
+            {
+                "rows": sum(sums[k][0] for k in keys),
+                "good": sum(sum(sums[k][2:]) for k in keys),
+                "failed": sum(sums[k][1] for k in keys),
+                "counted_since": since,
+                "complete": since is not None and since <= first,
+            }
+        )
+    return out
+
+
+def hours_fill(redis: Redis, hours: Mapping[datetime, Mapping[str, int]], *, since: datetime) -> None:
+    """Replace the per-hour counters of `hours` (each hour's fields, as `record` names them) with counts taken from
+    the tables, and say that hourly counts are whole from `since` (the first hour filled). For a Redis that lost
+    its counters: the objective's 30-day window is whole again without waiting 30 days."""
+    with redis.pipeline(transaction=True) as pipe:
+        for hour, fields in hours.items():
+            key = _hour_key(hour_of(hour))
+            pipe.delete(key)
+            if fields:
+                pipe.hset(key, mapping={f: int(v) for f, v in fields.items()})
+                pipe.expire(key, HOUR_KEEP_S)
+        pipe.set(HOURS_SINCE_KEY, repr(since.timestamp()))
+        pipe.execute()
 
 
 def totals(redis: Redis) -> dict[str, Any]:

@@ -534,32 +534,50 @@ def workers_live(*, idle_stale_s: float, busy_stale_s: float, now: datetime | No
     return live
 
 
-def objective_counts(*, windows_s: list[int], latency_s: float, now: datetime | None = None) -> list[dict[str, int]]:
-    """Per window (seconds back from now): uploads that became a row, those within `latency_s`, and failures.
+def objective_counts(*, windows_s: list[int], latency_s: float, now: datetime | None = None) -> list[dict[str, Any]]:
+    """Per window (seconds back from now): uploads that became a row, those within `latency_s`, failures, and from
+    when the counters hold them all (`counted_since`, `complete`: see `stats.window_counts`).
 
-    One aggregate query over the longest window of both tables: the objective reads each row once."""
+    From what the workers record as they write (classifier/stats.py: per-minute and per-hour counters in Redis),
+    not from the tables: the 30-day window costs the same at any rate of rows, and no BigQuery bytes at all."""
+    return stats.window_counts(_redis(), windows_s=windows_s, within_s=latency_s, now=now)
+
+
+def _latency_bucket_sql(micros: str) -> str:
+    """SQL for the latency bucket index of classifier/stats.py (`bisect_left(BUCKETS_S, latency)`) of `micros`."""
+    whens = " ".join(f"WHEN {micros} <= {round(b * 1_000_000)} THEN {i}" for i, b in enumerate(stats.BUCKETS_S))
+    return f"CASE {whens} ELSE {len(stats.BUCKETS_S)} END"
+
+
+def objective_hours_from_tables(*, start: datetime, end: datetime) -> dict[datetime, dict[str, int]]:
+    """The per-hour counters `classifier.stats.record` keeps (rows, latency buckets, failures) of [start, end),
+    counted from the tables: for refilling the hours of a Redis that lost them. One query over those partitions.
+
+    Rows of the pipeline's own model only: the live counters leave a reprocess's rows out (classifier/delivery.py).
+    Failure records since requeued or dismissed are no longer in their table, so an hour filled from it counts
+    fewer failures than the live counters did."""
     cfg = _cfg()
-    now = now or datetime.now(UTC)
-    starts = [bigquery.param(f"w{i}", "TIMESTAMP", now - timedelta(seconds=w)) for i, w in enumerate(windows_s)]
-    oldest = bigquery.param("oldest", "TIMESTAMP", now - timedelta(seconds=max(windows_s)))
-    # Whether a row was in time is worked out once per row, in plain integer arithmetic: DuckDB (bqemulator) runs
-    # TIMESTAMP_DIFF as a calendar difference, and repeated per window (30+ s over a million rows, against ~0.1 s
-    # for this); on BigQuery both read the same two columns.
-    rows_cols = ", ".join(
-        f"COUNTIF(processed_at >= @w{i}) AS n{i}, COUNTIF(processed_at >= @w{i} AND good) AS g{i}"
-        for i in range(len(windows_s))
+    lat = "GREATEST(0, UNIX_MICROS(processed_at) - UNIX_MICROS(upload))"
+    sql = (
+        "SELECT 'r' AS kind, h, b, COUNT(*) AS n, SUM(ms) AS ms FROM (SELECT DIV(UNIX_SECONDS(processed_at), 3600) AS h, "
+        f"{_latency_bucket_sql(lat)} AS b, DIV({lat}, 1000) AS ms FROM `{cfg.table_id}` "
+        "WHERE processed_at >= @start AND processed_at < @end AND model = @model) GROUP BY h, b "
+        "UNION ALL SELECT 'f' AS kind, DIV(UNIX_SECONDS(failed_at), 3600) AS h, -1 AS b, COUNT(*) AS n, 0 AS ms "
+        f"FROM `{cfg.failures_table_id}` WHERE failed_at >= @start AND failed_at < @end GROUP BY h"
     )
-    us = bigquery.param("us", "INT64", round(latency_s * 1_000_000))
-    rows_sql = (
-        f"SELECT {rows_cols} FROM (SELECT processed_at, UNIX_MICROS(processed_at) - UNIX_MICROS(upload) <= @us "
-        f"AS good FROM `{cfg.table_id}` WHERE processed_at >= @oldest)"
-    )
-    fail_cols = ", ".join(f"COUNTIF(failed_at >= @w{i}) AS f{i}" for i in range(len(windows_s)))
-    fail_sql = f"SELECT {fail_cols} FROM `{cfg.failures_table_id}` WHERE failed_at >= @oldest"
-    # Both tables' aggregates in one job (one row each, joined): one round trip instead of two.
-    sql = f"SELECT * FROM ({rows_sql}) AS r CROSS JOIN ({fail_sql}) AS f"
-    counts = bigquery.query(cfg, sql, [*starts, oldest, us])[0]
-    return [
-        {"rows": int(counts[f"n{i}"] or 0), "good": int(counts[f"g{i}"] or 0), "failed": int(counts[f"f{i}"] or 0)}
-        for i in range(len(windows_s))
+    params = [
+        bigquery.param("start", "TIMESTAMP", start),
+        bigquery.param("end", "TIMESTAMP", end),
+        bigquery.param("model", "STRING", resolve_model_name(cfg)),
     ]
+    hours: dict[datetime, dict[str, int]] = {}
+    for r in bigquery.query(cfg, sql, params):
+        fields = hours.setdefault(datetime.fromtimestamp(int(r["h"]) * 3600, UTC), {})
+        n = int(r["n"])
+        if r["kind"] == "f":
+            fields["failures"] = fields.get("failures", 0) + n
+            continue
+        fields["rows"] = fields.get("rows", 0) + n
+        fields[f"b{int(r['b'])}"] = n
+        fields["lat_sum_ms"] = fields.get("lat_sum_ms", 0) + int(r["ms"] or 0)
+    return hours

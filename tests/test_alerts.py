@@ -269,9 +269,10 @@ def test_the_objective_counts_late_rows_and_failures_as_bad(cfg: Any, stack: Any
 
     before = objective.objective_status(fresh=True)
     folder = f"t-{uuid.uuid4().hex[:8]}/"
-    insert_row(cfg, folder + "fast-1.png", [("tabby", 0.9)], latency_s=2)
-    insert_row(cfg, folder + "fast-2.png", [("tabby", 0.9)], latency_s=3)
-    insert_row(cfg, folder + "late.png", [("tabby", 0.9)], latency_s=600)
+    now = datetime.now(UTC)  # each row processed now, as a worker stamps it (not ten minutes in the future)
+    insert_row(cfg, folder + "fast-1.png", [("tabby", 0.9)], upload=now - timedelta(seconds=2), latency_s=2)
+    insert_row(cfg, folder + "fast-2.png", [("tabby", 0.9)], upload=now - timedelta(seconds=3), latency_s=3)
+    insert_row(cfg, folder + "late.png", [("tabby", 0.9)], upload=now - timedelta(seconds=600), latency_s=600)
     insert_failure(cfg, folder + "bad.txt")
     after = objective.objective_status(fresh=True)
     assert after["uploads"] - before["uploads"] == 4

@@ -3,11 +3,17 @@ burn rates over the windows of the Google SRE workbook's multiwindow, multi-burn
 SLOs"): page at 14.4x over 1 h and 5 min (2% of a 30-day budget in an hour), at 6x over 6 h and 30 min (5% in 6 h).
 
 An upload counts as bad when its row came later than Y seconds or when it became a failure record instead.
+
+The counts come from what the workers record in Redis as they write (`selectors.objective_counts`), not from a scan of
+the tables. A window the counters do not cover whole (after a Redis that lost its data, or on a fresh install) is
+reported over the part they cover: its burn rate and the share of bad uploads are over that part, and the status
+says from when (`counted_since`, `complete`).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from django.conf import settings
@@ -16,7 +22,8 @@ from django.core.cache import cache
 from controlplane import selectors
 
 CACHE_KEY = "alerts:objective"
-CACHE_S = 60  # a 30-day aggregate moves slowly; every open dashboard shares one query a minute
+# A read of ~1,000 small Redis hashes (no BigQuery): shared by every open dashboard, refreshed once a minute.
+CACHE_S = 60
 
 
 @dataclass(frozen=True)
@@ -64,11 +71,10 @@ def _windows() -> list[int]:
     return [window_s(), *(w for b in BURN_ALERTS for w in (b.long_s, b.short_s))]
 
 
-def _compute() -> dict[str, Any]:
+def _compute(*, now: datetime | None = None) -> dict[str, Any]:
     windows = _windows()
-    counts = dict(
-        zip(windows, selectors.objective_counts(windows_s=windows, latency_s=settings.SLO_LATENCY_S), strict=True)
-    )
+    found = selectors.objective_counts(windows_s=windows, latency_s=settings.SLO_LATENCY_S, now=now)
+    counts = dict(zip(windows, found, strict=True))
     objective = target()
     whole = counts[window_s()]
     burns = {
@@ -78,6 +84,7 @@ def _compute() -> dict[str, Any]:
             "factor": b.factor,
             "long_s": b.long_s,
             "short_s": b.short_s,
+            "complete": counts[b.long_s]["complete"],
         }
         for b in BURN_ALERTS
     }
@@ -91,6 +98,8 @@ def _compute() -> dict[str, Any]:
         "achieved_percent": None if ratio is None else 100 * (1 - ratio),
         "budget_left": budget_left(whole, objective=objective),
         "burn": burns,
+        "counted_since": whole["counted_since"],
+        "complete": whole["complete"],
     }
 
 

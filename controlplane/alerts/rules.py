@@ -134,6 +134,8 @@ def _burn(kind: str) -> Callable[[Measures, Rule], Check]:
             f"error budget burning at {long or 0:.1f}x over {burn['long_s'] // 60} min and {short or 0:.1f}x over "
             f"{burn['short_s'] // 60} min (alert above {factor:g}x)"
         )
+        if not burn.get("complete", True):  # the live counters began inside the long window (a Redis that lost them)
+            detail += "; counted only since the live counters began"
         return Check(active, long, detail)
 
     return check

@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import logging
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import URLValidator, validate_email
 
+from classifier import ledger, stats
+from controlplane import selectors
+from controlplane.alerts import objective
 from controlplane.alerts.models import Channel, Rule
 from controlplane.alerts.transports.email import recipients
 
@@ -52,3 +57,40 @@ def channel_create(*, kind: str, target: str, user: str) -> Channel:
 def channel_delete(*, channel: Channel, user: str) -> None:
     log.info("alert channel %s removed by %s", channel, user)
     channel.delete()
+
+
+# Hours refilled per step: one query over one day's partitions (at 3.3M rows a day, ~120 MB: under the cap).
+FILL_STEP = timedelta(days=1)
+
+
+def objective_fill_step(*, now: datetime | None = None) -> datetime | None:
+    """Refill one day of the objective's per-hour counters from the tables, newest missing day first, when the
+    counters do not reach back over the objective's window (a Redis that lost its data, a fresh install); the
+    evaluator (runalerts) calls this every round until they do. Returns the start of the day filled, or None when
+    nothing was missing (or nothing was ever recorded: the counters begin with the first row written).
+
+    The hour in which the live counters began is refilled whole from the table: the workers' increments in it
+    count only the rows recorded after that moment, and later ones add on top of what the table held."""
+    now = now or datetime.now(UTC)
+    redis = ledger.connection(settings.SIGHTLINE)
+    live = stats.counted_since(redis)
+    if live is None:
+        return None
+    oldest = stats.hour_of(now) - timedelta(hours=objective.window_s() // 3600 - 1)
+    raw = redis.get(stats.HOURS_SINCE_KEY)
+    whole_from = min(live, datetime.fromtimestamp(float(raw), UTC)) if raw is not None else live
+    if whole_from <= oldest:
+        return None
+    end = stats.hour_of(whole_from) + (timedelta(hours=1) if raw is None else timedelta(0))
+    start = max(oldest, end - FILL_STEP)
+    hours = selectors.objective_hours_from_tables(start=start, end=end)
+    stats.hours_fill(
+        redis,
+        {
+            start + timedelta(hours=i): hours.get(start + timedelta(hours=i), {})
+            for i in range(int((end - start).total_seconds() // 3600))
+        },
+        since=start,
+    )
+    log.info("objective counters refilled from the tables for %s to %s", start, end)
+    return start

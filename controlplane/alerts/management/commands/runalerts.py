@@ -23,6 +23,7 @@ from redis.lock import Lock
 from classifier import ledger
 from classifier.logsafe import redacted_url
 from controlplane.alerts.evaluate import evaluate_once
+from controlplane.alerts.services import objective_fill_step
 
 log = logging.getLogger("controlplane.alerts")
 
@@ -55,6 +56,10 @@ class Command(BaseCommand):
                 log.exception("alert evaluation failed")
             finally:
                 close_old_connections()
+            try:  # a Redis that lost the objective's counters gets them back, a day of them per round
+                objective_fill_step()
+            except Exception:
+                log.exception("the objective's counters could not be refilled from the tables")
             if options["once"]:
                 break
             stop.wait(max(0.0, every - (time.monotonic() - started)))
