@@ -12,6 +12,7 @@ import io
 import json
 import logging
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import urlencode
@@ -201,32 +202,38 @@ def _recent_context(request: HttpRequest) -> dict[str, Any]:
     }
 
 
+# The figures of a page are independent reads (Redis; BigQuery for the open-failure count and a filtered list): a
+# cold request waits for the slowest, not for their sum. Shared by the requests of a process; no task waits on another.
+_READS = ThreadPoolExecutor(max_workers=8, thread_name_prefix="page-read")
+
+
 def _health_context() -> dict[str, Any]:
-    listener, listener_error = _read(selectors.listener_status, {"state": "unknown", "desired": "running"})
-    queue, queue_error = _read(selectors.queue_status, None)
-    (tp, tp_age), tp_error = _read(
-        livecache.shared, (None, None), key="health:throughput", compute=selectors.throughput, minutes=HEALTH_MINUTES
-    )
-    (failures, failures_age), failures_error = _read(
-        livecache.shared,
-        (None, None),
-        key=livecache.FAILURE_COUNT_KEY,
-        compute=selectors.failure_count,
-        ttl_s=livecache.FAILURE_COUNT_S,
-    )
-    (backlog, _backlog_age), backlog_error = _read(
-        livecache.shared, (None, None), key="health:backlog", compute=selectors.pubsub_backlog, ttl_s=BACKLOG_REFRESH_S
-    )
-    memory, memory_error = _read(selectors.redis_memory, None)
-    # A 30-day aggregate (a BigQuery query): shared by every web process, once a minute, not once per process.
-    (slo, _slo_age), slo_error = _read(
-        livecache.shared,
-        (None, None),
-        key="health:objective",
-        compute=objective.objective_status,
-        ttl_s=objective.CACHE_S,
-        fresh=True,  # this is the cache: the process's own copy would add up to a minute more
-    )
+    shared = functools.partial(_READS.submit, _read, livecache.shared, (None, None))
+    reads = {
+        "listener": _READS.submit(_read, selectors.listener_status, {"state": "unknown", "desired": "running"}),
+        "queue": _READS.submit(_read, selectors.queue_status, None),
+        "tp": shared(key="health:throughput", compute=selectors.throughput, minutes=HEALTH_MINUTES),
+        "failures": shared(
+            key=livecache.FAILURE_COUNT_KEY, compute=selectors.failure_count, ttl_s=livecache.FAILURE_COUNT_S
+        ),
+        "backlog": shared(key="health:backlog", compute=selectors.pubsub_backlog, ttl_s=BACKLOG_REFRESH_S),
+        "memory": _READS.submit(_read, selectors.redis_memory, None),
+        # The objective (Redis counters): shared by every web process, once a minute, not once per process.
+        "slo": shared(
+            key="health:objective",
+            compute=objective.objective_status,
+            ttl_s=objective.CACHE_S,
+            fresh=True,  # this is the cache: the process's own copy would add up to a minute more
+        ),
+    }
+    got = {name: future.result() for name, future in reads.items()}
+    listener, listener_error = got["listener"]
+    queue, queue_error = got["queue"]
+    (tp, tp_age), tp_error = got["tp"]
+    (failures, failures_age), failures_error = got["failures"]
+    (backlog, _backlog_age), backlog_error = got["backlog"]
+    memory, memory_error = got["memory"]
+    (slo, _slo_age), slo_error = got["slo"]
     return {
         "listener": listener,
         "queue": queue,
@@ -252,7 +259,9 @@ def _health_context() -> dict[str, Any]:
 @login_required
 @require_GET
 def dashboard(request: HttpRequest) -> HttpResponse:
-    context = {**_recent_context(request), **_health_context(), "upload_max_bytes": settings.SIGHTLINE.max_image_bytes}
+    recent = _READS.submit(_recent_context, request)  # the list's read beside the health figures'
+    health = _health_context()
+    context = {**recent.result(), **health, "upload_max_bytes": settings.SIGHTLINE.max_image_bytes}
     return render(request, "controlplane/dashboard.html", context)
 
 
