@@ -152,7 +152,19 @@ def record_recent_stats(cfg: Any, now: datetime, *, prefix: str = "bench/", sinc
         stats.record(redis, rows=recent[i : i + 5000], failures=failed if i == 0 else [])
     if hasattr(stats, "RECENT_SINCE_KEY"):
         redis.set(stats.RECENT_SINCE_KEY, repr(since.timestamp()))
+    if hasattr(stats, "COUNTED_SINCE_KEY"):  # the objective's counters: as if the workers had counted every row
+        redis.set(stats.COUNTED_SINCE_KEY, repr(since.timestamp()))
+        _fill_objective_hours()
     return len(recent)
+
+
+def _fill_objective_hours() -> None:
+    """The objective's per-hour counters of the 30 days before the last one, as the workers would have recorded
+    them, refilled from the tables the way runalerts refills a Redis that lost them (a day per query)."""
+    from controlplane.alerts.services import objective_fill_step
+
+    while objective_fill_step() is not None:
+        pass
 
 
 def _forget() -> None:

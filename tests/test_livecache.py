@@ -96,3 +96,25 @@ def test_an_unreachable_shared_cache_still_shows_the_figure(monkeypatch: Any) ->
     broken = mock.Mock(**{"get.side_effect": RedisConnectionError("refused")})
     monkeypatch.setattr(livecache, "_cache", lambda: broken)
     assert livecache.shared("test:down", lambda: 42) == (42, 0.0)
+
+
+def test_stale_ok_serves_the_previous_figure_while_one_process_recomputes_it(cfg: Config, stack: Any) -> None:
+    livecache.forget_all()
+    calls: list[float] = []
+
+    def figure() -> int:
+        calls.append(time.monotonic())
+        time.sleep(0.3)
+        return len(calls)
+
+    assert livecache.shared("test:swr", figure, ttl_s=0.2, stale_ok=True) == (1, 0.0)  # nothing yet: computed here
+    time.sleep(0.3)
+    value, age = livecache.shared("test:swr", figure, ttl_s=0.2, stale_ok=True)
+    assert (value, age >= 0.3) == (1, True)  # the previous figure with its age, not a wait for the next one
+    assert livecache.shared("test:swr", figure, ttl_s=0.2, stale_ok=True)[0] == 1  # one recompute, not two
+    deadline = time.monotonic() + 5
+    while (livecache.peek("test:swr") or (None, 0))[0] != 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert livecache.peek("test:swr")[0] == 2 and len(calls) == 2  # type: ignore[index]
+    time.sleep(0.3)
+    assert livecache.shared("test:swr", figure, ttl_s=0.2)[0] == 3  # without stale_ok the request waits for it
