@@ -12,7 +12,7 @@ import io
 import json
 import logging
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import urlencode
@@ -208,10 +208,14 @@ _READS = ThreadPoolExecutor(max_workers=8, thread_name_prefix="page-read")
 
 
 def _health_context() -> dict[str, Any]:
-    shared = functools.partial(_READS.submit, _read, livecache.shared, (None, None))
+    def shared(**kwargs: Any) -> Future[tuple[Any, str | None]]:
+        return _READS.submit(_read, livecache.shared, (None, None), **kwargs)
+
     # Slow to compute (BigQuery, Cloud Monitoring, ~1,000 Redis hashes) and read no Django database: with a tab open,
     # no request waits for their next value (stale_ok); the page shows each one's age.
-    slow = functools.partial(shared, stale_ok=True)
+    def slow(**kwargs: Any) -> Future[tuple[Any, str | None]]:
+        return shared(stale_ok=True, **kwargs)
+
     reads = {
         "listener": _READS.submit(_read, selectors.listener_status, {"state": "unknown", "desired": "running"}),
         "queue": _READS.submit(_read, selectors.queue_status, None),
