@@ -212,9 +212,13 @@ def window_counts(
     live = datetime.fromtimestamp(float(since_raw), UTC) if since_raw is not None else None
     # Hours filled from the table (`hours_fill`) reach back further than the live counters: hourly windows only.
     filled = datetime.fromtimestamp(float(hours_raw), UTC) if hours_raw is not None else None
+    # A window longer than the hours are kept (SLO_WINDOW_DAYS over HOUR_KEEP_DAYS - 1) is never whole.
+    kept_from = hour_of(now) - timedelta(hours=HOUR_KEEP_DAYS * 24 - 1)
     out = []
     for keys, first, hourly in plans:
         since = min(d for d in (live, filled) if d is not None) if hourly and (live or filled) else live
+        if hourly and since is not None:
+            since = max(since, kept_from)
         out.append(
             {
                 "rows": sum(sums[k][0] for k in keys),

@@ -112,3 +112,16 @@ def test_after_a_redis_that_lost_its_counters_the_page_says_so_and_the_tables_re
     good = sum(counters.get(f, 0) for f in stats.within_fields(60))
     assert {"rows": counters["rows"], "good": good} == _hour_in_the_table(cfg, hour, model)
     assert objective.objective_status(fresh=True)["complete"] is True
+
+
+def test_a_window_longer_than_the_hours_are_kept_is_never_whole(cfg: Config, stack: Any) -> None:
+    redis = ledger.connection(cfg)
+    saved = redis.get(stats.COUNTED_SINCE_KEY)
+    now = datetime.now(UTC)
+    try:
+        redis.set(stats.COUNTED_SINCE_KEY, repr((now - timedelta(days=60)).timestamp()))
+        thirty, forty = stats.window_counts(redis, windows_s=[30 * 86_400, 40 * 86_400], within_s=60, now=now)
+        assert thirty["complete"] is True
+        assert forty["complete"] is False and forty["counted_since"] > now - timedelta(days=stats.HOUR_KEEP_DAYS)
+    finally:
+        redis.set(stats.COUNTED_SINCE_KEY, saved) if saved is not None else redis.delete(stats.COUNTED_SINCE_KEY)

@@ -76,18 +76,20 @@ def objective_fill_step(*, now: datetime | None = None) -> datetime | None:
     live = stats.counted_since(redis)
     if live is None:
         return None
-    oldest = stats.hour_of(now) - timedelta(hours=objective.window_s() // 3600 - 1)
+    # No further back than the hours are kept: a refilled hour would expire with the hours recorded beside it.
+    hours = min(objective.window_s() // 3600, stats.HOUR_KEEP_DAYS * 24)
+    oldest = stats.hour_of(now) - timedelta(hours=hours - 1)
     raw = redis.get(stats.HOURS_SINCE_KEY)
     whole_from = min(live, datetime.fromtimestamp(float(raw), UTC)) if raw is not None else live
     if whole_from <= oldest:
         return None
     end = stats.hour_of(whole_from) + (timedelta(hours=1) if raw is None else timedelta(0))
     start = max(oldest, end - FILL_STEP)
-    hours = selectors.objective_hours_from_tables(start=start, end=end)
+    found = selectors.objective_hours_from_tables(start=start, end=end)
     stats.hours_fill(
         redis,
         {
-            start + timedelta(hours=i): hours.get(start + timedelta(hours=i), {})
+            start + timedelta(hours=i): found.get(start + timedelta(hours=i), {})
             for i in range(int((end - start).total_seconds() // 3600))
         },
         since=start,
