@@ -211,6 +211,24 @@ def _query_floor(cfg: Any, n: int) -> float:
     return round(statistics.median(samples) * 1000, 1)
 
 
+@contextlib.contextmanager
+def _round_trips() -> Iterator[list[str]]:
+    """Every HTTP request the BigQuery client makes meanwhile (method and path), at `Client._call_api`."""
+    from unittest import mock
+
+    from google.cloud import bigquery as gbq
+
+    seen: list[str] = []
+    real = gbq.Client._call_api
+
+    def call(self: Any, *args: Any, **kwargs: Any) -> Any:
+        seen.append(f"{kwargs.get('method')} {kwargs.get('path')}")
+        return real(self, *args, **kwargs)
+
+    with mock.patch.object(gbq.Client, "_call_api", call):
+        yield seen
+
+
 def _url(name: str) -> str:
     from django.urls import reverse
 
@@ -273,7 +291,7 @@ def main(argv: list[str] | None = None) -> int:
             cold = _time(tabs[0], path, params, headers, cold=True, n=args.samples)
             warm = _time(tabs[0], path, params, headers, cold=False, n=args.samples)
             _forget()
-            with bqaudit.recording() as seen:
+            with bqaudit.recording() as seen, _round_trips() as trips:
                 tabs[0].get(path, params, **headers)
             verdicts = [bqaudit.verdict(q.sql, partitions) for q in seen]
             pages.append(
@@ -283,6 +301,7 @@ def main(argv: list[str] | None = None) -> int:
                     "p50_cold_ms": round(cold, 1),
                     "p50_warm_ms": round(warm, 1),
                     "queries": len(seen),
+                    "bq_round_trips": len(trips),
                     "capped": all(q.max_bytes for q in seen),
                     "reads": sorted({how for v in verdicts for how in v.values()}),
                     "sql": [q.sql for q in seen],
@@ -312,14 +331,14 @@ def _markdown(report: dict[str, Any]) -> str:
         f"{' (stored in no order)' if report.get('scatter') else ' (stored as processed)'}, {report['failures']:,} failures "
         f"(filled in {report['fill_rows_s']:.1f} s + {report['fill_failures_s']:.1f} s)",
         "",
-        "| page / partial | p50 cold (ms) | p50 warm (ms) | BigQuery queries | all capped | how each reads the tables "
-        "| load (1 min) |",
-        "|---|---:|---:|---:|---|---|---:|",
+        "| page / partial | p50 cold (ms) | p50 warm (ms) | BigQuery queries | HTTP round trips | all capped "
+        "| how each reads the tables | load (1 min) |",
+        "|---|---:|---:|---:|---:|---|---|---:|",
     ]
     for p in report["pages"]:
         reads = ", ".join(p["reads"]) or "no BigQuery query"
         lines.append(
-            f"| {p['page']} | {p['p50_cold_ms']} | {p['p50_warm_ms']} | {p['queries']} | "
+            f"| {p['page']} | {p['p50_cold_ms']} | {p['p50_warm_ms']} | {p['queries']} | {p.get('bq_round_trips', '')} | "
             f"{'yes' if p['capped'] else 'NO'} | {reads} | {p.get('load_1m', '')} |"
         )
     per = report["queries_per_refresh"]
