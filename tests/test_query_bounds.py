@@ -23,7 +23,7 @@ from bench import bqaudit
 from classifier import delivery, failures, jobs, ledger, outcomes, reprocess
 from classifier.cloud import bigquery, gcs
 from classifier.config import Config
-from controlplane import livecache
+from controlplane import livecache, selectors
 from controlplane.infra import plan as infra_plan
 from controlplane.infra import spec as infra_spec
 from controlplane.reconcile import reconcile_run
@@ -121,6 +121,7 @@ def _exercise(staff: Client, cfg: Config, settings: Any) -> None:
     spec = infra_spec.stack_spec(cfg=cfg)
     infra_plan.build_plan(spec)
     infra_plan.build_destroy_plan(spec)
+    selectors.objective_hours_from_tables(start=now - timedelta(days=1), end=now)  # runalerts' refill of a day
     drop_jobs(cfg, [jobs.job_id(cfg.bucket, f["image_name"], f["generation"]) for f in (bad, other)])
 
 
@@ -133,6 +134,7 @@ def test_every_query_against_the_two_tables_is_capped_and_prunes_or_is_a_cluster
     assert len(against) >= 15, [q.sql for q in seen]
     assert [q.params for q in against if "reviewed" in q.params], "the review queue's query was not exercised"
     assert [q.params for q in against if "model" in q.params and "generation" in q.params], "nor a verdict's lookup"
+    assert [q for q in against if "UNION ALL" in q.sql and "'f' AS kind" in q.sql], "nor the objective's refill"
     uncapped = [q.sql for q in against if not q.max_bytes]
     assert uncapped == [], "queries without maximum_bytes_billed"
     unbounded = [
