@@ -14,6 +14,7 @@ import io
 import warnings
 from collections.abc import Callable
 
+import pyspng
 from PIL import Image
 
 from classifier import stages
@@ -85,8 +86,33 @@ def open_image(data: bytes, *, max_pixels: int, draft_px: int, max_aspect: float
         except Image.UnidentifiedImageError:
             raise BadImage("not_an_image", f"not an accepted image format ({', '.join(ACCEPTED_FORMATS)})") from None
         _check_size(img, max_pixels, max_aspect)
+        fast = _spng(img, data)
+        if fast is not None:
+            return fast
         img.draft("RGB", (draft_px, draft_px))
         img.load()
+    return img
+
+
+# 8-bit RGB and RGBA PNGs (most PNG photos) are decoded by libspng, in C from the first chunk to the last: Pillow
+# returns to Python for every IDAT chunk (astronaut.png has 97), which made these photos decode 1.2-4x slower.
+# The header was read and checked by Pillow first (format, pixel count, aspect ratio), so libspng only ever sees an
+# image within the limits; anything it refuses is decoded by Pillow as before, so what is accepted does not change.
+_SPNG_MODES = frozenset({"RGB", "RGBA"})
+
+
+def _spng(header: Image.Image, data: bytes) -> Image.Image | None:
+    if header.format != "PNG" or header.mode not in _SPNG_MODES or "transparency" in header.info:
+        return None
+    try:
+        pixels = pyspng.load(data, format=header.mode)
+    except RuntimeError:
+        return None
+    if pixels.shape[:2] != (header.height, header.width):
+        return None
+    img = Image.fromarray(pixels, header.mode)
+    if "exif" in header.info:  # an eXIf chunk ahead of the pixels, where the PNG specification puts it
+        img.info["exif"] = header.info["exif"]
     return img
 
 

@@ -6,6 +6,7 @@ import io
 from pathlib import Path
 
 import numpy as np
+import pyspng
 import pytest
 import torch
 from PIL import Image, ImageFile
@@ -109,14 +110,16 @@ def test_accepted_formats_are_classified(fmt: str, kwargs: dict[str, object]) ->
     assert tuple(tensor.shape) == (3, model.CROP, model.CROP)
 
 
-def test_a_memory_error_while_decoding_is_a_permanent_failure(monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("fmt", ["JPEG", "PNG"])  # Pillow decodes the JPEG, libspng the 8-bit RGB PNG
+def test_a_memory_error_while_decoding_is_a_permanent_failure(monkeypatch: pytest.MonkeyPatch, fmt: str) -> None:
     """Before: the MemoryError reached rq, which retried the job three times into the same wall."""
 
-    def exhausted(self: ImageFile.ImageFile) -> None:
+    def exhausted(*args: object, **kwargs: object) -> None:
         raise MemoryError
 
-    blob = _save(_cat(), "PNG")
+    blob = _save(_cat(), fmt)
     monkeypatch.setattr(ImageFile.ImageFile, "load", exhausted)
+    monkeypatch.setattr(pyspng, "load", exhausted)
     with pytest.raises(model.BadImage) as excinfo:
         model.preprocess(blob, **KWARGS)
     assert excinfo.value.code == "out_of_memory" and excinfo.value.reason
@@ -140,3 +143,44 @@ def test_thumbnails_keep_the_shape_and_fit_the_box() -> None:
     thumb = images.thumbnail_rgb(_save(Image.new("P", (3, 60_000)), "PNG"), side=224, max_pixels=64_000_000)
     assert thumb.mode == "RGB" and thumb.size == (1, 224)
     assert images.thumbnail_rgb(_save(_cat(), "WEBP"), side=224, max_pixels=64_000_000).size == (224, 149)
+
+
+def _oriented(img: Image.Image, orientation: int) -> dict[str, object]:
+    exif = img.getexif()
+    exif[0x0112] = orientation
+    return {"exif": exif.tobytes()}
+
+
+@pytest.mark.parametrize(
+    ("mode", "orientation"), [("RGB", 1), ("RGBA", 1), ("RGB", 6), ("RGBA", 8)], ids=["rgb", "rgba", "rgb-6", "rgba-8"]
+)
+def test_libspng_decodes_8_bit_pngs_to_the_same_picture_as_pillow(
+    monkeypatch: pytest.MonkeyPatch, mode: str, orientation: int
+) -> None:
+    """The PNGs libspng decodes (8-bit RGB and RGBA) give the tensor Pillow's decoder gives, alpha and the eXIf
+    orientation included; before libspng, Pillow decoded them all."""
+    cat = _cat().resize((451, 300)).convert(mode)
+    if mode == "RGBA":
+        cat.putalpha(Image.linear_gradient("L").resize(cat.size))
+    blob = _save(cat, "PNG", **_oriented(cat, orientation))
+    used = []
+    real = pyspng.load
+    monkeypatch.setattr(pyspng, "load", lambda *a, **k: used.append(1) or real(*a, **k))
+    fast = model.preprocess(blob, **KWARGS)
+    assert used, "libspng did not decode this PNG"
+    monkeypatch.setattr(images, "_spng", lambda header, data: None)
+    assert torch.equal(fast, model.preprocess(blob, **KWARGS))
+    if orientation != 1:
+        assert not torch.equal(fast, model.preprocess(_save(cat, "PNG"), **KWARGS))
+
+
+def test_a_png_libspng_refuses_is_decoded_by_pillow(monkeypatch: pytest.MonkeyPatch) -> None:
+    """What Pillow accepted before is still accepted: libspng's refusal hands the PNG back to Pillow."""
+    blob = _save(_cat(), "PNG")
+    expected = model.preprocess(blob, **KWARGS)
+
+    def refuses(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("pyspng: could not decode image: ...")
+
+    monkeypatch.setattr(pyspng, "load", refuses)
+    assert torch.equal(model.preprocess(blob, **KWARGS), expected)

@@ -16,6 +16,7 @@ from google.api_core import exceptions as gexc
 from google.auth.credentials import AnonymousCredentials
 from google.cloud import storage
 
+from classifier.cloud import http
 from classifier.config import Config
 
 
@@ -47,8 +48,11 @@ CALL_TIMEOUT_S = 60.0
 @functools.cache
 def client(cfg: Config) -> storage.Client:
     if cfg.local:
-        return storage.Client(project=cfg.project, credentials=AnonymousCredentials())
-    return storage.Client(project=cfg.project)
+        made = storage.Client(project=cfg.project, credentials=AnonymousCredentials())
+    else:
+        made = storage.Client(project=cfg.project)
+    http.read_environment_once(made._http)  # the client's own AuthorizedSession, made on first use
+    return made
 
 
 def download(cfg: Config, *, bucket: str, name: str, generation: int, created: bool = False) -> Blob:
