@@ -89,24 +89,12 @@ def _pick_device(args: argparse.Namespace) -> None:
 
 
 def _private_env(workdir: Path, models_dir: Path) -> None:
-    """Before any settings are read: free loopback ports and a fresh data folder, as the tests do."""
-    from devstack.localstack import free_port
+    """Before any settings are read: the shared private stack's environment, this run's models and no fixed model."""
+    from bench.stack import private_env
 
-    os.environ.update(
-        {
-            "SIGHTLINE_LOCAL": "1",
-            "GCP_PROJECT": "sightline-bench",
-            "BUCKET_NAME": "sightline-bench-images",
-            "SIGHTLINE_DATA_DIR": str(workdir / "data"),
-            "STORAGE_EMULATOR_HOST": f"http://127.0.0.1:{free_port()}",
-            "PUBSUB_EMULATOR_HOST": f"127.0.0.1:{free_port()}",
-            "BIGQUERY_EMULATOR_HOST": f"http://127.0.0.1:{free_port()}",
-            "REDIS_URL": f"redis://127.0.0.1:{free_port()}/0",
-            "MODELS_DIR": str(models_dir),
-        }
-    )
-    for name in ("BQ_TABLE", "BQ_FAILURES_TABLE", "PUBSUB_TOPIC", "PUBSUB_SUBSCRIPTION", "RQ_QUEUE", "MODEL"):
-        os.environ.pop(name, None)
+    private_env(workdir / "data", project="sightline-bench")
+    os.environ["MODELS_DIR"] = str(models_dir)
+    os.environ.pop("MODEL", None)
 
 
 def _resnet_weights(models_dir: Path, real: Path | None) -> Path:

@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import dataclasses
 import gc
+import json
 import logging
-import multiprocessing
+import os
+import subprocess
+import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from classifier import model
@@ -91,41 +96,77 @@ def _record(results: dict[str, Any], label: str, measured: dict[int, tuple[float
 def _concurrent(
     cfg: Config, backend: str, tensors: list[torch.Tensor], batches: tuple[int, ...], seconds: float, processes: int
 ) -> dict[int, tuple[float, float]]:
-    """`processes` single-threaded processes measured at the same time: their summed rate, their mean CPU per image."""
-    ctx = multiprocessing.get_context("spawn")  # a fresh interpreter: no forked thread pools of this one
-    start, results = ctx.Barrier(processes), ctx.Queue()
-    arrays = [t.numpy() for t in tensors]
-    children = [
-        ctx.Process(target=_measure_child, args=(cfg, backend, arrays, batches, seconds, start, results))
-        for _ in range(processes)
-    ]
-    for child in children:
-        child.start()
-    each = [results.get(timeout=600) for _ in children]
-    for child in children:
-        child.join()
-    return {size: (sum(r[size][0] for r in each), sum(r[size][1] for r in each) / processes) for size in batches}
+    """`processes` single-threaded processes measured at the same time: their summed rate, their mean CPU per image.
+
+    Plain child interpreters on pipes (`python -m bench.inference`), not multiprocessing: after a spawn context's
+    processes and barrier, the benchmark's later rq workers died at start (gRPC: epoll_wait on a bad descriptor)."""
+    with tempfile.TemporaryDirectory(prefix="sightline-bare-") as folder:
+        arrays = Path(folder) / "tensors.npz"
+        np.savez(arrays, *[t.numpy() for t in tensors])
+        spec = json.dumps({"backend": backend, "arrays": str(arrays), "batches": batches, "seconds": seconds})
+        children = [
+            subprocess.Popen(
+                [sys.executable, "-m", "bench.inference", spec],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                text=True,
+                cwd=Path(__file__).resolve().parent.parent,
+                env={**os.environ, "MODEL": cfg.model, "MODELS_DIR": str(cfg.models_dir)},
+            )
+            for _ in range(processes)
+        ]
+        each = [_overlapped(children, size) for size in batches]
+        for child in children:
+            assert child.stdin is not None
+            child.stdin.close()
+            child.wait(timeout=60)
+    return {
+        size: (sum(rate for rate, _ in measured), sum(cpu for _, cpu in measured) / processes)
+        for size, measured in zip(batches, each, strict=True)
+    }
 
 
-def _measure_child(
-    cfg: Config,
-    backend: str,
-    arrays: list[Any],
-    batches: tuple[int, ...],
-    seconds: float,
-    start: Any,
-    results: Any,
-) -> None:
+_SAYS = "sightline-bare "  # the child's protocol lines; libraries print their own lines on stdout too
+
+
+def _overlapped(children: list[subprocess.Popen[str]], size: int) -> list[tuple[float, float]]:
+    """Each child says it is warm, then all are told to go at once; each answers rate and CPU as JSON."""
+    for child in children:
+        if _said(child) != "ready":
+            raise RuntimeError(f"bare-model child {child.pid} failed before batch {size}")
+    for child in children:
+        assert child.stdin is not None
+        child.stdin.write("go\n")
+        child.stdin.flush()
+    out = []
+    for child in children:
+        rate, cpu = json.loads(_said(child))
+        out.append((float(rate), float(cpu)))
+    return out
+
+
+def _said(child: subprocess.Popen[str]) -> str:
+    assert child.stdout is not None
+    for line in child.stdout:
+        if line.startswith(_SAYS):
+            return line[len(_SAYS) :].strip()
+    return ""
+
+
+def _child(spec: dict[str, Any]) -> None:
+    """One single-threaded process of `_concurrent`: load, warm, then measure each batch size on the word go."""
+    from classifier.config import get_config
+
     torch.set_num_threads(1)
-    clf = model.load(dataclasses.replace(cfg, inference_backend=backend, torch_threads=1))
-    tensors = [torch.from_numpy(a) for a in arrays]
-    out = {}
-    for size in batches:
+    clf = model.load(dataclasses.replace(get_config(), inference_backend=spec["backend"], torch_threads=1))
+    with np.load(spec["arrays"]) as stored:
+        tensors = [torch.from_numpy(stored[name]) for name in stored.files]
+    for size in spec["batches"]:
         call = _batch_call(clf, tensors, size)
         call()
-        start.wait()  # every process loaded and warm: the measurements overlap
-        out[size] = _rate_cpu(call, size, seconds)
-    results.put(out)
+        print(f"{_SAYS}ready", flush=True)
+        sys.stdin.readline()
+        print(_SAYS + json.dumps(_rate_cpu(call, size, spec["seconds"])), flush=True)
 
 
 def single_image_s(cfg: Config, photos: dict[str, bytes], *, backend: str, threads: int, repeat: int = 20) -> float:
@@ -200,3 +241,8 @@ def original(
     rate, cpu = _rate_cpu(lambda: classify(paths[next(counter) % len(paths)]), 1, seconds)
     log.info("original %s (%s): %.2f images/s, %.1f CPU ms each", cfg.model, how, rate, cpu)
     return {"how": how, "images_per_s": round(rate, 2), "cpu_ms_per_image": round(cpu, 1), "threads": threads}
+
+
+if __name__ == "__main__":
+    logging.disable(logging.INFO)
+    _child(json.loads(sys.argv[1]))

@@ -10,17 +10,16 @@ Exit status 0 when the contract held for every object, 1 otherwise. Not part of 
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import random
 import subprocess
 import sys
-import tempfile
 import threading
 import time
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from bench.stack import bench_main
 
 if TYPE_CHECKING:
     from classifier.config import Config
@@ -28,27 +27,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("bench.load_burst")
 CHUNK = 500  # keys per BigQuery query while polling
-
-
-def _private_env(workdir: Path) -> None:
-    from devstack.localstack import free_port
-
-    os.environ.update(
-        {
-            "SIGHTLINE_LOCAL": "1",
-            "GCP_PROJECT": "sightline-load",
-            "BUCKET_NAME": "sightline-load-images",
-            "SIGHTLINE_DATA_DIR": str(workdir),
-            "STORAGE_EMULATOR_HOST": f"http://127.0.0.1:{free_port()}",
-            "PUBSUB_EMULATOR_HOST": f"127.0.0.1:{free_port()}",
-            "BIGQUERY_EMULATOR_HOST": f"http://127.0.0.1:{free_port()}",
-            "REDIS_URL": f"redis://127.0.0.1:{free_port()}/0",
-            "DJANGO_SETTINGS_MODULE": "controlplane.settings",
-        }
-    )
-    for name in ("BQ_TABLE", "BQ_FAILURES_TABLE", "PUBSUB_TOPIC", "PUBSUB_SUBSCRIPTION", "RQ_QUEUE"):
-        os.environ.pop(name, None)
-    os.environ.setdefault("MODEL", "efficientnet_lite0")
 
 
 def _outcomes(cfg: Any, keys: list[str]) -> dict[str, list[str]]:
@@ -256,15 +234,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--duplicates", type=int, default=50, help="extra notifications for objects of the burst")
     parser.add_argument("--workers", type=int, default=None, help="worker processes (default: WORKERS)")
     parser.add_argument("--timeout", type=float, default=900, help="seconds to wait for the last outcome")
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s", datefmt="%H:%M:%S")
-    _private_env(Path(tempfile.mkdtemp(prefix="sightline-load-")))
-    import django
-
-    django.setup()
-    report = run(args)
-    print(json.dumps(report, indent=2, default=str))
-    return 0 if report["contract_held"] else 1
+    return bench_main(parser, run, argv, workdir_prefix="sightline-load-")
 
 
 if __name__ == "__main__":

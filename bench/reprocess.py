@@ -12,7 +12,6 @@ when the live model is ResNet50. Exit status 0 when the contract held for every 
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import sys
@@ -23,7 +22,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from bench.load_burst import _content_type, _others, _outcomes, _private_env, _wait
+from bench.load_burst import _content_type, _others, _outcomes, _wait
+from bench.stack import bench_main
 
 if TYPE_CHECKING:
     from classifier.config import Config
@@ -237,15 +237,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--live-rate", type=float, default=1.0, help="live uploads per second")
     parser.add_argument("--model", default="resnet50", help="the second model")
     parser.add_argument("--timeout", type=float, default=1800, help="seconds to wait for each phase")
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s", datefmt="%H:%M:%S")
-    _private_env(Path(tempfile.mkdtemp(prefix="sightline-reprocess-")))
-    import django
-
-    django.setup()
-    report = run(args)
-    print(json.dumps(report, indent=2, default=str))
-    return 0 if report["contract_held"] else 1
+    return bench_main(parser, run, argv, workdir_prefix="sightline-reprocess-")
 
 
 if __name__ == "__main__":

@@ -19,6 +19,7 @@ from redis import Redis
 from classifier import ledger
 from classifier.cloud import bigquery
 from classifier.config import MODEL_CHOICES, Config
+from classifier.operations import Operations
 
 log = logging.getLogger(__name__)
 
@@ -29,9 +30,8 @@ PENDING_KEY = "sightline:failure:pending"  # hash: ledger key -> the `before` of
 RETRY_AFTER_S = 10 * 60
 RETRY_SCHEDULED_KEY = "sightline:failure:retry-scheduled"
 RETRY_JOB_PREFIX = "failures-retry-pending-deletes-"
-OP_PREFIX = "sightline:op:"
-OP_LATEST = "sightline:op:latest"
-OP_TTL_S = 7 * 24 * 3600
+# "requeue all" runs: the keys are those the page has always read
+OPS = Operations(prefix="sightline:op:", latest="sightline:op:latest", counters=("total", "done", "pending"))
 
 COLUMNS = (
     "image_name, upload, bucket, generation, content_type, size_bytes, reason_code, reason, attempts, model, failed_at"
@@ -168,43 +168,12 @@ def not_pending(redis: Redis, rows: list[dict[str, Any]]) -> list[dict[str, Any]
 
 
 def op_start(redis: Redis, *, kind: str, total: int, user: str) -> str:
-    op_id = uuid.uuid4().hex[:12]
-    fields: dict[str, object] = {
-        "id": op_id,
-        "kind": kind,
-        "total": total,
-        "done": 0,
-        "state": "queued",
-        "user": user,
-        "started": time.time(),
-        "error": "",
-    }
-    with redis.pipeline() as pipe:
-        pipe.hset(OP_PREFIX + op_id, mapping={k: str(v) for k, v in fields.items()})
-        pipe.expire(OP_PREFIX + op_id, OP_TTL_S)
-        pipe.set(OP_LATEST, op_id, ex=OP_TTL_S)
-        pipe.execute()
-    return op_id
+    fields = {"kind": kind, "total": total, "done": 0, "state": "queued", "user": user, "error": ""}
+    return OPS.start(redis, fields)
 
 
 def op_get(redis: Redis, op_id: str | None = None) -> dict[str, Any] | None:
-    if op_id is None:
-        latest = redis.get(OP_LATEST)
-        op_id = ledger.text(latest) if latest else None
-    if op_id is None:
-        return None
-    raw = redis.hgetall(OP_PREFIX + op_id)
-    if not raw:
-        return None
-    op: dict[str, Any] = {ledger.text(k): ledger.text(v) for k, v in raw.items()}
-    for field in ("total", "done", "pending"):
-        op[field] = int(op.get(field) or 0)
-    op["started"] = datetime.fromtimestamp(float(op["started"]), UTC)
-    return op
-
-
-def _op_set(redis: Redis, op_id: str, **fields: Any) -> None:
-    redis.hset(OP_PREFIX + op_id, mapping={k: str(v) for k, v in fields.items()})
+    return OPS.get(redis, op_id)
 
 
 def requeue_all(cfg: Config, redis: Redis, *, op_id: str, before: datetime, cap: int) -> int:
@@ -212,13 +181,13 @@ def requeue_all(cfg: Config, redis: Redis, *, op_id: str, before: datetime, cap:
     one DELETE for the chunk. Progress goes to the op's hash; returns the objects requeued."""
     from classifier.queue import enqueue_classification
 
-    _op_set(redis, op_id, state="running")
+    OPS.set(redis, op_id, state="running")
     rows = not_pending(redis, [r for r in open_failures(cfg, cap=cap, now=before) if r["failed_at"] < before])
     seen: dict[str, dict[str, Any]] = {}  # by delivery key: an object's failures of two models are two entries
     for row in rows:
         key = ledger.object_key(row["bucket"], row["image_name"], row["generation"])
         seen.setdefault(ledger.model_key(key, row_model(cfg, row)), row)
-    _op_set(redis, op_id, total=len(seen))
+    OPS.set(redis, op_id, total=len(seen))
     done = left = 0
     try:
         for chunk in chunks(list(seen)):
@@ -239,10 +208,10 @@ def requeue_all(cfg: Config, redis: Redis, *, op_id: str, before: datetime, cap:
             object_keys = sorted({ledger.split_model(k)[0] for k in chunk})
             left += delete(cfg, redis, object_keys, before=before)[1]
             done += len(chunk)
-            _op_set(redis, op_id, done=done, pending=left)
+            OPS.set(redis, op_id, done=done, pending=left)
     except Exception as exc:
-        _op_set(redis, op_id, state="failed", error=f"{exc.__class__.__name__}: {exc}")
+        OPS.set(redis, op_id, state="failed", error=f"{exc.__class__.__name__}: {exc}")
         raise
-    _op_set(redis, op_id, state="done", finished=time.time())
+    OPS.set(redis, op_id, state="done", finished=time.time())
     log.info("requeue-all %s: %d objects requeued, %d deletes pending", op_id, done, left)
     return done

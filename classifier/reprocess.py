@@ -14,23 +14,25 @@ import logging
 import time
 import uuid
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from redis import Redis
 from rq.job import Job
 from rq.serializers import JSONSerializer
 
-from classifier import ledger, outcomes
+from classifier import ledger, operations, outcomes
 from classifier.cloud import bigquery
 from classifier.config import Config
 
 log = logging.getLogger(__name__)
 
-OP_PREFIX = "sightline:reprocess:op:"
-PENDING_PREFIX = "sightline:reprocess:pending:"
-LATEST_KEY = "sightline:reprocess:latest"
-OP_TTL_S = 7 * 24 * 3600
+OPS = operations.Operations(
+    prefix="sightline:reprocess:op:",
+    latest="sightline:reprocess:latest",
+    counters=("total", "enqueued", "done", "failed", "lost"),
+)
+PENDING_PREFIX = "sightline:reprocess:pending:"  # a set per run: the ledger keys enqueued and not yet ended
 STEP_S = 2
 PAGE = 500  # the most enqueued, and the most checked for progress, per step
 MAX_OBJECTS = 100_000  # one run's cap: the page says so
@@ -132,53 +134,27 @@ def page(cfg: Config, sel: Selection, *, after: tuple[str, int] | None, limit: i
 
 def start(cfg: Config, redis: Redis, sel: Selection, *, total: int, user: str) -> str:
     """Record a run and schedule its first step; returns its id."""
-    op_id = uuid.uuid4().hex[:12]
-    fields = sel.as_fields() | {
-        "id": op_id,
-        "total": str(min(total, MAX_OBJECTS)),
-        "enqueued": "0",
-        "done": "0",
-        "failed": "0",
-        "lost": "0",
-        "state": "running",
-        "user": user,
-        "started": str(time.time()),
-        "exhausted": "",
-        "error": "",
-    }
-    with redis.pipeline() as pipe:
-        pipe.hset(OP_PREFIX + op_id, mapping=fields)  # type: ignore[arg-type]  # redis-py's Mapping is invariant
-        pipe.expire(OP_PREFIX + op_id, OP_TTL_S)
-        pipe.set(LATEST_KEY, op_id, ex=OP_TTL_S)
-        pipe.execute()
+    counters = {"total": min(total, MAX_OBJECTS), "enqueued": 0, "done": 0, "failed": 0, "lost": 0}
+    fields = sel.as_fields() | counters | {"state": "running", "user": user, "exhausted": "", "error": ""}
+    op_id = OPS.start(redis, fields)
     _schedule(cfg, op_id, delay_s=0)
     return op_id
 
 
 def get(redis: Redis, op_id: str | None = None) -> dict[str, Any] | None:
     """A run's state (the latest when no id is given), or None."""
-    if op_id is None:
-        latest = redis.get(LATEST_KEY)
-        op_id = ledger.text(latest) if latest else None
-    if op_id is None:
-        return None
-    raw = redis.hgetall(OP_PREFIX + op_id)
-    if not raw:
-        return None
-    op: dict[str, Any] = {ledger.text(k): ledger.text(v) for k, v in raw.items()}
-    for name in ("total", "enqueued", "done", "failed", "lost"):
-        op[name] = int(op.get(name) or 0)
-    op["started"] = datetime.fromtimestamp(float(op["started"]), UTC)
-    op["pending"] = int(redis.scard(PENDING_PREFIX + op_id))
-    op["active"] = op["state"] in STATES_ACTIVE
+    op = OPS.get(redis, op_id)
+    if op is not None:
+        op["pending"] = int(redis.scard(PENDING_PREFIX + op["id"]))
+        op["active"] = op["state"] in STATES_ACTIVE
     return op
 
 
 def cancel(redis: Redis, op_id: str) -> bool:
     """Ask a running run to stop; its next step takes back what is still queued. False when it was not running."""
-    if get(redis, op_id) is None or ledger.text(redis.hget(OP_PREFIX + op_id, "state") or b"") != "running":
+    if get(redis, op_id) is None or ledger.text(redis.hget(OPS.key(op_id), "state") or b"") != "running":
         return False
-    redis.hset(OP_PREFIX + op_id, "state", "cancelling")
+    OPS.set(redis, op_id, state="cancelling")
     return True
 
 
@@ -193,18 +169,6 @@ def _schedule(cfg: Config, op_id: str, *, delay_s: int) -> None:
         q.enqueue("classifier.jobs.reprocess_step", op_id, job_id=job_id, result_ttl=60)
 
 
-def _set(redis: Redis, op_id: str, **fields: Any) -> None:
-    redis.hset(OP_PREFIX + op_id, mapping={k: str(v) for k, v in fields.items()})
-
-
-def _incr(redis: Redis, op_id: str, **fields: int) -> None:
-    with redis.pipeline(transaction=False) as pipe:
-        for name, n in fields.items():
-            if n:
-                pipe.hincrby(OP_PREFIX + op_id, name, n)
-        pipe.execute()
-
-
 def step(cfg: Config, redis: Redis, op_id: str) -> str:
     """One step: check progress, enqueue what there is room for, schedule the next step. Returns the run's state."""
     op = get(redis, op_id)
@@ -214,19 +178,19 @@ def step(cfg: Config, redis: Redis, op_id: str) -> str:
     try:
         if op["state"] == "cancelling":
             _take_back(cfg, redis, op_id, sel.model)
-            _set(redis, op_id, state="cancelled", finished=time.time())
+            OPS.set(redis, op_id, state="cancelled", finished=time.time())
             return "cancelled"
         _check(cfg, redis, op_id, sel.model)
         if not op["exhausted"]:
             _enqueue_page(cfg, redis, op, sel)
     except Exception as exc:
-        _set(redis, op_id, state="failed", error=f"{exc.__class__.__name__}: {exc}"[:500], finished=time.time())
+        OPS.set(redis, op_id, state="failed", error=f"{exc.__class__.__name__}: {exc}"[:500], finished=time.time())
         log.exception("reprocess %s failed", op_id)
         raise
     op = get(redis, op_id)
     assert op is not None
     if op["exhausted"] and op["pending"] == 0 and op["state"] == "running":
-        _set(redis, op_id, state="done", finished=time.time())
+        OPS.set(redis, op_id, state="done", finished=time.time())
         log.info("reprocess %s with %s done: %d enqueued, %d done", op_id, sel.model, op["enqueued"], op["done"])
         return "done"
     _schedule(cfg, op_id, delay_s=STEP_S)
@@ -249,7 +213,7 @@ def _enqueue_page(cfg: Config, redis: Redis, op: dict[str, Any], sel: Selection)
     left = op["total"] - op["enqueued"]
     limit = min(PAGE, _room(cfg, sel.model), left)
     if left <= 0:
-        _set(redis, op["id"], exhausted="1")
+        OPS.set(redis, op["id"], exhausted="1")
         return
     if limit <= 0:
         return  # the queue is full: the next step looks again
@@ -271,15 +235,15 @@ def _enqueue_page(cfg: Config, redis: Redis, op: dict[str, Any], sel: Selection)
                 PENDING_PREFIX + op["id"], ledger.object_key(row["bucket"], row["image_name"], row["generation"])
             )
             enqueued += 1
-    redis.expire(PENDING_PREFIX + op["id"], OP_TTL_S)
+    redis.expire(PENDING_PREFIX + op["id"], operations.TTL_S)
     fields: dict[str, Any] = {}
     if rows:
         fields.update(after_name=rows[-1]["image_name"], after_gen=int(rows[-1]["generation"]))
     if len(rows) < limit:
         fields["exhausted"] = "1"
     if fields:
-        _set(redis, op["id"], **fields)
-    _incr(redis, op["id"], enqueued=enqueued)
+        OPS.set(redis, op["id"], **fields)
+    OPS.incr(redis, op["id"], enqueued=enqueued)
 
 
 def _check(cfg: Config, redis: Redis, op_id: str, model: str) -> None:
@@ -307,7 +271,7 @@ def _check(cfg: Config, redis: Redis, op_id: str, model: str) -> None:
         finished.append(key)
     if finished:
         redis.srem(PENDING_PREFIX + op_id, *finished)
-    _incr(redis, op_id, done=done, failed=failed, lost=lost)
+    OPS.incr(redis, op_id, done=done, failed=failed, lost=lost)
 
 
 def _job_live(cfg: Config, key: str, model: str | None) -> bool:
@@ -336,5 +300,5 @@ def _take_back(cfg: Config, redis: Redis, op_id: str, model: str) -> None:
         job_id = jobs.job_id(*ledger.parse_key(key), routed)
         removed += int(redis.lrem(q.key, 1, job_id))
     redis.delete(PENDING_PREFIX + op_id)
-    _set(redis, op_id, cancelled_jobs=removed)
+    OPS.set(redis, op_id, cancelled_jobs=removed)
     log.info("reprocess %s cancelled: %d queued jobs taken back", op_id, removed)

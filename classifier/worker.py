@@ -193,6 +193,10 @@ class ClassifierWorker(_Liveness, SimpleWorker):
     through rq as usual (its own status, timeout, retries and outcome); a job whose image was not prefetched, or
     failed to, does its own work and meets its own error. The batch is this worker's, handed to each of its jobs."""
 
+    # rq logs three lines per successful job; delivery logs each object's outcome, and "result is kept for 60
+    # seconds" said once per job adds nothing (a line formatted and written per image).
+    log_result_lifespan = False
+
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         kwargs["job_class"] = BatchJob  # carries the batch to the job code
         super().__init__(*args, **_with_ttl(_safe(kwargs)))

@@ -189,19 +189,24 @@ def models_in_window(*, start: datetime, end: datetime, limit: int = 50) -> list
     return [{"model": r["model"], "rows": int(r["n"])} for r in bigquery.query(cfg, sql, params)]
 
 
-def classification_list_for_name(*, name: str, since: datetime) -> list[dict[str, Any]]:
-    """A lookup by the clustering columns, within a window of partitions."""
+def _list_for_name(table_id: str, columns: str, partition: str, *, name: str, since: datetime) -> list[dict[str, Any]]:
+    """An object's records in one table, newest first (at most 100): a lookup by the clustering columns (bucket,
+    image_name) within the partitions from `since` on. `partition` is that table's partition column."""
     cfg = _cfg()
     sql = (
-        f"SELECT {_COLUMNS} FROM `{cfg.table_id}` WHERE processed_at >= @since AND bucket = @bucket "
-        "AND image_name = @name ORDER BY processed_at DESC LIMIT 100"
+        f"SELECT {columns} FROM `{table_id}` WHERE {partition} >= @since AND bucket = @bucket "
+        f"AND image_name = @name ORDER BY {partition} DESC LIMIT 100"
     )
     params = [
         bigquery.param("since", "TIMESTAMP", since),
         bigquery.param("bucket", "STRING", cfg.bucket),
         bigquery.param("name", "STRING", name),
     ]
-    return _with_latency(bigquery.query(cfg, sql, params))
+    return bigquery.query(cfg, sql, params)
+
+
+def classification_list_for_name(*, name: str, since: datetime) -> list[dict[str, Any]]:
+    return _with_latency(_list_for_name(_cfg().table_id, _COLUMNS, "processed_at", name=name, since=since))
 
 
 # --- Failures -------------------------------------------------------------------------------------------------------
@@ -276,17 +281,7 @@ def failure_get(*, bucket: str, name: str, generation: int) -> list[dict[str, An
 
 
 def failure_list_for_name(*, name: str, since: datetime) -> list[dict[str, Any]]:
-    cfg = _cfg()
-    sql = (
-        f"SELECT {_FAILURE_COLUMNS} FROM `{cfg.failures_table_id}` WHERE failed_at >= @since AND bucket = @bucket "
-        "AND image_name = @name ORDER BY failed_at DESC LIMIT 100"
-    )
-    params = [
-        bigquery.param("since", "TIMESTAMP", since),
-        bigquery.param("bucket", "STRING", cfg.bucket),
-        bigquery.param("name", "STRING", name),
-    ]
-    return _visible(bigquery.query(cfg, sql, params))
+    return _visible(_list_for_name(_cfg().failures_table_id, _FAILURE_COLUMNS, "failed_at", name=name, since=since))
 
 
 def failure_count(*, now: datetime | None = None) -> int:

@@ -42,6 +42,7 @@ from controlplane.alerts.models import Rule
 from controlplane.audit import Actor
 from controlplane.auth import staff_required
 from controlplane.deadletters import dead_letter_list
+from controlplane.fraction import fraction
 from controlplane.insight.params import Refused
 from controlplane.reconcile import reconcile_run
 
@@ -97,15 +98,12 @@ FILTER_FIELDS = ("label", "name", "min_confidence", "max_confidence", "range", "
 
 def _confidence(raw: str, what: str) -> float | None:
     """A top-1 confidence bound as typed: empty (no bound) or a number from 0 to 1; anything else is refused."""
-    if not raw:
-        return None
-    try:
-        value = float(raw)
-    except ValueError:
-        raise FilterRefused(f"{what} confidence must be a number from 0 to 1, not {raw!r}.") from None
-    if not 0.0 <= value <= 1.0:  # NaN fails this too
-        raise FilterRefused(f"{what} confidence must be from 0 to 1; {raw!r} is not.")
-    return value
+    return fraction(
+        raw,
+        not_number=f"{what} confidence must be a number from 0 to 1, not {{raw!r}}.",
+        out_of_range=f"{what} confidence must be from 0 to 1; {{raw!r}} is not.",
+        refuse=FilterRefused,
+    )
 
 
 class FilterRefused(Refused):

@@ -62,6 +62,16 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def free_endpoints() -> dict[str, str]:
+    """The emulators' and Redis's variables on free loopback ports: a private stack that meets no other one."""
+    return {
+        "STORAGE_EMULATOR_HOST": f"http://127.0.0.1:{free_port()}",
+        "PUBSUB_EMULATOR_HOST": f"127.0.0.1:{free_port()}",
+        "BIGQUERY_EMULATOR_HOST": f"http://127.0.0.1:{free_port()}",
+        "REDIS_URL": f"redis://127.0.0.1:{free_port()}/0",
+    }
+
+
 def pubsub_emulator_script() -> Path:
     """Where the Cloud SDK keeps the emulator's launcher (it execs java, so its PID is the server's)."""
     gcloud = shutil.which("gcloud")

@@ -5,20 +5,26 @@ Fixtures live in conftest.py; plain functions live here, so no test module impor
 
 from __future__ import annotations
 
+import contextlib
 import io
+import os
+import tempfile
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import pytest
 from PIL import Image
 from rq.job import Job
 from rq.serializers import JSONSerializer
 
 from classifier import ledger, stats
-from classifier.cloud import bigquery
+from classifier.cloud import bigquery, gcs, pubsub
 from classifier.config import Config
+from devstack import localstack
 
 # The attributes of an upload's notification, as Cloud Storage (and fake-gcs-server) send them.
 FINALIZE = {
@@ -138,3 +144,60 @@ def run_background_job(cfg: Config, job_id: str) -> Any:
     """What the rq worker does with a background job (requeue all, a delete retry), here and now."""
     job = Job.fetch(job_id, connection=ledger.connection(cfg), serializer=JSONSerializer)
     return job.perform()
+
+
+HOST_VARS = ("STORAGE_EMULATOR_HOST", "PUBSUB_EMULATOR_HOST", "BIGQUERY_EMULATOR_HOST")
+
+
+@contextlib.contextmanager
+def emulator_env(cfg: Config) -> Iterator[None]:
+    """The official clients read the emulator hosts when they are built: build this stack's while they point here."""
+    saved = {n: os.environ.get(n) for n in HOST_VARS}
+    os.environ.update(
+        {
+            "STORAGE_EMULATOR_HOST": cfg.storage_emulator_host or "",
+            "PUBSUB_EMULATOR_HOST": cfg.pubsub_emulator_host or "",
+            "BIGQUERY_EMULATOR_HOST": cfg.bigquery_emulator_host or "",
+        }
+    )
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+@dataclass
+class PrivateStack:
+    cfg: Config
+    stack: localstack.Stack
+    app_env: dict[str, str]  # what this stack's listener, workers and manage.py run with
+    data_dir: str
+
+
+def private_stack(name: str, *, ack_deadline_s: int | None = None) -> PrivateStack:
+    """A local stack of its own beside the session's (fresh ports, data dir, bucket `sightline-<name>`, Redis), for
+    tests that kill its processes or must not share its rows. One worker with one torch thread: the session's own
+    worker keeps a core. `ack_deadline_s`: the subscription's, when a test needs redelivery sooner than a minute.
+    Skips the test when the stack cannot start; the caller stops it."""
+    data_dir = tempfile.mkdtemp(prefix=f"sightline-{name}-")
+    env = dict(os.environ) | localstack.free_endpoints()
+    env |= {"SIGHTLINE_DATA_DIR": data_dir, "BUCKET_NAME": f"sightline-{name}", "WORKERS": "1"}
+    cfg = Config.from_env(env)
+    with emulator_env(cfg):
+        gcs.client(cfg), bigquery.client(cfg), pubsub.publisher(cfg), pubsub.subscriber(cfg)
+    saved_deadline = pubsub.ACK_DEADLINE_S
+    pubsub.ACK_DEADLINE_S = ack_deadline_s or saved_deadline
+    try:
+        running = localstack.start(cfg)
+    except localstack.StackError as exc:
+        pytest.skip(f"local stack unavailable: {exc}")
+    finally:
+        pubsub.ACK_DEADLINE_S = saved_deadline
+    ledger.trust(ledger.connection(cfg))
+    app_env = localstack.app_env(cfg) | {k: env[k] for k in ("REDIS_URL", "SIGHTLINE_DATA_DIR", "BUCKET_NAME")}
+    app_env |= {"WORKERS": "1", "TORCH_THREADS": "1"}
+    return PrivateStack(cfg=cfg, stack=running, app_env=app_env, data_dir=data_dir)

@@ -12,7 +12,7 @@ import uuid
 
 import pytest
 
-from devstack.localstack import free_port
+from devstack.localstack import free_endpoints
 
 _data_dir = tempfile.mkdtemp(prefix="sightline-test-")
 os.environ.update(
@@ -21,10 +21,7 @@ os.environ.update(
         "GCP_PROJECT": "sightline-test",
         "BUCKET_NAME": "sightline-test-images",
         "SIGHTLINE_DATA_DIR": _data_dir,
-        "STORAGE_EMULATOR_HOST": f"http://127.0.0.1:{free_port()}",
-        "PUBSUB_EMULATOR_HOST": f"127.0.0.1:{free_port()}",
-        "BIGQUERY_EMULATOR_HOST": f"http://127.0.0.1:{free_port()}",
-        "REDIS_URL": f"redis://127.0.0.1:{free_port()}/0",
+        **free_endpoints(),
         "MODEL": "efficientnet_lite0",
         "DJANGO_SECRET_KEY": "tests-only-not-secret",
     }

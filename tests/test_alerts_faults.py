@@ -9,11 +9,9 @@ and its failure rate must not be diluted by other tests' rows.
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -24,14 +22,13 @@ from typing import Any
 import pytest
 from django.test import override_settings
 
-from classifier import ledger, listener
-from classifier.cloud import bigquery, gcs, pubsub
+from classifier import listener
+from classifier.cloud import gcs
 from classifier.config import Config
 from controlplane import selectors
 from devstack import localstack
 from tests.alert_support import Receiver
-from tests.helpers import png, wait_for
-from tests.test_faults import _emulator_env
+from tests.helpers import png, private_stack, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -98,29 +95,9 @@ def _manage(env: dict[str, str], *args: str) -> None:
 
 @pytest.fixture(scope="module")
 def alerting(stack: Any) -> Iterator[Alerting]:  # the session stack starts first, this one beside it
-    data_dir = tempfile.mkdtemp(prefix="sightline-alerts-")
-    env = dict(os.environ)
-    env.update(
-        {
-            "STORAGE_EMULATOR_HOST": f"http://127.0.0.1:{localstack.free_port()}",
-            "PUBSUB_EMULATOR_HOST": f"127.0.0.1:{localstack.free_port()}",
-            "BIGQUERY_EMULATOR_HOST": f"http://127.0.0.1:{localstack.free_port()}",
-            "REDIS_URL": f"redis://127.0.0.1:{localstack.free_port()}/0",
-            "SIGHTLINE_DATA_DIR": data_dir,
-            "BUCKET_NAME": "sightline-alerts",
-            "WORKERS": "1",
-        }
-    )
-    cfg = Config.from_env(env)
-    with _emulator_env(cfg):
-        gcs.client(cfg), bigquery.client(cfg), pubsub.publisher(cfg), pubsub.subscriber(cfg)
-    try:
-        running = localstack.start(cfg)
-    except localstack.StackError as exc:
-        pytest.skip(f"local stack unavailable: {exc}")
-    ledger.trust(ledger.connection(cfg))
-    app_env = localstack.app_env(cfg) | {k: env[k] for k in ("REDIS_URL", "SIGHTLINE_DATA_DIR", "BUCKET_NAME")}
-    app_env |= {"WORKERS": "1", "TORCH_THREADS": "1", "DATABASE_PATH": str(Path(data_dir) / "alerts.sqlite3")}
+    private = private_stack("alerts")
+    cfg, running = private.cfg, private.stack
+    app_env = private.app_env | {"DATABASE_PATH": str(Path(private.data_dir) / "alerts.sqlite3")}
     receiver = Receiver()
     _manage(app_env, "migrate", "--noinput", "-v", "0")
     _manage(app_env, "shell", "-c", SETUP.format(url=receiver.url))

@@ -13,9 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import signal
-import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -30,7 +28,7 @@ from rq.serializers import JSONSerializer
 
 from classifier import jobs, ledger, liveness
 from classifier import listener as listener_module
-from classifier.cloud import bigquery, gcs, pubsub
+from classifier.cloud import bigquery, pubsub
 from classifier.config import Config
 from classifier.queue import queue
 from controlplane import selectors
@@ -38,32 +36,9 @@ from controlplane.deadletters import dead_letter_list
 from controlplane.reconcile import reconcile_run
 from devstack import localstack
 from tests import contract
-from tests.helpers import wait_for
+from tests.helpers import private_stack, wait_for
 
 pytestmark = pytest.mark.e2e
-
-HOST_VARS = ("STORAGE_EMULATOR_HOST", "PUBSUB_EMULATOR_HOST", "BIGQUERY_EMULATOR_HOST")
-
-
-@contextlib.contextmanager
-def _emulator_env(cfg: Config) -> Iterator[None]:
-    """The official clients read the emulator hosts when they are built: build this stack's while they point here."""
-    saved = {n: os.environ.get(n) for n in HOST_VARS}
-    os.environ.update(
-        {
-            "STORAGE_EMULATOR_HOST": cfg.storage_emulator_host or "",
-            "PUBSUB_EMULATOR_HOST": cfg.pubsub_emulator_host or "",
-            "BIGQUERY_EMULATOR_HOST": cfg.bigquery_emulator_host or "",
-        }
-    )
-    try:
-        yield
-    finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
 
 
 @dataclass
@@ -90,34 +65,8 @@ class Faulty:
 
 @pytest.fixture(scope="module")
 def faulty(stack, photos) -> Iterator[Faulty]:  # `stack`: the session stack starts first, this one beside it
-    data_dir = tempfile.mkdtemp(prefix="sightline-faults-")
-    env = dict(os.environ)
-    env.update(
-        {
-            "STORAGE_EMULATOR_HOST": f"http://127.0.0.1:{localstack.free_port()}",
-            "PUBSUB_EMULATOR_HOST": f"127.0.0.1:{localstack.free_port()}",
-            "BIGQUERY_EMULATOR_HOST": f"http://127.0.0.1:{localstack.free_port()}",
-            "REDIS_URL": f"redis://127.0.0.1:{localstack.free_port()}/0",
-            "SIGHTLINE_DATA_DIR": data_dir,
-            "BUCKET_NAME": "sightline-faults",
-            "WORKERS": "1",
-        }
-    )
-    cfg = Config.from_env(env)
-    with _emulator_env(cfg):
-        gcs.client(cfg), bigquery.client(cfg), pubsub.publisher(cfg), pubsub.subscriber(cfg)
-    saved_deadline = pubsub.ACK_DEADLINE_S
-    pubsub.ACK_DEADLINE_S = 10
-    try:
-        running = localstack.start(cfg)
-    except localstack.StackError as exc:
-        pytest.skip(f"local stack unavailable: {exc}")
-    finally:
-        pubsub.ACK_DEADLINE_S = saved_deadline
-    ledger.trust(ledger.connection(cfg))
-    app_env = localstack.app_env(cfg) | {k: env[k] for k in ("REDIS_URL", "SIGHTLINE_DATA_DIR", "BUCKET_NAME")}
-    app_env["WORKERS"] = "1"
-    app_env["TORCH_THREADS"] = "1"  # leave a core to the session's own worker
+    private = private_stack("faults", ack_deadline_s=10)
+    cfg, running, app_env = private.cfg, private.stack, private.app_env
     # The tests read each job's final status after the last one settles, up to SETTLED_S later: keep finished jobs
     # that long (the default, 60 s, is sized for Redis memory, not for this reading).
     app_env["JOB_RESULT_TTL_S"] = str(SETTLED_S * 4)

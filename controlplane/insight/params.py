@@ -10,6 +10,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 
+from controlplane.fraction import fraction
+
 # Windows of processed_at (the partition column): every query names one, so BigQuery reads only those days.
 WINDOWS = {"1d": timedelta(days=1), "7d": timedelta(days=7), "30d": timedelta(days=30)}
 WINDOW_NAMES = {"1d": "last day", "7d": "last 7 days", "30d": "last 30 days"}
@@ -87,16 +89,15 @@ def two_models(get: Mapping[str, str], *, known: Sequence[str], default: str) ->
 
 
 def threshold(raw: str | None) -> float:
-    text = (raw or "").strip()
-    if not text:
-        return DEFAULT_THRESHOLD
-    try:
-        value = float(text)
-    except ValueError:
-        raise Refused(f"threshold must be a number between 0 and 1 (got {text[:20]!r})") from None
-    if not 0.0 < value < 1.0:  # also refuses nan and inf
-        raise Refused(f"threshold must be between 0 and 1, exclusive (got {text[:20]})")
-    return round(value, 4)
+    value = fraction(
+        (raw or "").strip(),
+        not_number="threshold must be a number between 0 and 1 (got {raw!r})",
+        out_of_range="threshold must be between 0 and 1, exclusive (got {raw})",
+        refuse=Refused,
+        exclusive=True,
+        shown=20,
+    )
+    return DEFAULT_THRESHOLD if value is None else round(value, 4)
 
 
 def page(raw: str | None) -> int:

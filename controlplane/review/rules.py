@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from classifier.config import envfloat
+from controlplane.fraction import fraction
 
 DEFAULT_CONFIDENCE_BELOW = 0.5
 DEFAULT_MARGIN_BELOW = 0.1
@@ -31,16 +32,14 @@ class Thresholds:
 
 
 def _narrow(field: str, raw: str, ceiling: float) -> float:
-    raw = raw.strip()
-    if not raw:
-        return ceiling
-    try:
-        value = float(raw)
-    except ValueError:
-        raise ValueError(f"{field}={raw[:20]!r} is not a number") from None
-    if not 0.0 <= value <= ceiling:  # NaN fails this too
-        raise ValueError(f"{field}={value:g} must be between 0 and {ceiling:g} (the setting)")
-    return value
+    value = fraction(
+        raw.strip(),
+        not_number=f"{field}={{raw!r}} is not a number",
+        out_of_range=f"{field}={{value:g}} must be between 0 and {ceiling:g} (the setting)",
+        hi=ceiling,
+        shown=20,
+    )
+    return ceiling if value is None else value
 
 
 def thresholds_from_env(env: Mapping[str, str]) -> Thresholds:
