@@ -134,10 +134,17 @@ def apps(cfg: Config, overrides: dict[str, str], workers: int) -> Iterator[list[
 def _wait_ready(cfg: Config, services: list[localstack.Service], workers: int, timeout_s: float = 300) -> None:
     redis = Redis.from_url(cfg.redis_url)
     deadline = time.monotonic() + timeout_s
+    restarted: set[str] = set()
     while True:
-        dead = [s for s in services if not s.alive()]
-        if dead:
-            raise SystemExit(f"{dead[0].name} exited at start:\n{dead[0].log_tail(30)}")
+        for dead in [s for s in services if not s.alive()]:
+            code = dead.proc.returncode if dead.proc else None
+            if dead.name in restarted:
+                raise SystemExit(f"{dead.name} exited at start (status {code}):\n{dead.log_tail(30)}")
+            # Seen here: a child forked from this process (gRPC clients live) dying before its exec, with gRPC's
+            # "epoll_wait error: Bad file descriptor" in its log. Once is the fork, not the worker: start it again.
+            log.warning("%s exited at start (status %s), starting it again:\n%s", dead.name, code, dead.log_tail(5))
+            restarted.add(dead.name)
+            dead.start()
         live = [w for w in Worker.all(connection=redis) if w.state != "suspended"]
         if len(live) >= workers:
             return

@@ -104,6 +104,8 @@ _SPNG_MODES = frozenset({"RGB", "RGBA"})
 def _spng(header: Image.Image, data: bytes) -> Image.Image | None:
     if header.format != "PNG" or header.mode not in _SPNG_MODES or "transparency" in header.info:
         return None
+    if getattr(header, "is_animated", False):  # APNG: Pillow's first frame may not be the default image libspng reads
+        return None
     try:
         pixels = pyspng.load(data, format=header.mode)
     except RuntimeError:

@@ -184,3 +184,15 @@ def test_a_png_libspng_refuses_is_decoded_by_pillow(monkeypatch: pytest.MonkeyPa
 
     monkeypatch.setattr(pyspng, "load", refuses)
     assert torch.equal(model.preprocess(blob, **KWARGS), expected)
+
+
+def test_an_animated_png_is_decoded_by_pillow(monkeypatch: pytest.MonkeyPatch) -> None:
+    """APNG's first frame (Pillow) need not be the default image libspng would read: Pillow keeps it."""
+    frames = [_cat().resize((300, 200)), _cat().resize((300, 200)).rotate(90)]
+    blob = _save(frames[0], "PNG", save_all=True, append_images=frames[1:], default_image=False)
+
+    def never(*args: object, **kwargs: object) -> None:
+        raise AssertionError("libspng decoded an animated PNG")
+
+    monkeypatch.setattr(pyspng, "load", never)
+    assert model.preprocess(blob, **KWARGS).shape == (3, model.CROP, model.CROP)

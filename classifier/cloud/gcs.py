@@ -70,7 +70,11 @@ def download(cfg: Config, *, bucket: str, name: str, generation: int, created: b
     blob = client(cfg).bucket(bucket).blob(name, generation=generation)
     try:
         try:
-            data = blob.download_as_bytes(start=0, end=cfg.max_image_bytes, raw_download=True)
+            # One read of the whole (range-bounded) answer: streamed, the library reads it 8 KiB at a time, a Python
+            # round of urllib3 and checksum calls per 8 KiB (~0.9 of the ~2.8 CPU ms a 350 KB download took here).
+            data = blob.download_as_bytes(
+                start=0, end=cfg.max_image_bytes, raw_download=True, single_shot_download=True
+            )
         except gexc.RequestRangeNotSatisfiable:  # what a range request on an empty object gets
             data = b""
         # Metadata only where needed, and after the download: a reloaded blob downloads from the server's
