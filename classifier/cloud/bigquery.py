@@ -12,6 +12,7 @@ from google.auth.credentials import AnonymousCredentials
 from google.cloud import bigquery
 from google.cloud.bigquery.retry import DEFAULT_RETRY
 
+from classifier.cloud import http
 from classifier.config import Config
 
 # Google's type that callers need (the infra schemas), named here: nobody writes `bigquery.bigquery.SchemaField`.
@@ -88,8 +89,11 @@ class BytesBudgetExceeded(Exception):
 @functools.cache
 def client(cfg: Config) -> bigquery.Client:
     if cfg.local:
-        return bigquery.Client(project=cfg.project, credentials=AnonymousCredentials())
-    return bigquery.Client(project=cfg.project)
+        made = bigquery.Client(project=cfg.project, credentials=AnonymousCredentials())
+    else:
+        made = bigquery.Client(project=cfg.project)
+    http.read_environment_once(made._http)  # the client's own AuthorizedSession, made on first use
+    return made
 
 
 # Every request has a deadline and every call a bounded total: the client's defaults are no per-request timeout and
