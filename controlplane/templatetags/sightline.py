@@ -26,9 +26,14 @@ def object_inputs(bucket: str, name: str, generation: int) -> dict[str, Any]:
 
 
 @register.inclusion_tag("controlplane/_labels.html")
-def label_bars(classifications: Iterable[dict[str, Any]]) -> dict[str, Any]:
-    """Top-5 labels as bars; each confidence is a probability in [0, 1], shown as a whole percent."""
-    return {"labels": [{"name": c["classification"], "percent": round(c["confidence"] * 100)} for c in classifications]}
+def label_bars(classifications: Iterable[dict[str, Any]] | None) -> dict[str, Any]:
+    """Top-5 labels as bars; each confidence is a probability in [0, 1], shown as a whole percent. A row with no
+    labels shows none (bqemulator hands back an empty REPEATED column as NULL, where BigQuery gives [])."""
+    return {
+        "labels": [
+            {"name": c["classification"], "percent": round(c["confidence"] * 100)} for c in classifications or ()
+        ]
+    }
 
 
 @register.simple_tag
