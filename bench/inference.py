@@ -62,7 +62,7 @@ def bare(
         del clf
         gc.collect()
         if threads > 1:
-            # The ceiling of `threads` cores as as many single-threaded processes (the workers' layout), all running at
+            # The ceiling of `threads` cores as that many single-threaded processes (the workers' layout), all running at
             # once: they share the memory bus and the last-level cache, so one process alone times the cores is not a
             # rate the machine reaches (ResNet50 here: ~6% more CPU per image each when two run together). That one
             # alone is kept beside it, not used as the ceiling.

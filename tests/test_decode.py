@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import io
+import struct
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -172,6 +174,28 @@ def test_libspng_decodes_8_bit_pngs_to_the_same_picture_as_pillow(
     assert torch.equal(fast, model.preprocess(blob, **KWARGS))
     if orientation != 1:
         assert not torch.equal(fast, model.preprocess(_save(cat, "PNG"), **KWARGS))
+
+
+def _png16(pixels: np.ndarray, color_type: int) -> bytes:
+    """A 16-bit PNG (Pillow writes none): signature, IHDR, one IDAT of unfiltered rows, IEND."""
+    height, width, _ = pixels.shape
+    rows = b"".join(b"\x00" + pixels[y].astype(">u2").tobytes() for y in range(height))
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+    header = struct.pack(">IIBBBBB", width, height, 16, color_type, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b"")
+
+
+@pytest.mark.parametrize(("channels", "color_type"), [(3, 2), (4, 6)], ids=["rgb16", "rgba16"])
+def test_libspng_takes_16_bit_pngs_to_8_bits_as_pillow_does(
+    monkeypatch: pytest.MonkeyPatch, channels: int, color_type: int
+) -> None:
+    blob = _png16(np.random.default_rng(channels).integers(0, 65_536, (300, 400, channels)), color_type)
+    fast = model.preprocess(blob, **KWARGS)
+    monkeypatch.setattr(images, "_spng", lambda header, data: None)
+    assert torch.equal(fast, model.preprocess(blob, **KWARGS))
 
 
 def test_a_png_libspng_refuses_is_decoded_by_pillow(monkeypatch: pytest.MonkeyPatch) -> None:
