@@ -172,10 +172,19 @@ def within_fields(within_s: float) -> list[str]:
     return [f"b{i}" for i, bound in enumerate(BUCKETS_S) if bound <= within_s]
 
 
+def _stamp(raw: Any) -> datetime | None:
+    """A moment these keys store (a UNIX time as text), or None where none was stored."""
+    return datetime.fromtimestamp(float(raw), UTC) if raw is not None else None
+
+
 def counted_since(redis: Redis) -> datetime | None:
     """From when the counters hold every row and failure the workers recorded; None before the first record."""
-    raw = redis.get(COUNTED_SINCE_KEY)
-    return datetime.fromtimestamp(float(raw), UTC) if raw is not None else None
+    return _stamp(redis.get(COUNTED_SINCE_KEY))
+
+
+def hours_filled_since(redis: Redis) -> datetime | None:
+    """From when the per-hour counters were filled from the tables (`hours_fill`); None if they never were."""
+    return _stamp(redis.get(HOURS_SINCE_KEY))
 
 
 def window_counts(
@@ -209,9 +218,9 @@ def window_counts(
             pipe.hmget(key, fields)
         since_raw, hours_raw, *values = pipe.execute()
     sums = {key: [int(v or 0) for v in vals] for key, vals in zip(wanted, values, strict=True)}
-    live = datetime.fromtimestamp(float(since_raw), UTC) if since_raw is not None else None
+    live = _stamp(since_raw)
     # Hours filled from the table (`hours_fill`) reach back further than the live counters: hourly windows only.
-    filled = datetime.fromtimestamp(float(hours_raw), UTC) if hours_raw is not None else None
+    filled = _stamp(hours_raw)
     # A window longer than the hours are kept (SLO_WINDOW_DAYS over HOUR_KEEP_DAYS - 1) is never whole.
     kept_from = hour_of(now) - timedelta(hours=HOUR_KEEP_DAYS * 24 - 1)
     out = []

@@ -79,11 +79,11 @@ def objective_fill_step(*, now: datetime | None = None) -> datetime | None:
     # No further back than the hours are kept: a refilled hour would expire with the hours recorded beside it.
     hours = min(objective.window_s() // 3600, stats.HOUR_KEEP_DAYS * 24)
     oldest = stats.hour_of(now) - timedelta(hours=hours - 1)
-    raw = redis.get(stats.HOURS_SINCE_KEY)
-    whole_from = min(live, datetime.fromtimestamp(float(raw), UTC)) if raw is not None else live
+    filled = stats.hours_filled_since(redis)
+    whole_from = min(live, filled) if filled is not None else live
     if whole_from <= oldest:
         return None
-    end = stats.hour_of(whole_from) + (timedelta(hours=1) if raw is None else timedelta(0))
+    end = stats.hour_of(whole_from) + (timedelta(hours=1) if filled is None else timedelta(0))
     start = max(oldest, end - FILL_STEP)
     found = selectors.objective_hours_from_tables(start=start, end=end)
     stats.hours_fill(
